@@ -1,0 +1,200 @@
+"""Apptainer through spython, with spython's sharp edges handled.
+
+spython only runs an executable named ``singularity`` (Apptainer installs that link), logs a
+failed ``instance start`` instead of raising, calls ``sys.exit`` on some paths, prints to
+stdout, and streams builds with stderr on an unread pipe. Each is handled here, and every
+failure becomes a typed :class:`~coldfront_launch.errors.ApptainerError` carrying stderr.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from .errors import ApptainerError, ApptainerNotFound, BuildError, StartError
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    """One running instance, from ``apptainer instance list --json``."""
+
+    name: str
+    pid: int
+    image: str
+    ip: str = ""
+    log_out: str = ""
+    log_err: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "pid": self.pid, "image": self.image, "ip": self.ip,
+                "log_out": self.log_out, "log_err": self.log_err}
+
+
+def locate() -> str:
+    """The ``apptainer`` executable; check that spython's ``singularity`` resolves to it."""
+    apptainer = shutil.which("apptainer")
+    singularity = shutil.which("singularity")
+    if apptainer is None and singularity is None:
+        raise ApptainerNotFound(
+            "Apptainer is not installed (neither apptainer nor singularity is on PATH)",
+            hint="install Apptainer 1.4 (dnf install apptainer-suid on Amazon Linux 2023)")
+    if singularity is None:
+        raise ApptainerNotFound(
+            f"Apptainer is at {apptainer}, but the `singularity` link that spython runs is missing",
+            hint=f"create it: ln -s {apptainer} {Path(str(apptainer)).parent}/singularity")
+    return apptainer or str(singularity)
+
+
+@contextmanager
+def _spython_guard(action: str, error: type[ApptainerError] = ApptainerError
+                   ) -> Iterator[list[str]]:
+    """Silence spython's logger, collect what it would log as errors, trap ``sys.exit``."""
+    from spython.logger import bot
+
+    captured: list[str] = []
+    saved_level = bot.level
+    bot.level = -10  # below every level: spython prints nothing of its own
+    bot.error = lambda message: captured.append(str(message))
+    bot.exit = _raise_exit(action, error)
+    try:
+        yield captured
+    except SystemExit as err:
+        raise error(f"{action} failed (spython exited with {err.code})") from None
+    finally:
+        bot.level = saved_level
+        for name in ("error", "exit"):
+            bot.__dict__.pop(name, None)
+
+
+def _raise_exit(action: str, error: type[ApptainerError]) -> Any:
+    def _exit(message: str, return_code: int = 1) -> None:
+        raise error(f"{action} failed", stderr=str(message))
+    return _exit
+
+
+def _client() -> Any:
+    locate()
+    from spython.main import Client
+    return Client
+
+
+def _stderr_of(messages: list[str]) -> str:
+    """spython logs ``"[stderr lines] : return code N"``; recover the text."""
+    text = "\n".join(messages)
+    text = text.rsplit(" : return code", 1)[0]
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            return "".join(str(p) for p in ast.literal_eval(text))
+        except (ValueError, SyntaxError):
+            pass
+    return text
+
+
+def build(definition: Path, output: Path, options: list[str], cwd: Path) -> Iterator[str]:
+    """Build one image with ``Client.build``, yielding each output line as it comes."""
+    import spython.main.build as spython_build
+    from spython.utils import stream_command
+
+    client = _client()
+    tail: list[str] = []
+    # spython streams stdout only and leaves stderr on a pipe it reads at the end; a chatty
+    # build fills that pipe and deadlocks. Merge stderr into the stream for this call.
+    original = spython_build.stream_command
+    spython_build.stream_command = partial(stream_command, output_type="both")
+    previous_cwd = os.getcwd()
+    try:
+        os.chdir(cwd)  # %files sources are relative to the definition's folder
+        with _spython_guard(f"building {definition.name}", BuildError):
+            result = client.build(recipe=str(definition), image=str(output), sudo=False,
+                                  stream=True, options=options, quiet=True, force=True)
+            _image, lines = result
+            for line in lines:
+                tail = (tail + [line.rstrip("\n")])[-40:]
+                yield line.rstrip("\n")
+    except subprocess.CalledProcessError:
+        raise BuildError(f"apptainer build of {definition.name} failed",
+                         stderr="\n".join(tail),
+                         hint="the lines above show Apptainer's output; "
+                              "rerun with --verbose for all of it") from None
+    finally:
+        spython_build.stream_command = original
+        os.chdir(previous_cwd)
+
+
+def start(image: Path, name: str, options: list[str]) -> InstanceInfo:
+    """``apptainer instance start`` through spython; raise StartError if it did not start."""
+    client = _client()
+    with _spython_guard(f"starting instance {name}", StartError) as errors:
+        instance = client.instance(str(image), name=name, start=False, options=options)
+        instance.start(options=list(options), quiet=True)
+    info = find(name)
+    if info is None:
+        raise StartError(f"apptainer instance start {name} failed", stderr=_stderr_of(errors),
+                         hint=f"`cf-launch plan` shows the command; logs: `cf-launch logs {name}`")
+    return info
+
+
+def list_instances() -> list[InstanceInfo]:
+    """All running instances (``instance list --json``)."""
+    client = _client()
+    with _spython_guard("listing instances"):
+        raw = client.instances(return_json=True, quiet=True)
+    if isinstance(raw, dict):  # spython unwraps a single match
+        raw = [raw]
+    return [_info(item) for item in raw or []]
+
+
+def find(name: str) -> InstanceInfo | None:
+    """The running instance called ``name``, if any."""
+    return next((i for i in list_instances() if i.name == name), None)
+
+
+def stop(name: str, timeout: int = 30) -> None:
+    """``apptainer instance stop``; a missing instance is not an error (idempotent)."""
+    if find(name) is None:
+        return
+    client = _client()
+    with _spython_guard(f"stopping instance {name}") as errors:
+        instance = client.instance(f"instance://{name}", name=name, start=False)
+        code = instance.stop(timeout=timeout, quiet=True)
+    if code not in (0, None) and find(name) is not None:
+        raise ApptainerError(f"apptainer instance stop {name} failed", stderr=_stderr_of(errors))
+
+
+def _info(item: dict[str, Any]) -> InstanceInfo:
+    return InstanceInfo(
+        name=item.get("instance") or item.get("daemon_name") or "",
+        pid=int(item.get("pid") or 0),
+        image=item.get("img") or item.get("container_image") or "",
+        ip=item.get("ip") or "",
+        log_out=item.get("logOutPath") or "",
+        log_err=item.get("logErrPath") or "",
+    )
+
+
+def exec_capture(name: str, argv: list[str], timeout: float = 30) -> tuple[int, str]:
+    """Run a command inside the instance; return (exit code, combined output)."""
+    cmd = [locate(), "exec", f"instance://{name}", *argv]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                check=False)
+    except subprocess.TimeoutExpired:
+        return 124, f"timed out after {timeout:.0f}s: {' '.join(argv)}"
+    return result.returncode, (result.stdout + result.stderr).strip()
+
+
+def exec_argv(name: str, argv: list[str]) -> list[str]:
+    """The argv that runs a command interactively inside the instance."""
+    return [locate(), "exec", f"instance://{name}", *argv]
+
+
+def shell_argv(name: str) -> list[str]:
+    return [locate(), "shell", f"instance://{name}"]

@@ -1,0 +1,334 @@
+"""The ``cf-launch`` command: a thin layer over :class:`~coldfront_launch.Launcher`.
+
+Exit codes: 0 success; 1 other failure; 2 invalid setting; 3 preflight failed; 4 Apptainer
+failed; 5 not ready in time; 6 host change failed; 7 instance locked by another cf-launch;
+8 instance not running; 70 internal error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import apptainer, plugins
+from .builder import BuildEvent
+from .errors import LaunchError
+from .launcher import Launcher
+from .settings import Settings, load_settings, replace_build
+
+F = TypeVar("F", bound=Callable[..., Any])
+INTERNAL_ERROR = 70
+
+
+def _fail(err: LaunchError) -> None:
+    click.secho(f"cf-launch: error: {err}", fg="red", err=True)
+    details = getattr(err, "details", "")
+    if details:
+        click.echo(details, err=True)
+    if err.hint:
+        click.echo(f"hint: {err.hint}", err=True)
+    sys.exit(err.exit_code)
+
+
+def friendly(func: F) -> F:
+    """Turn every error into a one-line cause and a hint; never a traceback."""
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except LaunchError as err:
+            _fail(err)
+        except KeyboardInterrupt:
+            click.echo("cf-launch: interrupted", err=True)
+            sys.exit(130)
+        except Exception as err:  # noqa: BLE001 - the last line of defence
+            if os.environ.get("CF_LAUNCH_DEBUG"):
+                raise
+            click.secho(f"cf-launch: internal error: {type(err).__name__}: {err}", fg="red",
+                        err=True)
+            click.echo("hint: rerun with CF_LAUNCH_DEBUG=1 for a traceback, and report it",
+                       err=True)
+            sys.exit(INTERNAL_ERROR)
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    obj = ctx.obj
+    return load_settings(obj["config"], name=obj["name"], state_root=obj["state_root"],
+                         **overrides)
+
+
+def _progress(message: str) -> None:
+    click.echo(f"… {message}", err=True)
+
+
+def _launcher(ctx: click.Context, **overrides: Any) -> Launcher:
+    return Launcher(_settings(ctx, **overrides), report=_progress)
+
+
+def _emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        human()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", type=click.Path(path_type=Path),
+              help="TOML settings; overrides ./cf-launch.toml and /etc/cf-launch/config.toml.")
+@click.option("--name", help="Instance name (default: coldfront).")
+@click.option("--state-root", type=click.Path(path_type=Path),
+              help="Where instance state lives (default: /var/lib/cf-launch).")
+@click.version_option(package_name="coldfront-launch")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, name: str | None,
+        state_root: Path | None) -> None:
+    """Build, boot and network ColdFront in an Apptainer instance."""
+    ctx.obj = {"config": config, "name": name, "state_root": state_root}
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Rebuild every layer, cached or not.")
+@click.option("--fakeroot/--no-fakeroot", default=None, help="Build with --fakeroot.")
+@click.option("--bind", "binds", multiple=True, help="Extra --bind for %post (repeatable).")
+@click.option("--ca-bundle", type=click.Path(path_type=Path),
+              help="CA bundle that %post trusts (TLS-intercepting proxies).")
+@click.option("--layer", "layers", multiple=True, help="Layer stack, base first (repeatable).")
+@click.option("-v", "--verbose", is_flag=True, help="Show all of Apptainer's output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+@friendly
+def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[str, ...],
+          ca_bundle: Path | None, layers: tuple[str, ...], verbose: bool,
+          as_json: bool) -> None:
+    """Build the ColdFront image from layered definitions (cached by content)."""
+    settings = _settings(ctx)
+    raw_build: dict[str, Any] = {"fakeroot": fakeroot,
+                                 "binds": tuple(binds) if binds else None,
+                                 "layers": tuple(layers) if layers else None}
+    if ca_bundle is not None:
+        from . import validate
+        raw_build["ca_bundle"] = validate.path("--ca-bundle", ca_bundle, must_exist=True,
+                                               kind="file")
+    settings = replace_build(settings, **raw_build)
+    events: list[dict[str, Any]] = []
+    live = sys.stderr.isatty() and not verbose
+    width = shutil.get_terminal_size().columns
+
+    def progress(event: BuildEvent) -> None:
+        step = f"[{event.index}/{event.total}] {event.layer.name}"
+        if event.kind == "line":
+            if verbose:
+                click.echo(event.text, err=True)
+            elif live:
+                click.echo(f"\r\033[K{step}: {event.text}"[: width + 4], nl=False, err=True)
+            return
+        if live:
+            click.echo("\r\033[K", nl=False, err=True)
+        words = {"cached": "cached, not rebuilt", "start": "building…", "done": "built"}
+        click.echo(f"{step}: {words[event.kind]} ({event.layer.key})", err=True)
+        events.append({"layer": event.layer.name, "key": event.layer.key, "event": event.kind,
+                       "image": str(event.layer.image)})
+
+    image = Launcher(settings).build(force=force, progress=progress)
+    _emit({"image": str(image), "target": str(image.resolve()), "layers": events}, as_json,
+          lambda: click.echo(f"image: {image} -> {image.resolve()}"))
+
+
+def _hook_option(func: F) -> F:
+    return click.option("--hook", "hooks", multiple=True,
+                        help="Hook to run (repeatable); default from settings: bridge.")(func)
+
+
+def _start_overrides(hooks: tuple[str, ...], image: Path | None) -> dict[str, Any]:
+    return {"hooks": list(hooks) if hooks else None, "image": str(image) if image else None}
+
+
+@cli.command()
+@_hook_option
+@click.option("--image", type=click.Path(path_type=Path), help="The .sif to boot.")
+@click.option("--no-wait", is_flag=True, help="Return once the instance runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+@friendly
+def start(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, no_wait: bool,
+          as_json: bool) -> None:
+    """Start ColdFront: hooks prepare the host, the instance boots, then wait until ready."""
+    started = _launcher(ctx, **_start_overrides(hooks, image)).start(wait=not no_wait)
+    _emit(started.to_json(), as_json, lambda: _print_started(started.to_json()))
+
+
+def _print_started(data: dict[str, Any]) -> None:
+    inst = data["instance"]
+    click.echo(f"instance {inst['name']} running (pid {inst['pid']}"
+               + (f", ip {inst['ip']}" if inst["ip"] else "") + ")")
+    if data["ready"]:
+        click.echo(f"systemd: {data['system_state']}; ColdFront answers at {data['url']} "
+                   f"({data['seconds_to_ready']}s)")
+        if data["failed_units"]:
+            click.echo(f"failed units: {', '.join(data['failed_units'])}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+@friendly
+def stop(ctx: click.Context, as_json: bool) -> None:
+    """Stop the instance and undo every host change cf-launch made."""
+    launcher = _launcher(ctx)
+    launcher.stop()
+    _emit({"name": launcher.settings.name, "stopped": True}, as_json,
+          lambda: click.echo(f"instance {launcher.settings.name} stopped; host changes undone"))
+
+
+@cli.command()
+@_hook_option
+@click.option("--image", type=click.Path(path_type=Path), help="The .sif to boot.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+@friendly
+def restart(ctx: click.Context, hooks: tuple[str, ...], image: Path | None,
+            as_json: bool) -> None:
+    """Stop (if running), then start."""
+    started = _launcher(ctx, **_start_overrides(hooks, image)).restart()
+    _emit(started.to_json(), as_json, lambda: _print_started(started.to_json()))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+@friendly
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show the instance, its address, systemd state and HTTP health."""
+    data = _launcher(ctx).status()
+
+    def human() -> None:
+        if not data["running"]:
+            click.echo(f"{data['name']}: not running"
+                       + (f" ({data['host_changes']} host changes to undo: run `cf-launch stop`)"
+                          if data["host_changes"] else ""))
+            return
+        inst = data["instance"]
+        click.echo(f"{data['name']}: running, pid {inst['pid']}, ip {inst['ip'] or '(host)'}")
+        click.echo(f"  hooks: {', '.join(data['hooks']) or '-'}; systemd: "
+                   f"{data['system_state']}; {data['url']} -> HTTP {data['http_status'] or '-'}")
+    _emit(data, as_json, human)
+    if not data["running"] and not as_json:
+        sys.exit(8)
+
+
+@cli.command()
+@_hook_option
+@click.option("--image", type=click.Path(path_type=Path), help="The .sif to boot.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.pass_context
+@friendly
+def plan(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, as_json: bool) -> None:
+    """Print the exact apptainer command and every host change `start` would make."""
+    result = _launcher(ctx, **_start_overrides(hooks, image)).plan()
+
+    def human() -> None:
+        import shlex
+        click.echo("# command")
+        click.echo(shlex.join(result.command))
+        click.echo("# host changes (undone by `cf-launch stop`)")
+        for change in result.changes:
+            click.echo(f"- {change.describe()}")
+        for problem in result.problems:
+            click.echo(f"! {problem.check}: {problem.message}")
+    _emit(result.to_json(), as_json, human)
+
+
+@cli.command("hooks")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@friendly
+def hooks_cmd(as_json: bool) -> None:
+    """List installed hook plugins and the hooks each implements."""
+    loaded = plugins.load()
+    data: list[dict[str, Any]] = [
+        {"name": n, "module": plugins.plugin_origin(n), "hooks": plugins.implemented_hooks(n)}
+        for n in plugins.available()]
+    failed = [{"name": n, "error": e} for n, e in loaded.failed.items()]
+
+    def human() -> None:
+        for item in data:
+            click.echo(f"{item['name']} ({item['module']})")
+            for hook in item["hooks"]:
+                click.echo(f"    {hook}")
+        for item in failed:
+            click.echo(f"{item['name']}: FAILED TO LOAD: {item['error']}")
+    _emit({"plugins": data, "failed": failed}, as_json, human)
+
+
+@cli.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@friendly
+def exec_cmd(name: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND inside instance NAME: cf-launch exec NAME -- CMD..."""
+    argv = apptainer.exec_argv(_running(name), list(command))
+    os.execvp(argv[0], argv)
+
+
+@cli.command()
+@click.pass_context
+@friendly
+def shell(ctx: click.Context) -> None:
+    """Open a shell inside the instance."""
+    argv = apptainer.shell_argv(_running(_settings(ctx).name))
+    os.execvp(argv[0], argv)
+
+
+@cli.command()
+@click.option("-n", "--lines", default=100, show_default=True, help="Lines to show.")
+@click.option("-f", "--follow", is_flag=True, help="Keep following the journal.")
+@click.pass_context
+@friendly
+def logs(ctx: click.Context, lines: int, follow: bool) -> None:
+    """Show the systemd journal inside the instance."""
+    argv = ["journalctl", "--no-pager", "-n", str(lines)] + (["-f"] if follow else [])
+    argv = apptainer.exec_argv(_running(_settings(ctx).name), argv)
+    os.execvp(argv[0], argv)
+
+
+def _running(name: str) -> str:
+    from .errors import NotRunningError
+    from .validate import instance_name
+    instance_name("NAME", name)
+    if apptainer.find(name) is None:
+        raise NotRunningError(f"instance {name} is not running", "start it with `cf-launch start`")
+    return name
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+@friendly
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check the host and settings; say what is wrong and how to fix it."""
+    problems = _launcher(ctx).doctor()
+
+    def human() -> None:
+        if not problems:
+            click.echo("all checks passed: ready to start")
+        for p in problems:
+            mark = "✗" if p.fatal else "!"
+            click.echo(f"{mark} {p.check}: {p.message}")
+            if p.hint:
+                click.echo(f"    fix: {p.hint}")
+    _emit({"ok": not any(p.fatal for p in problems), "problems": [p.to_json() for p in problems]},
+          as_json, human)
+    if any(p.fatal for p in problems):
+        sys.exit(3)
+
+
+def main() -> None:
+    cli(prog_name="cf-launch")

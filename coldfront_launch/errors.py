@@ -1,0 +1,92 @@
+"""Typed errors: each carries a one-line cause and a hint for the administrator."""
+
+from __future__ import annotations
+
+
+class LaunchError(Exception):
+    """Base class. ``str(err)`` is the one-line cause; ``hint`` says what to do."""
+
+    exit_code = 1
+    hint = ""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        if hint:
+            self.hint = hint
+
+
+class ConfigError(LaunchError):
+    """A setting is invalid. Nothing on the host was changed."""
+
+    exit_code = 2
+
+    def __init__(self, setting: str, message: str, hint: str = "") -> None:
+        super().__init__(f"{setting}: {message}", hint)
+        self.setting = setting
+
+
+class PreflightError(LaunchError):
+    """The host is not ready for the requested action. Nothing was changed."""
+
+    exit_code = 3
+
+
+class ApptainerError(LaunchError):
+    """An Apptainer command failed; ``stderr`` holds what Apptainer printed."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, stderr: str = "", hint: str = "") -> None:
+        cause = message
+        last = _last_meaningful_line(stderr)
+        if last:
+            cause = f"{message}: {last}"
+        super().__init__(cause, hint)
+        self.stderr = stderr
+
+
+class ApptainerNotFound(ApptainerError):
+    """Neither ``apptainer`` nor the ``singularity`` link spython runs is on PATH."""
+
+    exit_code = 4
+
+
+class BuildError(ApptainerError):
+    """``apptainer build`` failed for one layer."""
+
+
+class StartError(ApptainerError):
+    """``apptainer instance start`` failed; everything done before it was undone."""
+
+
+class NotReadyError(LaunchError):
+    """The instance started but did not become ready in time."""
+
+    exit_code = 5
+
+
+class HostChangeError(LaunchError):
+    """A change to the host (file, sysctl, firewall, link) failed."""
+
+    exit_code = 6
+
+
+class LockedError(LaunchError):
+    """Another cf-launch process holds this instance's lock."""
+
+    exit_code = 7
+
+
+class NotRunningError(LaunchError):
+    """The named instance is not running."""
+
+    exit_code = 8
+
+
+def _last_meaningful_line(text: str) -> str:
+    """The last line of Apptainer's stderr that states an error, else the last non-empty one."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith(("FATAL", "ERROR")):
+            return line
+    return lines[-1] if lines else ""

@@ -1,0 +1,71 @@
+"""The values passed between the core and the hooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """What every hook call receives.
+
+    :ivar settings: the validated launcher settings.
+    :ivar hooks: the hooks active for this launch, in the order given.
+    :ivar state_dir: this instance's state folder on the host.
+    :ivar planning: True under ``cf-launch plan``: describe, do not inspect live instances.
+    """
+
+    settings: Settings
+    hooks: tuple[str, ...]
+    state_dir: Path
+    planning: bool = False
+
+    def section(self, hook: str) -> dict[str, Any]:
+        """The ``[hook.<hook>]`` settings table."""
+        return self.settings.hook_section(hook)
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A file to bind into the container.
+
+    Give ``content`` (cf-launch writes it into the state folder and removes it on stop) or
+    ``source`` (an existing host path, e.g. ``/dev/null`` to mask a unit).
+    """
+
+    target: str
+    content: str | None = None
+    source: Path | None = None
+    readonly: bool = True
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the readiness probe sends its HTTP request."""
+
+    host: str
+    port: int = 80
+    scheme: str = "http"
+
+    def url(self, path: str) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{path}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of a preflight check."""
+
+    check: str
+    message: str
+    hint: str = ""
+    fatal: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "message": self.message, "hint": self.hint,
+                "fatal": self.fatal}

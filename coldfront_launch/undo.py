@@ -1,0 +1,62 @@
+"""Replay a journal of undo actions, newest first. Each action is idempotent."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import firewall, host
+from .errors import HostChangeError, LaunchError
+from .state import InstanceState
+
+StopInstance = Callable[[str], None]
+
+
+def undo_all(state: InstanceState, state_root: Path, stop_instance: StopInstance) -> list[str]:
+    """Undo everything journaled; return the failures (the journal keeps those entries)."""
+    entries = state.entries()
+    failures: list[str] = []
+    remaining: list[dict[str, Any]] = []
+    for entry in reversed(entries):
+        try:
+            _undo_one(entry, state, state_root, stop_instance)
+        except LaunchError as err:
+            failures.append(f"{entry['kind']}: {err}")
+            remaining.insert(0, entry)
+        # Rewrite after each step so a kill during stop loses no undo action.
+        state.rewrite(_pending(entries, entry, remaining))
+    state.rewrite(remaining)
+    return failures
+
+
+def _pending(entries: list[dict[str, Any]], current: dict[str, Any],
+             failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    index = next(i for i, e in enumerate(entries) if e is current)
+    return entries[:index] + failed
+
+
+def _undo_one(entry: dict[str, Any], state: InstanceState, state_root: Path,
+              stop_instance: StopInstance) -> None:
+    kind = entry["kind"]
+    if kind == "stop_instance":
+        stop_instance(entry["name"])
+    elif kind == "remove_file":
+        Path(entry["path"]).unlink(missing_ok=True)
+    elif kind == "remove_dir":
+        with contextlib.suppress(FileNotFoundError, OSError):
+            os.rmdir(entry["path"])  # only if empty: never removes what others put there
+    elif kind == "release_sysctl":
+        host.release_sysctl(state_root, state.directory.name, entry["key"])
+    elif kind == "remove_firewall":
+        firewall.remove([tuple(c) for c in entry["chains"]],
+                        [firewall.Jump(*j) for j in entry["jumps"]])
+    elif kind == "restore_offloads":
+        if entry["features"]:
+            with contextlib.suppress(HostChangeError):  # the veth vanishes with the instance
+                host.write_offloads(entry["ifname"], entry["features"])
+    else:
+        raise HostChangeError(f"unknown undo action {kind!r} in {state.journal_path}",
+                              "a newer cf-launch wrote this journal; stop with that version")

@@ -1,0 +1,1 @@
+"""Built-in hooks: bridge and override. Registered through entry points like any plugin."""

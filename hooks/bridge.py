@@ -1,0 +1,1 @@
+"""The ``bridge`` hook (work in progress)."""

@@ -1,0 +1,1 @@
+"""The ``override`` hook (work in progress)."""

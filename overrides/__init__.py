@@ -1,0 +1,1 @@
+"""Container-side override files (systemd, NetworkManager, udev) bound in by the override hook."""
