@@ -3,20 +3,23 @@
 Two implementations share it: :class:`RealHost` (journals an undo action, then acts) and
 :class:`RecordingHost` (only records), which ``cf-launch plan`` uses. Both produce the same
 list of :class:`Change` records, so a plan cannot drift from a start.
+
+Per-instance changes are undone by that instance's ``stop``. Shared changes (a CNI conflist,
+a sysctl, the bridge) are claimed by every instance that needs them and put back as they
+were by the last one to stop (see :mod:`coldfront_launch.claims`).
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import firewall
+from . import claims, firewall, netinfo
 from .errors import HostChangeError
-from .state import InstanceState, shared_lock
+from .state import InstanceState
 
 SYSCTL_ROOT = Path("/proc/sys")
 
@@ -33,23 +36,21 @@ class Change:
         return {"kind": self.kind, "target": self.target, **self.detail}
 
     def describe(self) -> str:
-        if self.kind == "file":
-            return f"write {self.target} (mode {self.detail['mode']})"
-        if self.kind == "dir":
-            return f"create directory {self.target}"
-        if self.kind == "sysctl":
-            return f"sysctl {self.target} = {self.detail['value']}"
-        if self.kind == "offloads":
-            feats = ", ".join(f"{k} {'on' if val else 'off'}"
-                              for k, val in self.detail["features"].items())
-            return f"offloads on {self.target}: {feats}"
+        d = self.detail
+        text = {
+            "dir": f"create directory {self.target}",
+            "file": f"write {self.target} (mode {d.get('mode')})",
+            "shared-file": f"write {self.target} (mode {d.get('mode')}, shared by instances)",
+            "sysctl": f"sysctl {self.target} = {d.get('value')} (previous value restored)",
+            "link": f"claim link {self.target} (deleted by the last instance if cf-launch "
+                    f"created it)",
+            "offloads": f"offloads on {self.target}: " + ", ".join(
+                f"{k} {'on' if v else 'off'}" for k, v in d.get("features", {}).items()),
+        }.get(self.kind, f"{self.kind} {self.target}")
         if self.kind == "firewall":
-            return f"firewall ruleset {self.target}:\n" + _indent(self.detail["restore"])
-        return f"{self.kind} {self.target}"
-
-
-def _indent(text: str) -> str:
-    return "".join(f"    {line}\n" for line in text.splitlines())
+            text = f"firewall ruleset {self.target}:\n" + "".join(
+                f"    {line}\n" for line in d["restore"].splitlines()).rstrip("\n")
+        return text
 
 
 class HostChanges(Protocol):
@@ -58,19 +59,26 @@ class HostChanges(Protocol):
     changes: list[Change]
 
     def make_dir(self, path: Path) -> None:
-        """Create a directory and any missing parents."""
+        """Create a directory and any missing parents (removed on stop if left empty)."""
 
     def write_file(self, path: Path, content: str, mode: int = 0o644) -> None:
-        """Create a file cf-launch owns; refuse to overwrite one it did not create."""
+        """Create a file this instance owns; refuse to overwrite one cf-launch did not create."""
+
+    def share_file(self, path: Path, content: str, mode: int = 0o644) -> None:
+        """Create a file several instances need; the last one to stop removes it."""
 
     def set_sysctl(self, key: str, value: str) -> None:
-        """Set a kernel setting; the first holder's previous value returns on the last stop."""
+        """Set a kernel setting; the last holder to stop restores the first one's original."""
+
+    def claim_link(self, ifname: str) -> None:
+        """Hold a link others create for us (the CNI bridge); removed by the last holder
+        if it did not exist before the first claim."""
 
     def apply_firewall(self, owner: str, ruleset: firewall.Ruleset) -> None:
-        """Install owned chains and their jumps atomically."""
+        """Install this instance's own chains and their jumps atomically."""
 
-    def set_offloads(self, ifname: str, features: dict[str, bool]) -> None:
-        """Turn NIC offload features on or off (``ethtool -K``)."""
+    def set_offloads(self, ifname: str, features: dict[str, bool], shared: bool = False) -> None:
+        """Set NIC offload features (``ethtool -K``); ``shared`` for a link many use."""
 
 
 class RecordingHost:
@@ -83,17 +91,25 @@ class RecordingHost:
         self.changes.append(Change("dir", str(path)))
 
     def write_file(self, path: Path, content: str, mode: int = 0o644) -> None:
-        self.changes.append(Change("file", str(path), {"mode": oct(mode), "content": content}))
+        self.changes.append(Change("file", str(path), {"mode": f"{mode:04o}", "content": content}))
+
+    def share_file(self, path: Path, content: str, mode: int = 0o644) -> None:
+        self.changes.append(Change("shared-file", str(path),
+                                   {"mode": f"{mode:04o}", "content": content}))
 
     def set_sysctl(self, key: str, value: str) -> None:
         self.changes.append(Change("sysctl", key, {"value": value}))
+
+    def claim_link(self, ifname: str) -> None:
+        self.changes.append(Change("link", ifname))
 
     def apply_firewall(self, owner: str, ruleset: firewall.Ruleset) -> None:
         self.changes.append(Change("firewall", owner,
                                    {"restore": ruleset.restore_text(), **ruleset.to_json()}))
 
-    def set_offloads(self, ifname: str, features: dict[str, bool]) -> None:
-        self.changes.append(Change("offloads", ifname, {"features": dict(features)}))
+    def set_offloads(self, ifname: str, features: dict[str, bool], shared: bool = False) -> None:
+        self.changes.append(Change("offloads", ifname,
+                                   {"features": dict(features), "shared": shared}))
 
 
 class RealHost(RecordingHost):
@@ -103,7 +119,12 @@ class RealHost(RecordingHost):
         super().__init__()
         self.state = state
         self.state_root = state_root
-        self._owned = {e["path"] for e in state.entries() if e["kind"] in ("remove_file",)}
+        self.instance = state.directory.name
+        self._owned = {e["path"] for e in state.entries() if e["kind"] == "remove_file"}
+
+    def _claim(self, resource: str, original: Any, **kwargs: Any) -> dict[str, Any]:
+        self.state.record({"kind": "release", "resource": resource})
+        return claims.claim(self.state_root, self.instance, resource, lambda: original, **kwargs)
 
     def make_dir(self, path: Path) -> None:
         super().make_dir(path)
@@ -126,25 +147,37 @@ class RealHost(RecordingHost):
         if str(path) not in self._owned:
             self.state.record({"kind": "remove_file", "path": str(path)})
             self._owned.add(str(path))
-        tmp = path.with_name(f".{path.name}.cf-launch-tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        _atomic_write(path, content, mode)
+
+    def share_file(self, path: Path, content: str, mode: int = 0o644) -> None:
+        super().share_file(path, content, mode)
+        resource = f"file:{path}"
+        digest = hashlib.sha256(content.encode()).hexdigest()
+        existing = claims.read(self.state_root).get(resource)
+        if existing is None and path.exists():
+            raise HostChangeError(f"{path} exists and cf-launch did not create it",
+                                  "move it away or choose another name in the settings")
+
+        def same_content(entry: dict[str, Any]) -> None:
+            if entry.get("sha256") != digest:
+                raise HostChangeError(
+                    f"{path} is in use by {', '.join(entry['holders'])} with other settings",
+                    "give this instance the same network settings, or another network name")
+
+        self.make_dir(path.parent)
+        self._claim(resource, "absent", check=same_content, extra={"sha256": digest})
+        if not path.exists():
+            _atomic_write(path, content, mode)
 
     def set_sysctl(self, key: str, value: str) -> None:
         super().set_sysctl(key, value)
-        instance = self.state.directory.name
-        with shared_lock(self.state_root):
-            holders = _read_holders(self.state_root)
-            entry = holders.setdefault(key, {"original": read_sysctl(key), "holders": []})
-            if instance not in entry["holders"]:
-                entry["holders"].append(instance)
-            self.state.record({"kind": "release_sysctl", "key": key})
-            _write_holders(self.state_root, holders)
-            if read_sysctl(key) != value:
-                write_sysctl(key, value)
+        self._claim(f"sysctl:{key}", read_sysctl(key))
+        if read_sysctl(key) != value:
+            write_sysctl(key, value)
+
+    def claim_link(self, ifname: str) -> None:
+        super().claim_link(ifname)
+        self._claim(f"link:{ifname}", "present" if netinfo.link_exists(ifname) else "absent")
 
     def apply_firewall(self, owner: str, ruleset: firewall.Ruleset) -> None:
         super().apply_firewall(owner, ruleset)
@@ -155,15 +188,26 @@ class RealHost(RecordingHost):
         })
         firewall.apply(ruleset)
 
-    def set_offloads(self, ifname: str, features: dict[str, bool]) -> None:
-        super().set_offloads(ifname, features)
-        before = read_offloads(ifname)
+    def set_offloads(self, ifname: str, features: dict[str, bool], shared: bool = False) -> None:
+        super().set_offloads(ifname, features, shared)
+        before = netinfo.read_offloads(ifname)
         previous = {k: before[k] for k in features if k in before}
-        self.state.record({"kind": "restore_offloads", "ifname": ifname, "features": previous})
-        write_offloads(ifname, features)
+        if shared:
+            self._claim(f"offloads:{ifname}", previous)
+        else:
+            self.state.record({"kind": "restore_offloads", "ifname": ifname,
+                               "features": previous})
+        netinfo.write_offloads(ifname, features)
 
 
-# --- sysctl -------------------------------------------------------------------------------
+def _atomic_write(path: Path, content: str, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.cf-launch-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(content)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
 
 def _sysctl_path(key: str) -> Path:
     return SYSCTL_ROOT / key.replace(".", "/")
@@ -184,76 +228,14 @@ def write_sysctl(key: str, value: str) -> None:
                               "cf-launch must run as root") from None
 
 
-def _holders_file(state_root: Path) -> Path:
-    return state_root / "sysctl-holders.json"
-
-
-def _read_holders(state_root: Path) -> dict[str, Any]:
-    path = _holders_file(state_root)
-    if not path.exists():
-        return {}
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
-
-
-def _write_holders(state_root: Path, holders: dict[str, Any]) -> None:
-    path = _holders_file(state_root)
-    if not holders:
-        path.unlink(missing_ok=True)
-        return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(holders, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def release_sysctl(state_root: Path, instance: str, key: str) -> None:
-    """Drop this instance's claim; the last holder puts the original value back."""
-    with shared_lock(state_root):
-        holders = _read_holders(state_root)
-        entry = holders.get(key)
-        if entry is None:
-            return
-        if instance in entry["holders"]:
-            entry["holders"].remove(instance)
-        if not entry["holders"]:
-            write_sysctl(key, entry["original"])
-            del holders[key]
-        _write_holders(state_root, holders)
-
-
-# --- offloads -----------------------------------------------------------------------------
-
-def _ethtool(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(["ethtool", *argv], capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise HostChangeError("ethtool is not installed", "install ethtool") from None
-
-
-def read_offloads(ifname: str) -> dict[str, bool]:
-    """The interface's offload features (``ethtool -k``), keyed by ethtool's long names."""
-    result = _ethtool(["-k", ifname])
-    if result.returncode != 0:
-        raise HostChangeError(f"cannot read offloads of {ifname}: {result.stderr.strip()}")
-    features: dict[str, bool] = {}
-    for line in result.stdout.splitlines()[1:]:
-        name, _, rest = line.strip().partition(":")
-        if rest:
-            features[name] = rest.split()[0] == "on"
-    return features
-
-
-SHORT_NAMES = {
-    "tx-checksumming": "tx", "rx-checksumming": "rx", "scatter-gather": "sg",
-    "tcp-segmentation-offload": "tso", "generic-segmentation-offload": "gso",
-    "generic-receive-offload": "gro",
-}
-
-
-def write_offloads(ifname: str, features: dict[str, bool]) -> None:
-    argv = ["-K", ifname]
-    for name, on in features.items():
-        argv += [SHORT_NAMES.get(name, name), "on" if on else "off"]
-    result = _ethtool(argv)
-    if result.returncode != 0:
-        raise HostChangeError(f"cannot change offloads of {ifname}: {result.stderr.strip()}")
+def restore_resource(resource: str, original: Any) -> None:
+    """Put a shared resource back as the first claimant found it."""
+    kind, _, name = resource.partition(":")
+    if kind == "sysctl":
+        write_sysctl(name, str(original))
+    elif kind == "file" and original == "absent":
+        Path(name).unlink(missing_ok=True)
+    elif kind == "link" and original == "absent":
+        netinfo.delete_link_if_unused(name)
+    elif kind == "offloads" and original and netinfo.link_exists(name):
+        netinfo.write_offloads(name, original)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import firewall, host
+from . import claims, firewall, host, netinfo
 from .errors import HostChangeError, LaunchError
 from .state import InstanceState
 
@@ -48,15 +48,16 @@ def _undo_one(entry: dict[str, Any], state: InstanceState, state_root: Path,
     elif kind == "remove_dir":
         with contextlib.suppress(FileNotFoundError, OSError):
             os.rmdir(entry["path"])  # only if empty: never removes what others put there
-    elif kind == "release_sysctl":
-        host.release_sysctl(state_root, state.directory.name, entry["key"])
+    elif kind == "release":
+        claims.release(state_root, state.directory.name, entry["resource"],
+                       lambda original: host.restore_resource(entry["resource"], original))
     elif kind == "remove_firewall":
         firewall.remove([tuple(c) for c in entry["chains"]],
                         [firewall.Jump(*j) for j in entry["jumps"]])
     elif kind == "restore_offloads":
         if entry["features"]:
             with contextlib.suppress(HostChangeError):  # the veth vanishes with the instance
-                host.write_offloads(entry["ifname"], entry["features"])
+                netinfo.write_offloads(entry["ifname"], entry["features"])
     else:
         raise HostChangeError(f"unknown undo action {kind!r} in {state.journal_path}",
                               "a newer cf-launch wrote this journal; stop with that version")

@@ -89,8 +89,13 @@ def path(setting: str, value: Any, *, must_exist: bool = False, kind: str = "") 
         raise ConfigError(setting, f"{value!r} is not a path")
     result = Path(value).expanduser()
     if must_exist:
-        if not result.exists():
-            raise ConfigError(setting, f"{result} does not exist")
+        try:
+            result.stat()
+        except PermissionError:
+            raise ConfigError(setting, f"{result} cannot be accessed (permission denied)",
+                              "run cf-launch as root") from None
+        except OSError:
+            raise ConfigError(setting, f"{result} does not exist") from None
         if kind == "file" and not result.is_file():
             raise ConfigError(setting, f"{result} is not a file")
         if kind == "dir" and not result.is_dir():

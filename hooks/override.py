@@ -1,1 +1,121 @@
-"""The ``override`` hook (work in progress)."""
+"""The ``override`` hook: the container joins the host's network namespace.
+
+``apptainer instance start --netns-path <path>`` (default ``/proc/1/ns/net``) shares the
+host's network. Override files, bound one by one, keep systemd-networkd, systemd-resolved
+and NetworkManager from running, keep udev from renaming interfaces, and take
+CAP_NET_ADMIN (and CAP_NET_RAW) from PID 1's bounding set.
+
+Settings, ``[hook.override]``::
+
+    netns_path = "/proc/1/ns/net"   # the namespace to join
+    ports = [80, 443]               # must be free there before start
+    keep_net_raw = false            # true keeps CAP_NET_RAW (ping from services)
+    disable_units = [...]           # units skipped inside (default: the network managers)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from coldfront_launch import validate as v
+from coldfront_launch.apptainer import InstanceInfo
+from coldfront_launch.errors import ConfigError
+from coldfront_launch.hookspecs import hookimpl
+from coldfront_launch.listeners import busy
+from coldfront_launch.resources import read, render
+from coldfront_launch.types import Bind, Endpoint, LaunchContext, Problem
+
+NAME = "override"
+DATA = "coldfront_launch.overrides"
+MARKER = "/etc/cf-launch/host-network"
+DROPIN = "cf-launch-host-network.conf"
+DEFAULT_UNITS = (
+    "systemd-networkd.service", "systemd-networkd.socket", "systemd-networkd-wait-online.service",
+    "systemd-resolved.service", "NetworkManager.service", "NetworkManager-wait-online.service",
+    "NetworkManager-dispatcher.service",
+)
+CONFLICTS = ("bridge",)
+
+
+@dataclass(frozen=True)
+class OverrideSettings:
+    netns_path: str = "/proc/1/ns/net"
+    ports: tuple[int, ...] = (80, 443)
+    keep_net_raw: bool = False
+    disable_units: tuple[str, ...] = DEFAULT_UNITS
+
+    @property
+    def dropped_caps(self) -> list[str]:
+        return ["CAP_NET_ADMIN"] + ([] if self.keep_net_raw else ["CAP_NET_RAW"])
+
+
+KEYS = {"netns_path", "ports", "keep_net_raw", "disable_units"}
+
+
+def settings(ctx: LaunchContext) -> OverrideSettings:
+    raw: dict[str, Any] = ctx.section(NAME)
+    v.no_unknown_keys(f"hook.{NAME}", raw, KEYS)
+    d = OverrideSettings()
+    units = tuple(v.string_list(f"hook.{NAME}.disable_units",
+                                raw.get("disable_units", list(d.disable_units))))
+    for unit in units:
+        if "/" in unit or "." not in unit:
+            raise ConfigError(f"hook.{NAME}.disable_units", f"{unit!r} is not a unit name")
+    return OverrideSettings(
+        netns_path=str(v.path(f"hook.{NAME}.netns_path", raw.get("netns_path", d.netns_path),
+                              must_exist=True)),
+        ports=tuple(v.ports(f"hook.{NAME}.ports", raw.get("ports", list(d.ports)))),
+        keep_net_raw=v.boolean(f"hook.{NAME}.keep_net_raw",
+                               raw.get("keep_net_raw", d.keep_net_raw)),
+        disable_units=units,
+    )
+
+
+@hookimpl
+def cf_launch_validate(ctx: LaunchContext) -> None:
+    for other in CONFLICTS:
+        if other in ctx.hooks:
+            raise ConfigError("hooks", f"{NAME} and {other} both set up the network",
+                              "choose one of them")
+    settings(ctx)
+
+
+@hookimpl
+def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
+    s = settings(ctx)
+    return [Problem("ports", listener.describe(),
+                    "stop that service, or change the ports ColdFront should use")
+            for listener in busy(s.netns_path, list(s.ports))]
+
+
+@hookimpl
+def cf_launch_start_options(ctx: LaunchContext) -> list[str]:
+    return ["--netns-path", settings(ctx).netns_path]
+
+
+@hookimpl
+def cf_launch_binds(ctx: LaunchContext) -> list[Bind]:
+    s = settings(ctx)
+    binds = [
+        Bind(MARKER, content=render(DATA, "host-network.j2", netns_path=s.netns_path)),
+        Bind("/etc/systemd/system.conf.d/cf-launch-capabilities.conf",
+             content=render(DATA, "systemd/capabilities.conf.j2", dropped=s.dropped_caps)),
+        Bind("/etc/NetworkManager/conf.d/cf-launch-unmanaged.conf",
+             content=read(DATA, "NetworkManager/cf-launch-unmanaged.conf")),
+    ]
+    for rule in ("80-net-setup-link.rules", "75-persistent-net-generator.rules"):
+        binds.append(Bind(f"/etc/udev/rules.d/{rule}", content=read(DATA, f"udev/{rule}")))
+    for unit in s.disable_units:
+        binds.append(Bind(f"/etc/systemd/system/{unit}.d/{DROPIN}",
+                          content=render(DATA, "systemd/host-network-skip.conf.j2",
+                                         unit=unit, marker=MARKER)))
+    return binds
+
+
+@hookimpl
+def cf_launch_readiness_endpoint(ctx: LaunchContext, instance: InstanceInfo) -> Endpoint | None:
+    s = settings(ctx)
+    port = 80 if 80 in s.ports else s.ports[0]
+    return Endpoint("127.0.0.1", port)
+

@@ -1,0 +1,142 @@
+"""Read the host's network (pyroute2) and NIC offloads (ethtool), in the current netns."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import subprocess
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+
+from .errors import HostChangeError
+
+
+@dataclass(frozen=True)
+class HostAddress:
+    ifname: str
+    network: ipaddress.IPv4Interface
+
+
+@dataclass(frozen=True)
+class HostRoute:
+    ifname: str
+    dst: ipaddress.IPv4Network
+
+
+def _ifnames(ipr: IPRoute) -> dict[int, str]:
+    return {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+
+
+def link_exists(ifname: str) -> bool:
+    with IPRoute() as ipr:
+        return bool(ipr.link_lookup(ifname=ifname))
+
+
+def link_index(ifname: str) -> int | None:
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        return int(found[0]) if found else None
+
+
+def delete_link_if_unused(ifname: str) -> None:
+    """Delete a bridge once nothing is attached to it (something foreign may be)."""
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            return
+        ports = [link for link in ipr.get_links() if link.get_attr("IFLA_MASTER") == found[0]]
+        if not ports:
+            ipr.link("del", index=found[0])
+
+
+def default_route_interface() -> str | None:
+    """The interface of the IPv4 default route (lowest metric), if there is one."""
+    with IPRoute() as ipr:
+        names = _ifnames(ipr)
+        best: tuple[int, str] | None = None
+        for route in ipr.get_routes(family=socket.AF_INET, table=254):
+            if route["dst_len"] != 0 or route.get_attr("RTA_OIF") is None:
+                continue
+            metric = route.get_attr("RTA_PRIORITY") or 0
+            name = names.get(route.get_attr("RTA_OIF"), "")
+            if best is None or metric < best[0]:
+                best = (metric, name)
+        return best[1] if best else None
+
+
+def addresses() -> list[HostAddress]:
+    with IPRoute() as ipr:
+        names = _ifnames(ipr)
+        return [HostAddress(names.get(a["index"], ""), ipaddress.IPv4Interface(
+                    f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"))
+                for a in ipr.get_addr(family=socket.AF_INET)]
+
+
+def interface_addresses(ifname: str) -> list[ipaddress.IPv4Address]:
+    return [a.network.ip for a in addresses() if a.ifname == ifname]
+
+
+def routes() -> list[HostRoute]:
+    """IPv4 routes of the main table, default route excluded."""
+    with IPRoute() as ipr:
+        names = _ifnames(ipr)
+        found = []
+        for route in ipr.get_routes(family=socket.AF_INET, table=254):
+            if route["dst_len"] == 0:
+                continue
+            dst = route.get_attr("RTA_DST")
+            found.append(HostRoute(names.get(route.get_attr("RTA_OIF"), ""),
+                                   ipaddress.IPv4Network(f"{dst}/{route['dst_len']}",
+                                                         strict=False)))
+        return found
+
+
+def host_veth_of(pid: int, ifname: str = "eth0") -> str | None:
+    """The host-side name of the veth whose peer is ``ifname`` in process ``pid``'s netns."""
+    with IPRoute(netns=f"/proc/{pid}/ns/net") as inside:
+        links = inside.get_links(ifname=ifname)
+        peer = links[0].get_attr("IFLA_LINK") if links else None
+    if peer is None:
+        return None
+    with IPRoute() as ipr:
+        match = ipr.get_links(peer)
+        return str(match[0].get_attr("IFLA_IFNAME")) if match else None
+
+
+# --- offloads (ethtool) ------------------------------------------------------------------
+
+SHORT_NAMES = {
+    "tx-checksumming": "tx", "rx-checksumming": "rx", "scatter-gather": "sg",
+    "tcp-segmentation-offload": "tso", "generic-segmentation-offload": "gso",
+    "generic-receive-offload": "gro",
+}
+
+
+def _ethtool(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(["ethtool", *argv], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise HostChangeError("ethtool is not installed", "install ethtool") from None
+
+
+def read_offloads(ifname: str) -> dict[str, bool]:
+    """Offload features (``ethtool -k``), keyed by ethtool's long names."""
+    result = _ethtool(["-k", ifname])
+    if result.returncode != 0:
+        raise HostChangeError(f"cannot read offloads of {ifname}: {result.stderr.strip()}")
+    features: dict[str, bool] = {}
+    for line in result.stdout.splitlines()[1:]:
+        name, _, rest = line.strip().partition(":")
+        if rest.strip():
+            features[name] = rest.split()[0] == "on"
+    return features
+
+
+def write_offloads(ifname: str, features: dict[str, bool]) -> None:
+    argv = ["-K", ifname]
+    for name, on in features.items():
+        argv += [SHORT_NAMES.get(name, name), "on" if on else "off"]
+    result = _ethtool(argv)
+    if result.returncode != 0:
+        raise HostChangeError(f"cannot change offloads of {ifname}: {result.stderr.strip()}")
