@@ -128,6 +128,10 @@ class RealHost(RecordingHost):
 
     def make_dir(self, path: Path) -> None:
         super().make_dir(path)
+        self._ensure_dir(path)
+
+    def _ensure_dir(self, path: Path) -> None:
+        """Create missing folders, journaling each for removal (part of a file's change)."""
         missing = []
         probe = path
         while not probe.exists():
@@ -143,7 +147,7 @@ class RealHost(RecordingHost):
             raise HostChangeError(f"{path} exists and cf-launch did not create it",
                                   "move it away or choose another path; cf-launch never "
                                   "overwrites files it does not own")
-        self.make_dir(path.parent)
+        self._ensure_dir(path.parent)
         if str(path) not in self._owned:
             self.state.record({"kind": "remove_file", "path": str(path)})
             self._owned.add(str(path))
@@ -164,7 +168,7 @@ class RealHost(RecordingHost):
                     f"{path} is in use by {', '.join(entry['holders'])} with other settings",
                     "give this instance the same network settings, or another network name")
 
-        self.make_dir(path.parent)
+        self._ensure_dir(path.parent)
         self._claim(resource, "absent", check=same_content, extra={"sha256": digest})
         if not path.exists():
             _atomic_write(path, content, mode)

@@ -53,11 +53,13 @@ class Started:
 
     instance: InstanceInfo
     readiness: readiness.Readiness | None
+    changes: list[Change] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         ready = self.readiness
         return {
             "instance": self.instance.to_json(),
+            "changes": [c.to_json() for c in self.changes],
             "ready": ready is not None,
             "system_state": ready.system_state if ready else "",
             "failed_units": ready.failed_units if ready else [],
@@ -118,8 +120,9 @@ class Launcher:
         return options + hooks.start_options(ctx)
 
     def command(self, options: list[str]) -> list[str]:
-        return ["apptainer", "instance", "start", *options, str(self.settings.image_path),
-                self.settings.name]
+        # spython's Instance runs `singularity --quiet instance start` (the link to apptainer).
+        return ["apptainer", "--quiet", "instance", "start", *options,
+                str(self.settings.image_path), self.settings.name]
 
     # --- plan ------------------------------------------------------------------------------
 
@@ -174,7 +177,7 @@ class Launcher:
                 self._remove_record()
                 raise
         ready = self.wait_ready(info, hooks, ctx) if wait else None
-        return Started(info, ready)
+        return Started(info, ready, host.changes)
 
     def wait_ready(self, info: InstanceInfo, hooks: plugins.Hooks | None = None,
                    ctx: LaunchContext | None = None) -> readiness.Readiness:

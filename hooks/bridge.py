@@ -1,1 +1,190 @@
-"""The ``bridge`` hook (work in progress)."""
+"""The ``bridge`` hook: a CNI bridge, and a host firewall that cf-launch owns.
+
+The instance gets its own network namespace on bridge ``sbr0`` (``10.22.0.0/16``). The
+host forwards ports 80 and 443 to it (DNAT, also for clients on the host itself),
+masquerades its outbound traffic, clamps TCP MSS, and turns checksum/segmentation
+offloads off on the bridge and the instance's veth. Every rule lives in chains of the
+instance's own, reached by one jump each, and ``stop`` removes exactly those.
+
+Settings, ``[hook.bridge]``::
+
+    network = "cf-launch"        # CNI network name
+    bridge = "sbr0"              # at most 15 characters
+    subnet = "10.22.0.0/16"
+    ip = ""                      # fixed address inside subnet (default: assigned by IPAM)
+    ports = [80, 443]            # or "HOST:CONTAINER", e.g. "8080:80"
+    external_interface = ""      # default: the interface of the default route
+    mtu = 1500
+    cni_config_dir = ""          # default: from apptainer.conf
+    offloads = true              # turn tx checksum / TSO / GSO off
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+from pathlib import Path
+
+from coldfront_launch import apptainer, firewall, netinfo
+from coldfront_launch.apptainer import InstanceInfo
+from coldfront_launch.errors import ConfigError, HostChangeError
+from coldfront_launch.hookspecs import hookimpl
+from coldfront_launch.host import HostChanges, read_sysctl
+from coldfront_launch.types import Endpoint, LaunchContext, Problem
+
+from . import bridge_cni, bridge_rules
+from .bridge_settings import NAME, BridgeSettings, parse
+
+CONFLICTS = ("override",)
+OFFLOADS_OFF = {"tx-checksumming": False, "tcp-segmentation-offload": False,
+                "generic-segmentation-offload": False}
+PLACEHOLDER_VETH = "<instance-veth>"
+
+
+def external_interface(settings: BridgeSettings) -> str:
+    """The configured external interface, else the default route's."""
+    if settings.external_interface:
+        return settings.external_interface
+    found = netinfo.default_route_interface()
+    if not found:
+        raise HostChangeError("the host has no IPv4 default route, so the external interface "
+                              "is unknown",
+                              f"set hook.{NAME}.external_interface in the settings")
+    return found
+
+
+@hookimpl
+def cf_launch_validate(ctx: LaunchContext) -> None:
+    for other in CONFLICTS:
+        if other in ctx.hooks:
+            raise ConfigError("hooks", f"{NAME} and {other} both set up the network",
+                              "choose one of them")
+    parse(ctx)
+
+
+def _overlaps(settings: BridgeSettings) -> list[str]:
+    clashes = []
+    for addr in netinfo.addresses():
+        if addr.ifname != settings.bridge and addr.network.network.overlaps(settings.subnet):
+            clashes.append(f"address {addr.network} on {addr.ifname}")
+    for route in netinfo.routes():
+        if route.ifname != settings.bridge and route.dst.overlaps(settings.subnet):
+            clashes.append(f"route {route.dst} via {route.ifname}")
+    return clashes
+
+
+def _ip_in_use(settings: BridgeSettings, instance: str) -> str:
+    if settings.ip is None:
+        return ""
+    for other in apptainer.list_instances():
+        if other.name != instance and other.ip.split("/")[0] == str(settings.ip):
+            return f"instance {other.name}"
+    lease = Path("/var/lib/cni/networks", settings.network, str(settings.ip))
+    return f"a CNI lease ({lease})" if lease.exists() else ""
+
+
+@hookimpl
+def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
+    s = parse(ctx)
+    problems: list[Problem] = []
+    for tool, package in (("iptables", "iptables-nft"), ("ethtool", "ethtool")):
+        if shutil.which(tool) is None:
+            problems.append(Problem(tool, f"{tool} is not installed", f"install {package}"))
+    if not s.external_interface and not netinfo.default_route_interface():
+        problems.append(Problem("external interface", "the host has no IPv4 default route",
+                                f"set hook.{NAME}.external_interface"))
+    elif s.external_interface and not netinfo.link_exists(s.external_interface):
+        problems.append(Problem("external interface", f"{s.external_interface} does not exist",
+                                f"fix hook.{NAME}.external_interface"))
+    for clash in _overlaps(s):
+        problems.append(Problem("subnet", f"{s.subnet} overlaps {clash} on the host",
+                                f"choose another hook.{NAME}.subnet"))
+    if shutil.which("iptables-save"):
+        taken = bridge_rules.forwarded_ports(firewall.save())
+        for port in s.ports:
+            owner = taken.get(port.host)
+            if owner and owner != ctx.settings.name:
+                problems.append(Problem("ports", f"host port {port.host} is already forwarded "
+                                        f"to cf-launch instance {owner}",
+                                        f"give this instance other hook.{NAME}.ports"))
+    used_by = _ip_in_use(s, ctx.settings.name)
+    if used_by:
+        problems.append(Problem("ip", f"{s.ip} is already used by {used_by}",
+                                f"choose another hook.{NAME}.ip"))
+    for path in bridge_cni.foreign_definitions(s):
+        problems.append(Problem("cni", f"{path} already defines a network named {s.network}",
+                                f"set another hook.{NAME}.network"))
+    plugins = bridge_cni.plugin_dir()
+    for plugin in ("bridge", "host-local"):
+        if not (plugins / plugin).exists():
+            problems.append(Problem("cni", f"the CNI plugin {plugins / plugin} is missing",
+                                    "install Apptainer's CNI plugins"))
+    return problems
+
+
+@hookimpl
+def cf_launch_start_options(ctx: LaunchContext) -> list[str]:
+    s = parse(ctx)
+    options = ["--net", "--network", s.network]
+    if s.ip is not None:
+        options += ["--network-args", f"IP={s.ip}"]
+    return options
+
+
+@hookimpl
+def cf_launch_pre_start(ctx: LaunchContext, host: HostChanges) -> None:
+    s = parse(ctx)
+    external = external_interface(s)
+    host.share_file(bridge_cni.conflist_path(s), bridge_cni.conflist(s))
+    host.set_sysctl("net.ipv4.ip_forward", "1")
+    strict = [k for k in ("all", "default", external)
+              if _rp_filter(k) == "1"]
+    if strict:  # loose mode (2) wins over strict (1): the kernel uses the maximum
+        host.set_sysctl("net.ipv4.conf.all.rp_filter", "2")
+    host.claim_link(s.bridge)
+
+
+def _rp_filter(name: str) -> str:
+    try:
+        return read_sysctl(f"net.ipv4.conf.{name}.rp_filter")
+    except HostChangeError:
+        return ""
+
+
+def instance_ip(instance: InstanceInfo) -> str:
+    ip = instance.ip.split("/")[0]
+    if ip and ip != "<instance-ip>":
+        ipaddress.IPv4Address(ip)
+    return ip
+
+
+@hookimpl
+def cf_launch_post_start(ctx: LaunchContext, host: HostChanges, instance: InstanceInfo) -> None:
+    s = parse(ctx)
+    ip = instance_ip(instance)
+    if not ip:
+        raise HostChangeError(f"instance {instance.name} has no IP address on {s.network}",
+                              "check the instance's log: `cf-launch logs`")
+    ruleset = bridge_rules.ruleset(ctx.settings.name, s, ip, external_interface(s))
+    host.apply_firewall(f"{NAME}:{ctx.settings.name}", ruleset)
+    if not s.offloads:
+        return
+    veth = PLACEHOLDER_VETH if ctx.planning else netinfo.host_veth_of(instance.pid)
+    if not veth:
+        raise HostChangeError(f"cannot find the host side of {instance.name}'s veth")
+    host.set_offloads(s.bridge, OFFLOADS_OFF, shared=True)
+    host.set_offloads(veth, OFFLOADS_OFF)
+    if not ctx.planning:
+        for link in (s.bridge, veth):
+            still_on = [k for k, on in netinfo.read_offloads(link).items()
+                        if k in OFFLOADS_OFF and on]
+            if still_on:
+                raise HostChangeError(f"offloads still on for {link}: {', '.join(still_on)}")
+
+
+@hookimpl
+def cf_launch_readiness_endpoint(ctx: LaunchContext, instance: InstanceInfo) -> Endpoint | None:
+    s = parse(ctx)
+    ip = instance_ip(instance)
+    container = next((p.container for p in s.ports if p.container == 80), s.ports[0].container)
+    return Endpoint(ip, container) if ip else None

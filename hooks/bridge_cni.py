@@ -1,0 +1,88 @@
+"""The CNI network the bridge hook gives Apptainer: where it goes and what it says."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from .bridge_settings import BridgeSettings
+
+APPTAINER_CONFS = (Path("/etc/apptainer/apptainer.conf"),
+                   Path("/usr/local/etc/apptainer/apptainer.conf"))
+FALLBACK_DIRS = (Path("/usr/local/etc/apptainer/network"), Path("/etc/apptainer/network"))
+DEFAULT_PLUGIN_DIRS = (Path("/usr/libexec/apptainer/cni"), Path("/usr/local/libexec/apptainer/cni"),
+                       Path("/usr/lib/cni"), Path("/opt/cni/bin"))
+
+
+def _conf_value(key: str) -> str:
+    for conf in APPTAINER_CONFS:
+        try:
+            text = conf.read_text()
+        except OSError:
+            continue
+        match = re.search(rf"^\s*{re.escape(key)}\s*=\s*(\S+)", text, re.MULTILINE)
+        if match:
+            return match.group(1)
+    return ""
+
+
+def config_dir(settings: BridgeSettings) -> Path:
+    """Apptainer's CNI configuration folder: setting, apptainer.conf, then the defaults."""
+    if settings.cni_config_dir:
+        return Path(settings.cni_config_dir)
+    configured = _conf_value("cni configuration path")
+    if configured:
+        return Path(configured)
+    for folder in FALLBACK_DIRS:
+        if folder.is_dir():
+            return folder
+    return FALLBACK_DIRS[-1]
+
+
+def plugin_dir() -> Path:
+    configured = _conf_value("cni plugin path")
+    if configured:
+        return Path(configured)
+    return next((d for d in DEFAULT_PLUGIN_DIRS if (d / "bridge").exists()), DEFAULT_PLUGIN_DIRS[0])
+
+
+def conflist_path(settings: BridgeSettings) -> Path:
+    return config_dir(settings) / f"50_{settings.network}.conflist"
+
+
+def conflist(settings: BridgeSettings) -> str:
+    """Bridge + host-local IPAM; masquerading is done by cf-launch's own chains."""
+    return json.dumps({
+        "cniVersion": "1.0.0",
+        "name": settings.network,
+        "plugins": [{
+            "type": "bridge",
+            "bridge": settings.bridge,
+            "isGateway": True,
+            "ipMasq": False,
+            "mtu": settings.mtu,
+            "ipam": {
+                "type": "host-local",
+                "subnet": str(settings.subnet),
+                "gateway": str(settings.gateway),
+                "routes": [{"dst": "0.0.0.0/0"}],
+            },
+        }],
+    }, indent=2) + "\n"
+
+
+def foreign_definitions(settings: BridgeSettings) -> list[Path]:
+    """Other conflists in the folder that define a network of the same name."""
+    folder = config_dir(settings)
+    ours = conflist_path(settings)
+    found = []
+    for path in sorted(folder.glob("*.conf*")) if folder.is_dir() else []:
+        if path == ours:
+            continue
+        try:
+            if json.loads(path.read_text()).get("name") == settings.network:
+                found.append(path)
+        except (OSError, ValueError):
+            continue
+    return found

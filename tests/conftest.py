@@ -1,0 +1,90 @@
+"""Shared fixtures. Unit tests replace only the apptainer executable (tests/fakes)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coldfront_launch import host, plugins
+from coldfront_launch.settings import settings_from_mapping
+
+FAKES = Path(__file__).parent / "fakes"
+
+
+@pytest.fixture
+def fake_apptainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put the fake apptainer (and its singularity link) first on PATH; return its log."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in ("apptainer", "singularity"):
+        (bindir / name).symlink_to(FAKES / "apptainer")
+    log = tmp_path / "apptainer.log"
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_APPTAINER_LOG", str(log))
+    monkeypatch.setenv("FAKE_APPTAINER_STATE", str(tmp_path / "instances.json"))
+    return log
+
+
+def calls(log: Path) -> list[list[str]]:
+    """The recorded apptainer argv lists, without spython's --version probes."""
+    if not log.exists():
+        return []
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    return [c for c in lines if "--version" not in c]
+
+
+@pytest.fixture
+def sysctl_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private /proc/sys stand-in, so unit tests never touch this machine's kernel."""
+    root = tmp_path / "sys"
+    (root / "net/ipv4").mkdir(parents=True)
+    (root / "net/ipv4/ip_forward").write_text("0\n")
+    monkeypatch.setattr(host, "SYSCTL_ROOT", root)
+    return root
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[str, int]]:
+    """A real HTTP server on loopback answering 200 at /user/login."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200 if self.path == "/user/login" else 404)
+            self.end_headers()
+            self.wfile.write(b"ColdFront login")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "127.0.0.1", server.server_address[1]
+    server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugins() -> Iterator[None]:
+    plugins.reset()
+    yield
+    plugins.reset()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Settings with a private state root and an existing image."""
+    image = tmp_path / "coldfront.sif"
+    image.write_text("sif")
+
+    def make(**raw):  # type: ignore[no-untyped-def]
+        data = {"state_root": str(tmp_path / "state"), "image": str(image),
+                "build": {"cache_dir": str(tmp_path / "cache")}, "ready_timeout": 10}
+        data.update(raw)
+        return settings_from_mapping(data)
+    return make

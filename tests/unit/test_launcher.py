@@ -1,0 +1,187 @@
+"""Start, stop, plan, status and recovery, with only the apptainer executable faked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coldfront_launch import plugins
+from coldfront_launch.errors import LockedError, NotRunningError, StartError
+from coldfront_launch.launcher import PLACEHOLDER_IP, Launcher
+from coldfront_launch.state import InstanceState
+from tests import recorder_plugin
+from tests.conftest import calls
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def recorder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_server) -> Path:
+    """Register the recording plugin; it answers readiness on a real local HTTP server."""
+    log = tmp_path / "hooks.log"
+    monkeypatch.setenv("RECORDER_LOG", str(log))
+    monkeypatch.setenv("RECORDER_FILE", str(tmp_path / "etc" / "made-by-recorder.conf"))
+    monkeypatch.setenv("RECORDER_ENDPOINT", json.dumps(list(http_server)))
+    plugins.register(recorder_plugin, "recorder")
+    return log
+
+
+def test_start_runs_hooks_in_order_and_stop_undoes_everything(
+        make_settings, fake_apptainer: Path, recorder: Path, sysctl_root: Path,
+        tmp_path: Path) -> None:
+    launcher = Launcher(make_settings(hooks=["recorder"]))
+    started = launcher.start()
+
+    assert recorder.read_text().split() == [
+        "validate", "preflight", "binds", "pre_start", "start_options", "post_start",
+        "readiness_endpoint"]
+    assert started.readiness is not None and started.readiness.http_status == 200
+    assert started.readiness.system_state == "running"
+    start_call = next(c for c in calls(fake_apptainer) if c[2:4] == ["instance", "start"])
+    assert start_call[1:7] == ["--quiet", "instance", "start", "--boot", "-B", "/sys/fs/cgroup"]
+    assert "--writable-tmpfs" in start_call and start_call[-1] == "coldfront"
+    assert "--hostname" in start_call
+    made = tmp_path / "etc" / "made-by-recorder.conf"
+    assert made.read_text() == "made by recorder\n"
+    assert (sysctl_root / "net/ipv4/ip_forward").read_text().strip() == "1"
+    state_dir = tmp_path / "state" / "coldfront"
+    assert (state_dir / "coldfront.env").stat().st_mode & 0o777 == 0o600
+    assert "SECRET_KEY=" in (state_dir / "coldfront.env").read_text()
+
+    launcher.stop()
+    assert recorder.read_text().split()[-2:] == ["pre_stop", "post_stop"]
+    assert not made.exists() and not made.parent.exists()
+    assert (sysctl_root / "net/ipv4/ip_forward").read_text().strip() == "0"
+    assert not (state_dir / "binds").exists()
+    assert InstanceState(state_dir).entries() == []
+    assert any(c[2:4] == ["instance", "stop"] for c in calls(fake_apptainer))
+    # The site's data and secret survive a stop.
+    assert (state_dir / "coldfront.env").exists() and (state_dir / "data").is_dir()
+
+
+def test_secret_key_generated_once(make_settings, fake_apptainer, recorder, sysctl_root,
+                                   tmp_path: Path) -> None:
+    launcher = Launcher(make_settings(hooks=["recorder"]))
+    launcher.start()
+    env = tmp_path / "state" / "coldfront" / "coldfront.env"
+    first = env.read_text()
+    launcher.stop()
+    launcher.start()
+    assert env.read_text() == first
+    launcher.stop()
+
+
+def test_failed_start_undoes_and_carries_apptainer_stderr(
+        make_settings, fake_apptainer, recorder, sysctl_root, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_APPTAINER_FAIL_START", "container creation failed: no loop device")
+    with pytest.raises(StartError) as err:
+        Launcher(make_settings(hooks=["recorder"])).start()
+    assert "no loop device" in str(err.value)
+    assert "FATAL" in err.value.stderr
+    assert not (tmp_path / "etc" / "made-by-recorder.conf").exists()
+    assert (sysctl_root / "net/ipv4/ip_forward").read_text().strip() == "0"
+    assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
+
+
+def test_plan_matches_start(make_settings, fake_apptainer, recorder, sysctl_root) -> None:
+    launcher = Launcher(make_settings(hooks=["recorder"]))
+    plan = launcher.plan()
+    assert calls(fake_apptainer) == [], "plan must not run apptainer"
+    assert not launcher.settings.state_dir.exists(), "plan must not create state"
+    started = launcher.start()
+    start_call = next(c for c in calls(fake_apptainer) if c[2:4] == ["instance", "start"])
+    assert plan.command[0] == "apptainer"
+    assert plan.command[1:] == start_call[1:]
+    assert [c.to_json() for c in plan.changes] == [c.to_json() for c in started.changes]
+    assert {c.kind for c in plan.changes} == {"file", "sysctl"}
+    launcher.stop()
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run cf-launch in a child process with the recorder plugin registered."""
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from coldfront_launch import plugins\n"
+            "from tests import recorder_plugin\n"
+            "plugins.register(recorder_plugin, 'recorder')\n"
+            "from coldfront_launch.cli import main\n"
+            "sys.argv = ['cf-launch'] + %r\n"
+            "main()\n") % (str(ROOT), args)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+def _config(tmp_path: Path, extra: str = "") -> Path:
+    image = tmp_path / "coldfront.sif"
+    image.write_text("sif")
+    config = tmp_path / "cf.toml"
+    config.write_text(f'state_root = "{tmp_path / "state"}"\nimage = "{image}"\n'
+                      f'hooks = ["recorder"]\nready_timeout = 10\n{extra}')
+    return config
+
+
+def test_kill_during_start_then_stop_restores(fake_apptainer, recorder, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cf-launch killed after the instance started leaves a journal that stop replays."""
+    made = tmp_path / "etc" / "made-by-recorder.conf"
+    env = {**os.environ, "RECORDER_KILL_IN_POST_START": "1",
+           "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none")}
+    config = _config(tmp_path)
+    killed = _cli(["--config", str(config), "start"], env)
+    assert killed.returncode == -9
+    assert made.exists(), "the change before the kill happened"
+    state = InstanceState(tmp_path / "state" / "coldfront")
+    assert {e["kind"] for e in state.entries()} >= {"remove_file", "stop_instance"}
+
+    env.pop("RECORDER_KILL_IN_POST_START")
+    stopped = _cli(["--config", str(config), "stop"], env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not made.exists()
+    assert state.entries() == []
+    assert json.loads(Path(os.environ["FAKE_APPTAINER_STATE"]).read_text()) == {}
+
+
+def test_lock_keeps_two_processes_apart(make_settings, fake_apptainer, recorder) -> None:
+    launcher = Launcher(make_settings(hooks=["recorder"]))
+    with launcher.state.locked(), pytest.raises(LockedError, match=r"pid \d+"):
+        Launcher(make_settings(hooks=["recorder"])).start()
+
+
+def test_stop_when_not_running(make_settings, fake_apptainer, recorder) -> None:
+    with pytest.raises(NotRunningError):
+        Launcher(make_settings(hooks=["recorder"])).stop()
+
+
+def test_status_json(fake_apptainer, recorder, sysctl_root, tmp_path: Path) -> None:
+    env = {**os.environ, "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none")}
+    config = _config(tmp_path)
+    down = _cli(["--config", str(config), "status", "--json"], env)
+    assert json.loads(down.stdout)["running"] is False
+    assert _cli(["--config", str(config), "start", "--json"], env).returncode == 0
+    up = json.loads(_cli(["--config", str(config), "status", "--json"], env).stdout)
+    assert up["running"] is True and up["instance"]["name"] == "coldfront"
+    assert up["http_status"] == 200 and up["system_state"] == "running"
+    assert up["hooks"] == ["recorder"]
+    assert _cli(["--config", str(config), "stop"], env).returncode == 0
+
+
+def test_not_ready_reports_state_and_keeps_instance(
+        make_settings, fake_apptainer, recorder, sysctl_root,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from coldfront_launch.errors import NotReadyError
+    monkeypatch.setenv("FAKE_APPTAINER_SYSTEM_STATE", "starting")
+    launcher = Launcher(make_settings(hooks=["recorder"], ready_timeout=2))
+    with pytest.raises(NotReadyError, match="systemd: starting"):
+        launcher.start()
+    launcher.stop()
+
+
+def test_placeholder_in_plan(make_settings, recorder) -> None:
+    plan = Launcher(make_settings(hooks=["recorder"])).plan()
+    assert plan.command[-1] == "coldfront"
+    assert PLACEHOLDER_IP == "<instance-ip>"
