@@ -332,3 +332,7 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
 
 def main() -> None:
     cli(prog_name="cf-launch")
+
+
+if __name__ == "__main__":
+    main()

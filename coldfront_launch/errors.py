@@ -7,7 +7,7 @@ class LaunchError(Exception):
     """Base class. ``str(err)`` is the one-line cause; ``hint`` says what to do."""
 
     exit_code = 1
-    hint = ""
+    hint = "run `cf-launch doctor` for a check of the host and settings"
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -21,7 +21,8 @@ class ConfigError(LaunchError):
     exit_code = 2
 
     def __init__(self, setting: str, message: str, hint: str = "") -> None:
-        super().__init__(f"{setting}: {message}", hint)
+        super().__init__(f"{setting}: {message}",
+                         hint or f"correct {setting} (settings: docs/configuration.md)")
         self.setting = setting
 
 

@@ -25,6 +25,8 @@ from .host import HostChanges
 from .types import Bind, Endpoint, LaunchContext, Problem
 
 GROUP = "coldfront_launch"
+# The hook names in the order hookspecs.py defines them (the order they run in).
+SPEC_NAMES = [name for name in vars(hookspecs) if name.startswith("cf_launch_")]
 
 
 @dataclass
@@ -95,10 +97,8 @@ def implemented_hooks(name: str) -> list[str]:
     """The hook names a plugin implements, in specification order."""
     pm = load().pm
     plugin = pm.get_plugin(name)
-    callers = pm.get_hookcallers(plugin) or []
-    order = [n for n in dir(hookspecs) if n.startswith("cf_launch_")]
-    names = {c.name for c in callers}
-    return [n for n in order if n in names]
+    names = {c.name for c in pm.get_hookcallers(plugin) or []}
+    return [n for n in SPEC_NAMES if n in names]
 
 
 def plugin_origin(name: str) -> str:
@@ -124,7 +124,7 @@ class Hooks:
         inactive = [p for n, p in pm.list_name_plugin() if n not in active]
         self._callers = {
             spec: pm.subset_hook_caller(spec, remove_plugins=inactive)
-            for spec in (n for n in dir(hookspecs) if n.startswith("cf_launch_"))
+            for spec in SPEC_NAMES
         }
 
     def _call(self, spec: str, **kwargs: Any) -> Any:

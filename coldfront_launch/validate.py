@@ -17,7 +17,8 @@ def port(setting: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(setting, f"{value!r} is not a port number", "use a whole number 1-65535")
     if not 1 <= value <= 65535:
-        raise ConfigError(setting, f"port {value} is outside 1-65535")
+        raise ConfigError(setting, f"port {value} is outside 1-65535",
+                          "use a whole number 1-65535")
     return value
 
 

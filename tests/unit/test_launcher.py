@@ -105,13 +105,13 @@ def test_plan_matches_start(make_settings, fake_apptainer, recorder, sysctl_root
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run cf-launch in a child process with the recorder plugin registered."""
-    code = ("import sys; sys.path.insert(0, %r)\n"
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
             "from coldfront_launch import plugins\n"
             "from tests import recorder_plugin\n"
             "plugins.register(recorder_plugin, 'recorder')\n"
             "from coldfront_launch.cli import main\n"
-            "sys.argv = ['cf-launch'] + %r\n"
-            "main()\n") % (str(ROOT), args)
+            f"sys.argv = ['cf-launch'] + {args!r}\n"
+            "main()\n")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, timeout=60)
 

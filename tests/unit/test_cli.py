@@ -1,0 +1,138 @@
+"""The CLI: one-line errors with hints and documented exit codes, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none"), **env}
+    return subprocess.run([sys.executable, "-m", "coldfront_launch.cli", *args],
+                          capture_output=True, text=True, env=environ, cwd=tmp_path,
+                          timeout=60)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("cf-launch: error: ")
+    assert lines[-1].startswith("hint: ")
+
+
+def test_invalid_name_exit_2(tmp_path: Path) -> None:
+    result = run(["--name", "no spaces", "--state-root", str(tmp_path), "plan"], tmp_path)
+    assert_one_line_error(result, 2)
+    assert "name: 'no spaces' is not a valid instance name" in result.stderr
+
+
+def test_unknown_hook_lists_known(tmp_path: Path) -> None:
+    result = run(["--state-root", str(tmp_path), "plan", "--hook", "nat"], tmp_path)
+    assert_one_line_error(result, 2)
+    assert "known hooks: bridge, override" in result.stderr
+
+
+def test_bad_port_in_config(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[hook.bridge]\nports = [80, 70000]\n')
+    result = run(["--config", str(config), "--state-root", str(tmp_path), "plan"], tmp_path)
+    assert_one_line_error(result, 2)
+    assert "hook.bridge.ports[1]: port 70000 is outside 1-65535" in result.stderr
+
+
+def test_missing_apptainer(tmp_path: Path) -> None:
+    image = tmp_path / "x.sif"
+    image.write_text("")
+    config = tmp_path / "c.toml"
+    config.write_text(f'image = "{image}"\n[hook.override]\nnetns_path = "/proc/self/ns/net"\n'
+                      'ports = [65001]\n')
+    result = run(["--config", str(config), "--state-root", str(tmp_path), "start",
+                  "--hook", "override"], tmp_path, PATH=f"{Path(sys.executable).parent}:/bin")
+    assert_one_line_error(result, 4)
+    assert "Apptainer is not installed" in result.stderr
+
+
+def test_missing_singularity_link(tmp_path: Path, fake_apptainer: Path) -> None:
+    bindir = tmp_path / "only-apptainer"
+    bindir.mkdir()
+    (bindir / "apptainer").symlink_to(ROOT / "tests" / "fakes" / "apptainer")
+    result = run(["--state-root", str(tmp_path), "status"], tmp_path,
+                 PATH=f"{bindir}:{Path(sys.executable).parent}:/bin")
+    assert_one_line_error(result, 4)
+    assert "the `singularity` link that spython runs is missing" in result.stderr
+    assert f"ln -s {bindir}/apptainer {bindir}/singularity" in result.stderr
+
+
+def test_hooks_json_lists_builtins() -> None:
+    result = subprocess.run([sys.executable, "-m", "coldfront_launch.cli", "hooks", "--json"],
+                            capture_output=True, text=True, check=True)
+    data = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
+    assert data["bridge"]["module"] == "coldfront_launch.hooks.bridge"
+    assert "cf_launch_post_start" in data["bridge"]["hooks"]
+    assert "cf_launch_binds" in data["override"]["hooks"]
+
+
+def test_override_plan_json(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[hook.override]\nnetns_path = "/proc/self/ns/net"\nports = [65002]\n')
+    result = run(["--config", str(config), "--state-root", str(tmp_path / "st"), "plan",
+                  "--hook", "override", "--json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    command = plan["command"]
+    assert command[command.index("--netns-path") + 1] == "/proc/self/ns/net"
+    assert "--net" not in command
+    targets = [b.split(":")[1] for b in plan["binds"]]
+    assert "/etc/systemd/system/systemd-networkd.service.d/cf-launch-host-network.conf" in targets
+    assert "/etc/systemd/system" not in targets, "whole folders are never bound"
+    caps = next(c for c in plan["changes"] if c["target"].endswith("cf-launch-capabilities.conf"))
+    assert "CapabilityBoundingSet=~CAP_NET_ADMIN CAP_NET_RAW" in caps["content"]
+    assert not (tmp_path / "st").exists(), "plan changes nothing"
+
+
+def test_exec_runs_inside_instance(tmp_path: Path, fake_apptainer: Path) -> None:
+    state = json.dumps({"cf1": {"instance": "cf1", "pid": 1, "img": "x", "ip": ""}})
+    Path(os.environ["FAKE_APPTAINER_STATE"]).write_text(state)
+    result = run(["exec", "cf1", "--", "echo", "hello", "--from-inside"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "hello --from-inside"
+    missing = run(["exec", "nope", "--", "true"], tmp_path)
+    assert_one_line_error(missing, 8)
+
+
+def test_doctor_reports_missing_image(tmp_path: Path, fake_apptainer: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'image = "{tmp_path / "none.sif"}"\n')
+    result = run(["--config", str(config), "doctor", "--json"], tmp_path)
+    assert result.returncode == 3
+    checks = {p["check"]: p for p in json.loads(result.stdout)["problems"]}
+    assert "does not exist" in checks["image"]["message"]
+    assert checks["image"]["hint"] == "run `cf-launch build`"
+
+
+def test_build_progress_and_cache(tmp_path: Path, fake_apptainer: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[build]\ncache_dir = "{tmp_path / "cache"}"\n'
+                      'layers = ["debian-base", "coldfront"]\n')
+    first = run(["--config", str(config), "build", "--json"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "[1/2] debian-base: building" in first.stderr
+    assert "[2/2] coldfront: built" in first.stderr
+    second = run(["--config", str(config), "build", "--json"], tmp_path)
+    events = [e["event"] for e in json.loads(second.stdout)["layers"]]
+    assert events == ["cached", "cached"]
+
+
+@pytest.mark.parametrize("args", [["stop"], ["status"]])
+def test_not_running_exit_8(tmp_path: Path, fake_apptainer: Path, args: list[str]) -> None:
+    result = run(["--state-root", str(tmp_path), *args], tmp_path)
+    assert result.returncode == 8
+    assert "Traceback" not in result.stderr

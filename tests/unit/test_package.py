@@ -1,0 +1,129 @@
+"""The wheel, installed into a fresh venv with a throwaway third-party plugin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PLUGIN = '''
+import json, os
+from coldfront_launch import hookimpl
+from coldfront_launch.types import Endpoint
+
+def _note(name):
+    with open(os.environ["HELLO_LOG"], "a") as fh:
+        fh.write(name + "\\n")
+
+@hookimpl
+def cf_launch_validate(ctx): _note("validate")
+@hookimpl
+def cf_launch_preflight(ctx):
+    _note("preflight"); return []
+@hookimpl
+def cf_launch_start_options(ctx):
+    _note("start_options"); return ["--hostname", "hello"]
+@hookimpl
+def cf_launch_binds(ctx):
+    _note("binds"); return []
+@hookimpl
+def cf_launch_pre_start(ctx, host): _note("pre_start")
+@hookimpl
+def cf_launch_post_start(ctx, host, instance): _note("post_start")
+@hookimpl
+def cf_launch_readiness_endpoint(ctx, instance):
+    _note("readiness_endpoint")
+    host, port = json.loads(os.environ["HELLO_ENDPOINT"])
+    return Endpoint(host, port)
+@hookimpl
+def cf_launch_pre_stop(ctx, instance): _note("pre_stop")
+@hookimpl
+def cf_launch_post_stop(ctx): _note("post_stop")
+'''
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv holding the built wheel and the third-party plugin distribution."""
+    work = tmp_path_factory.mktemp("pkg")
+    dist = work / "dist"
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
+                   check=True, capture_output=True)
+    wheel = next(dist.glob("coldfront_launch-*.whl"))
+    plugin = work / "cf-launch-hello"
+    (plugin / "cf_launch_hello").mkdir(parents=True)
+    (plugin / "cf_launch_hello" / "__init__.py").write_text(PLUGIN)
+    (plugin / "pyproject.toml").write_text(textwrap.dedent("""
+        [build-system]
+        requires = ["setuptools>=61"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "cf-launch-hello"
+        version = "1.0"
+        [project.entry-points.coldfront_launch]
+        hello = "cf_launch_hello"
+        [tool.setuptools]
+        packages = ["cf_launch_hello"]
+    """))
+    env = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+    subprocess.run([str(env / "bin" / "pip"), "install", "-q", str(wheel), str(plugin)],
+                   check=True, capture_output=True)
+    return env
+
+
+def cli(venv: Path, args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "CF_LAUNCH_SYSTEM_CONFIG": str(cwd / "none"), **env}
+    environ.pop("PYTHONPATH", None)
+    return subprocess.run([str(venv / "bin" / "cf-launch"), *args], capture_output=True,
+                          text=True, cwd=cwd, env=environ, timeout=120)
+
+
+def test_wheel_runs_hooks_and_plan(venv: Path, tmp_path: Path) -> None:
+    hooks = cli(venv, ["hooks", "--json"], tmp_path)
+    assert hooks.returncode == 0, hooks.stderr
+    names = {p["name"]: p for p in json.loads(hooks.stdout)["plugins"]}
+    assert set(names) == {"bridge", "override", "hello"}
+    assert names["hello"]["hooks"][0] == "cf_launch_validate"
+
+    config = tmp_path / "c.toml"
+    config.write_text('[hook.override]\nnetns_path = "/proc/self/ns/net"\nports = [65003]\n')
+    plan = cli(venv, ["--config", str(config), "--state-root", str(tmp_path / "s"), "plan",
+                      "--hook", "override", "--json"], tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    contents = [c.get("content", "") for c in json.loads(plan.stdout)["changes"]]
+    assert any("NetworkManager" in c or "unmanaged-devices" in c for c in contents), \
+        "override data files are read from the installed wheel"
+
+
+def test_env_switches(venv: Path, tmp_path: Path) -> None:
+    only = cli(venv, ["hooks", "--json"], tmp_path, CF_LAUNCH_LOAD_PLUGINS="hello")
+    assert [p["name"] for p in json.loads(only.stdout)["plugins"]] == ["hello"]
+    without = cli(venv, ["hooks", "--json"], tmp_path, CF_LAUNCH_DISABLE_PLUGINS="hello,bridge")
+    assert [p["name"] for p in json.loads(without.stdout)["plugins"]] == ["override"]
+
+
+def test_third_party_hooks_called_in_order_by_start(venv: Path, tmp_path: Path,
+                                                    fake_apptainer: Path,
+                                                    http_server) -> None:
+    log = tmp_path / "hello.log"
+    image = tmp_path / "c.sif"
+    image.write_text("")
+    env = {"HELLO_LOG": str(log), "HELLO_ENDPOINT": json.dumps(list(http_server))}
+    base = ["--state-root", str(tmp_path / "s")]
+    started = cli(venv, [*base, "start", "--hook", "hello", "--image", str(image), "--json"],
+                  tmp_path, **env)
+    assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout)["ready"] is True
+    stopped = cli(venv, [*base, "stop"], tmp_path, **env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert log.read_text().split() == [
+        "validate", "preflight", "binds", "pre_start", "start_options", "post_start",
+        "readiness_endpoint", "pre_stop", "post_stop"]
