@@ -122,11 +122,13 @@ def resolve(settings: BuildSettings) -> list[Layer]:
     folder = definitions_dir(settings)
     layers: list[Layer] = []
     parent: Layer | None = None
-    for name in settings.layers:
-        definition = folder / f"{name}.def"
+    for entry in settings.layers:
+        # A shipped layer by name, or a site's own definition file by path.
+        definition = Path(entry) if entry.endswith(".def") else folder / f"{entry}.def"
+        name = definition.stem
         if not definition.is_file():
             known = sorted(p.stem for p in folder.glob("*.def"))
-            raise ConfigError("build.layers", f"no definition {name}.def in {folder}",
+            raise ConfigError("build.layers", f"no definition {definition}",
                               f"known layers: {', '.join(known)}")
         bootstrap = header(definition.read_text(), "Bootstrap").lower()
         if bootstrap == "localimage" and parent is None:

@@ -133,6 +133,61 @@ def remove(chains: Iterable[tuple[str, str]], jumps: Iterable[Jump]) -> None:
                     for t, lines in by_table.items() if lines))
 
 
+BUILTIN_CHAINS = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
+
+
+def tables_present() -> set[str]:
+    """Tables that exist now (``iptables-save`` lists only those; ``-t`` would show any)."""
+    return {line[1:].strip() for line in save().splitlines() if line.startswith("*")}
+
+
+def is_nft_backend() -> bool:
+    return "nf_tables" in _run([IPTABLES, "-V"]).stdout
+
+
+def drop_table_if_empty(table: str) -> None:
+    """Delete a table cf-launch's rules brought into being, once nothing is left in it.
+
+    Only the nf_tables backend creates tables on first use; a legacy table is left alone.
+    A table with any rule, user chain or non-ACCEPT policy is someone else's now: kept.
+    """
+    if table not in tables_present() or not is_nft_backend():
+        return
+    for line in _run([f"{IPTABLES}-save", "-t", table]).stdout.splitlines():
+        if line.startswith("-A"):
+            return
+        if line.startswith(":"):
+            name, policy = line[1:].split()[:2]
+            if name not in BUILTIN_CHAINS or policy != "ACCEPT":
+                return
+    result = _run(["nft", "delete", "table", "ip", table])
+    if result.returncode != 0:
+        raise HostChangeError(f"cannot remove the empty iptables table {table} cf-launch "
+                              f"created: {result.stderr.strip()}", "install nftables (nft)")
+
+
+def base_chain_present(table: str, chain: str) -> bool:
+    """Whether nf_tables holds this built-in chain (iptables-nft makes them on first use)."""
+    return _run(["nft", "list", "chain", "ip", table, chain]).returncode == 0
+
+
+def nft_available() -> bool:
+    return is_nft_backend() and _run(["sh", "-c", "command -v nft"]).returncode == 0
+
+
+def drop_base_chain_if_empty(table: str, chain: str) -> None:
+    """Delete a built-in chain cf-launch's jump brought into being, once it is empty."""
+    if not nft_available() or not base_chain_present(table, chain):
+        return
+    rules = _run([IPTABLES, "-w", "-t", table, "-S", chain]).stdout.splitlines()
+    if rules != [f"-P {chain} ACCEPT"]:
+        return
+    result = _run(["nft", "delete", "chain", "ip", table, chain])
+    if result.returncode != 0:
+        raise HostChangeError(f"cannot remove the empty chain {table}/{chain} cf-launch "
+                              f"created: {result.stderr.strip()}")
+
+
 def save() -> str:
     """The live ruleset, as ``iptables-save`` prints it."""
     result = _run([f"{IPTABLES}-save"])

@@ -185,6 +185,14 @@ class RealHost(RecordingHost):
 
     def apply_firewall(self, owner: str, ruleset: firewall.Ruleset) -> None:
         super().apply_firewall(owner, ruleset)
+        present = firewall.tables_present()
+        for table in ruleset.tables():  # iptables-nft creates a table on first use
+            self._claim(f"iptables-table:{table}", "present" if table in present else "absent")
+        if firewall.nft_available():  # ... and a built-in chain on its first rule
+            for jump in ruleset.jumps:
+                exists = firewall.base_chain_present(jump.table, jump.builtin)
+                self._claim(f"nft-chain:{jump.table}/{jump.builtin}",
+                            "present" if exists else "absent")
         self.state.record({
             "kind": "remove_firewall",
             "chains": [[c.table, c.name] for c in ruleset.chains],
@@ -241,5 +249,9 @@ def restore_resource(resource: str, original: Any) -> None:
         Path(name).unlink(missing_ok=True)
     elif kind == "link" and original == "absent":
         netinfo.delete_link_if_unused(name)
+    elif kind == "iptables-table" and original == "absent":
+        firewall.drop_table_if_empty(name)
+    elif kind == "nft-chain" and original == "absent":
+        firewall.drop_base_chain_if_empty(*name.split("/", 1))
     elif kind == "offloads" and original and netinfo.link_exists(name):
         netinfo.write_offloads(name, original)

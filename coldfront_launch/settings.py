@@ -57,7 +57,7 @@ class Settings:
     @property
     def built_image(self) -> Path:
         """Where ``cf-launch build`` leaves the finished image."""
-        return self.build.cache_dir / "images" / f"{self.build.layers[-1]}.sif"
+        return self.build.cache_dir / "images" / f"{Path(self.build.layers[-1]).stem}.sif"
 
     @property
     def image_path(self) -> Path:

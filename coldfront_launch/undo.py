@@ -20,22 +20,28 @@ def undo_all(state: InstanceState, state_root: Path, stop_instance: StopInstance
     entries = state.entries()
     failures: list[str] = []
     remaining: list[dict[str, Any]] = []
-    for entry in reversed(entries):
+    for index in reversed(range(len(entries))):
+        entry = entries[index]
+        if _released_earlier(entries, index):
+            state.rewrite(entries[:index] + remaining)
+            continue
         try:
             _undo_one(entry, state, state_root, stop_instance)
         except LaunchError as err:
             failures.append(f"{entry['kind']}: {err}")
             remaining.insert(0, entry)
         # Rewrite after each step so a kill during stop loses no undo action.
-        state.rewrite(_pending(entries, entry, remaining))
+        state.rewrite(entries[:index] + remaining)
     state.rewrite(remaining)
     return failures
 
 
-def _pending(entries: list[dict[str, Any]], current: dict[str, Any],
-             failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    index = next(i for i, e in enumerate(entries) if e is current)
-    return entries[:index] + failed
+def _released_earlier(entries: list[dict[str, Any]], index: int) -> bool:
+    """A claim journaled twice (a start repeated) is released once, at its first place,
+    where everything that depends on the shared resource is already gone."""
+    entry = entries[index]
+    return entry["kind"] == "release" and any(
+        e["kind"] == "release" and e["resource"] == entry["resource"] for e in entries[:index])
 
 
 def _undo_one(entry: dict[str, Any], state: InstanceState, state_root: Path,

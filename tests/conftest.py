@@ -88,3 +88,19 @@ def make_settings(tmp_path: Path):  # type: ignore[no-untyped-def]
         data.update(raw)
         return settings_from_mapping(data)
     return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_namespace_untouched() -> Iterator[None]:
+    """Fail the run if this machine's own interfaces, routes, firewall or sysctls changed."""
+    from tests.host.harness import network_snapshot
+
+    if os.geteuid() != 0:
+        yield
+        return
+    before = network_snapshot(None)
+    yield
+    after = network_snapshot(None)
+    changed = [key for key in before if before[key] != after[key]]
+    assert not changed, f"the tests changed this machine's own namespace: {changed}\n" + \
+        "\n".join(f"--- {k} before:\n{before[k]}\n--- {k} after:\n{after[k]}" for k in changed)

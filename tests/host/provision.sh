@@ -7,7 +7,7 @@ set -euo pipefail
 HOST_DIR=${CF_TESTHOST_DIR:-/var/cache/cf-launch-testhost}
 ROOT="$HOST_DIR/rootfs"
 HERE=$(cd "$(dirname "$0")" && pwd)
-PACKAGES="apptainer/unstable iptables iproute2 containernetworking-plugins ethtool python3 python3-venv curl ca-certificates squashfs-tools uidmap fuse2fs procps psmisc systemd-container debootstrap"
+PACKAGES="apptainer/unstable iptables nftables iproute2 containernetworking-plugins ethtool python3 python3-venv curl ca-certificates squashfs-tools uidmap fuse2fs procps psmisc systemd-container debootstrap"
 RECIPE_HASH=$( (cat "$0"; echo "$PACKAGES") | sha256sum | cut -c1-16)
 STAMP="$ROOT/.cf-testhost-$RECIPE_HASH"
 

@@ -132,7 +132,7 @@ def test_missing_files_source_and_unknown_layer(tmp_path, defs) -> None:
     (defs / "base-files" / "motd").unlink()
     with pytest.raises(ConfigError, match="does not exist next to the definition"):
         builder.resolve(_settings(tmp_path, defs))
-    with pytest.raises(ConfigError, match="no definition nope.def") as err:
+    with pytest.raises(ConfigError, match="no definition .*/nope.def") as err:
         builder.resolve(BuildSettings(layers=("nope",), definitions_dir=defs))
     assert err.value.hint == "known layers: base, top"
     with pytest.raises(ConfigError, match="parent layer"):
@@ -150,3 +150,14 @@ def test_shipped_definitions_resolve() -> None:
 def test_fake_image_records_definition(tmp_path, defs, fake_apptainer) -> None:
     image = builder.build(_settings(tmp_path, defs))
     assert json.loads(image.read_text())["definition"].endswith("top.def")
+
+
+def test_site_layer_by_path(tmp_path, defs, fake_apptainer) -> None:
+    site = tmp_path / "site" / "extras.def"
+    site.parent.mkdir()
+    site.write_text("Bootstrap: localimage\nFrom: {{ parent }}\n\n%post\n    true\n")
+    settings = BuildSettings(layers=("base", "top", str(site)), definitions_dir=defs,
+                             cache_dir=tmp_path / "cache")
+    image = builder.build(settings)
+    assert image.name == "extras.sif"
+    assert [c[-1] for c in _builds(fake_apptainer)][-1] == str(site)

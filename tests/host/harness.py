@@ -1,0 +1,168 @@
+"""Drive the real Apptainer test host: commands inside its root file system, network
+sandboxes made of namespaces and veth pairs, and snapshots to compare before/after."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+HOST_DIR = Path(os.environ.get("CF_TESTHOST_DIR", "/var/cache/cf-launch-testhost"))
+ROOTFS = HOST_DIR / "rootfs"
+SRC = "/src"                       # the working tree, as the test host sees it
+VENV = "/opt/cf-launch"            # cf-launch installed from the working tree
+WORK = "/var/lib/cf-launch-tests"  # configs and state of the tests, on the rootfs's disk
+
+
+class TestHost:
+    """The Debian 13 root file system with Apptainer 1.4.5 (tests/host/provision.sh)."""
+
+    def run(self, argv: list[str], netns: str | None = None, check: bool = True,
+            timeout: float = 900, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        cmd = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
+        cmd += [str(HERE / "enter.sh")]
+        if env:
+            cmd += ["env", *(f"{k}={v}" for k, v in env.items())]
+        cmd += argv
+        environ = {**os.environ, "CF_TESTHOST_BINDS": f"{ROOT}:{SRC}"}
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                env=environ, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} exited {result.returncode}\n"
+                                 f"stdout: {result.stdout[-3000:]}\nstderr: {result.stderr[-3000:]}")
+        return result
+
+    def cf(self, args: list[str], config: str, netns: str | None = None, check: bool = True,
+           timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        """Run cf-launch (installed from the working tree) inside the test host."""
+        return self.run([f"{VENV}/bin/cf-launch", "--config", config, *args], netns=netns,
+                        check=check, timeout=timeout)
+
+    def path(self, inside: str) -> Path:
+        """The machine's path of a file inside the test host."""
+        return ROOTFS / inside.lstrip("/")
+
+    def write(self, inside: str, text: str) -> str:
+        target = self.path(inside)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        return inside
+
+    def install_project(self) -> None:
+        self.run(["bash", "-euc",
+                  f"[ -x {VENV}/bin/pip ] || python3 -m venv {VENV}; "
+                  f"{VENV}/bin/pip install -q --disable-pip-version-check {SRC}; "
+                  f"{VENV}/bin/pip install -q --no-deps --force-reinstall {SRC}"])
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@dataclass
+class Sandbox:
+    """A stand-in host namespace with an external interface, and an external client.
+
+    host ``ext0`` = 198.18.<n>.1/24 with its default route via the client (.2).
+    """
+
+    host: str
+    client: str
+    net: int
+
+    @classmethod
+    def create(cls, net: int) -> Sandbox:
+        tag = uuid.uuid4().hex[:6]
+        box = cls(f"cfl{tag}h", f"cfl{tag}c", net)
+        _ip("netns", "add", box.host)
+        _ip("netns", "add", box.client)
+        for ns in (box.host, box.client):
+            # No IPv6 duplicate-address detection: addresses settle at once, so a snapshot
+            # taken right after set-up is final.
+            subprocess.run(["nsenter", f"--net=/run/netns/{ns}", "sysctl", "-qw",
+                            "net.ipv6.conf.default.accept_dad=0",
+                            "net.ipv6.conf.all.accept_dad=0"], check=True)
+            _ip("-n", ns, "link", "set", "lo", "up")
+        _ip("-n", box.host, "link", "add", "ext0", "type", "veth", "peer", "name", "ext0",
+            "netns", box.client)
+        _ip("-n", box.host, "addr", "add", f"{box.host_addr}/24", "dev", "ext0")
+        _ip("-n", box.client, "addr", "add", f"{box.client_addr}/24", "dev", "ext0")
+        for ns in (box.host, box.client):
+            _ip("-n", ns, "link", "set", "ext0", "up")
+        _ip("-n", box.host, "route", "add", "default", "via", box.client_addr)
+        box.settle()
+        return box
+
+    def settle(self) -> None:
+        """Wait until ext0's IPv6 link-local address is in place in both namespaces."""
+        for _ in range(50):
+            routes = [subprocess.run(["ip", "-n", ns, "-6", "route", "show", "table", "local"],
+                                     capture_output=True, text=True, check=False).stdout
+                      for ns in (self.host, self.client)]
+            if all("fe80::" in r and "ext0" in r for r in routes):
+                return
+            time.sleep(0.1)
+
+    @property
+    def host_addr(self) -> str:
+        return f"198.18.{self.net}.1"
+
+    @property
+    def client_addr(self) -> str:
+        return f"198.18.{self.net}.2"
+
+    def destroy(self) -> None:
+        for ns in (self.client, self.host):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+    def client_get(self, url: str, timeout: float = 10) -> tuple[int, str]:
+        """An HTTP GET from the external client namespace (status, body)."""
+        result = subprocess.run(
+            ["nsenter", f"--net=/run/netns/{self.client}", "curl", "-s", "-m", str(timeout),
+             "-o", "-", "-w", "\n%{http_code}", url], capture_output=True, text=True, check=False)
+        body, _, code = result.stdout.rpartition("\n")
+        return int(code or 0), body
+
+
+def network_snapshot(netns: str | None, testhost: TestHost | None = None) -> dict[str, str]:
+    """Links, addresses, routes, firewall and forwarding sysctls of a namespace.
+
+    ``netns=None`` reads this machine's own namespace (read-only commands only)."""
+    prefix = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
+
+    def out(argv: list[str]) -> str:
+        return subprocess.run(prefix + argv, capture_output=True, text=True,
+                              check=False).stdout
+
+    links = json.loads(out(["ip", "-j", "link"]) or "[]")
+    snap = {
+        "links": "\n".join(sorted(f"{link['ifname']} {link.get('operstate')} {link.get('mtu')}"
+                                  for link in links)),
+        "addresses": out(["ip", "-br", "addr"]),
+        "routes": out(["ip", "route", "show", "table", "all"]),
+        "nft": re.sub(r"counter packets \d+ bytes \d+", "counter",
+                      out(["nft", "list", "ruleset"])) if _has("nft") else "",
+    }
+    if testhost is not None:
+        saved = testhost.run(["iptables-save"], netns=netns).stdout
+    else:
+        saved = out(["iptables-save"]) if _has("iptables-save") else ""
+    snap["iptables"] = "\n".join(line.split(" [")[0] if line.startswith(":") else line
+                                 for line in saved.splitlines() if not line.startswith("#"))
+    sysctls = ["net/ipv4/ip_forward", "net/ipv4/conf/all/rp_filter",
+               "net/ipv4/conf/default/rp_filter", "net/ipv6/conf/all/forwarding"]
+    snap["sysctl"] = out(["cat", *(f"/proc/sys/{k}" for k in sysctls)])
+    return snap
+
+
+def _has(tool: str) -> bool:
+    return subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True,
+                          check=False).returncode == 0

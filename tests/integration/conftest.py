@@ -1,0 +1,71 @@
+"""Fixtures for tests with the real Apptainer, ColdFront, CNI plugins and iptables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+from collections.abc import Iterator
+
+import pytest
+
+from tests.host.harness import HERE, WORK, Sandbox, TestHost
+
+pytestmark = pytest.mark.integration
+
+BUILD_CONFIG = f"{WORK}/build.toml"
+STATE_ROOT = f"{WORK}/state"
+CACHE_DIR = "/var/cache/cf-launch"
+TEST_LAYER = "/src/tests/host/definitions/network-managers.def"
+
+
+@pytest.fixture(scope="session")
+def testhost() -> TestHost:
+    if os.geteuid() != 0:
+        pytest.skip("the Apptainer test host needs root")
+    subprocess.run(["bash", str(HERE / "provision.sh")], check=True)
+    host = TestHost()
+    host.install_project()
+    return host
+
+
+def build_config(host: TestHost, layers: list[str]) -> str:
+    name = "-".join(layer.rsplit("/", 1)[-1].removesuffix(".def") for layer in layers)
+    return host.write(f"{WORK}/build-{name}.toml", textwrap.dedent(f"""
+        [build]
+        layers = {layers!r}
+        fakeroot = true
+        ca_bundle = "/etc/cf-testhost-ca.crt"
+        cache_dir = "{CACHE_DIR}"
+    """).replace("'", '"'))
+
+
+@pytest.fixture(scope="session")
+def coldfront_image(testhost: TestHost) -> str:
+    """cf-launch build: the Debian base and the ColdFront layer (cached between runs)."""
+    config = build_config(testhost, ["debian-base", "coldfront"])
+    result = testhost.cf(["build", "--json"], config=config, timeout=1800)
+    import json
+    return str(json.loads(result.stdout)["image"])
+
+
+@pytest.fixture(scope="session")
+def managers_image(testhost: TestHost, coldfront_image: str) -> str:
+    """ColdFront plus systemd-networkd/resolved and NetworkManager, for the override tests."""
+    config = build_config(testhost, ["debian-base", "coldfront", TEST_LAYER])
+    result = testhost.cf(["build", "--json"], config=config, timeout=1800)
+    import json
+    return str(json.loads(result.stdout)["image"])
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    box = Sandbox.create(net=7)
+    yield box
+    box.destroy()
+
+
+def instance_config(host: TestHost, name: str, image: str, body: str = "") -> str:
+    return host.write(f"{WORK}/{name}.toml", f'name = "{name}"\nimage = "{image}"\n'
+                      f'state_root = "{STATE_ROOT}"\nready_timeout = 240\n'
+                      + textwrap.dedent(body))

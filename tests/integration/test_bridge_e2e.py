@@ -1,0 +1,102 @@
+"""cf-launch with the real Apptainer, ColdFront, CNI bridge and iptables, in a sandbox
+namespace standing in for the host (issues: integration host, bridge hook)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.host.harness import Sandbox, TestHost, network_snapshot
+from tests.integration.conftest import instance_config
+
+pytestmark = pytest.mark.integration
+
+FOREIGN_RULES = (
+    "iptables -t nat -N FOREIGN-NAT && iptables -t nat -A FOREIGN-NAT -j RETURN && "
+    "iptables -t nat -A POSTROUTING -s 192.0.2.0/24 -j FOREIGN-NAT && "
+    "iptables -A FORWARD -s 192.0.2.7 -j DROP && "
+    "iptables -t mangle -A FORWARD -s 192.0.2.8 -j ACCEPT"
+)
+PYSHELL = "/srv/coldfront/venv/bin/coldfront"
+
+
+def coldfront_python(host: TestHost, name: str, code: str) -> str:
+    return host.run(["/opt/cf-launch/bin/cf-launch", "exec", name, "--", PYSHELL, "shell",
+                     "-c", code]).stdout.strip().splitlines()[-1]
+
+
+def test_bridge_lifecycle(testhost: TestHost, coldfront_image: str, sandbox: Sandbox) -> None:
+    config = instance_config(testhost, "cfbridge", coldfront_image)
+    testhost.run(["sh", "-c", FOREIGN_RULES], netns=sandbox.host)
+    before = network_snapshot(sandbox.host, testhost)
+    assert "FOREIGN-NAT" in before["iptables"]
+
+    plan = json.loads(testhost.cf(["plan", "--json"], config, sandbox.host).stdout)
+    assert plan["problems"] == []
+    started = json.loads(testhost.cf(["start", "--json"], config, sandbox.host).stdout)
+    assert started["ready"] is True
+    assert started["system_state"] == "running", started["failed_units"]
+    ip = started["instance"]["ip"]
+    assert ip.startswith("10.22.")
+
+    # plan printed exactly what start did, bar the address and veth known only after start.
+    veth = next(c["target"] for c in started["changes"]
+                if c["kind"] == "offloads" and c["target"] != "sbr0")
+    planned = json.dumps(plan["changes"]).replace("<instance-ip>", ip) \
+        .replace("<instance-veth>", veth)
+    assert json.loads(planned) == started["changes"]
+
+    status = json.loads(testhost.cf(["status", "--json"], config, sandbox.host).stdout)
+    assert status["running"] and status["instance"]["ip"] == ip
+    assert status["http_status"] == 200 and status["system_state"] == "running"
+
+    code, body = sandbox.client_get(f"http://{sandbox.host_addr}/user/login")
+    assert code == 200 and "ColdFront" in body, "the external client reaches ColdFront (DNAT)"
+    local = testhost.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                          f"http://{sandbox.host_addr}/user/login"], netns=sandbox.host)
+    assert local.stdout == "200", "a client on the host itself reaches its forwarded port"
+
+    coldfront_python(testhost, "cfbridge", "from django.contrib.auth.models import User; "
+                     "User.objects.create_user('alice', password='e2e-only')")
+    restarted = json.loads(testhost.cf(["restart", "--json"], config, sandbox.host).stdout)
+    assert restarted["ready"] is True
+    assert coldfront_python(testhost, "cfbridge", "from django.contrib.auth.models import User; "
+                            "print(User.objects.filter(username='alice').exists())") == "True"
+
+    testhost.cf(["stop"], config, sandbox.host)
+    listed = json.loads(testhost.run(["apptainer", "instance", "list", "--json"]).stdout)
+    assert all(i["instance"] != "cfbridge" for i in listed["instances"])
+    after = network_snapshot(sandbox.host, testhost)
+    assert after == before, "stop must restore links, routes, firewall and sysctls exactly"
+    assert not testhost.path("/etc/apptainer/network/50_cf-launch.conflist").exists()
+
+
+def test_two_instances_and_port_conflict(testhost: TestHost, coldfront_image: str,
+                                         sandbox: Sandbox) -> None:
+    before = network_snapshot(sandbox.host, testhost)
+    first = instance_config(testhost, "cfone", coldfront_image)
+    second = instance_config(testhost, "cftwo", coldfront_image,
+                             '[hook.bridge]\nports = ["8080:80", "8443:443"]\n')
+    clash = instance_config(testhost, "cfclash", coldfront_image,
+                            '[hook.bridge]\nports = [80]\n')
+    one = json.loads(testhost.cf(["start", "--json"], first, sandbox.host).stdout)
+    try:
+        two = json.loads(testhost.cf(["start", "--json"], second, sandbox.host).stdout)
+        assert one["instance"]["ip"] != two["instance"]["ip"]
+        assert sandbox.client_get(f"http://{sandbox.host_addr}/user/login")[0] == 200
+        assert sandbox.client_get(f"http://{sandbox.host_addr}:8080/user/login")[0] == 200
+
+        refused = testhost.cf(["start"], clash, sandbox.host, check=False)
+        assert refused.returncode == 3
+        assert "host port 80 is already forwarded to cf-launch instance cfone" in refused.stderr
+        assert "Traceback" not in refused.stderr
+
+        testhost.cf(["stop"], first, sandbox.host)
+        assert sandbox.client_get(f"http://{sandbox.host_addr}/user/login", timeout=3)[0] == 0
+        assert sandbox.client_get(f"http://{sandbox.host_addr}:8080/user/login")[0] == 200, \
+            "stopping one instance leaves the other's rules alone"
+    finally:
+        for config in (first, second):
+            testhost.cf(["stop"], config, sandbox.host, check=False)
+    assert network_snapshot(sandbox.host, testhost) == before
