@@ -120,9 +120,17 @@ class RealHost(RecordingHost):
         self.state = state
         self.state_root = state_root
         self.instance = state.directory.name
-        self._owned = {e["path"] for e in state.entries() if e["kind"] == "remove_file"}
+        entries = state.entries()
+        self._owned = {e["path"] for e in entries if e["kind"] == "remove_file"}
+        self.netns = netinfo.netns_id()
+        if not any(e["kind"] == "netns" for e in entries):
+            # Undo must happen in the namespace the changes were made in (see undo.py).
+            state.record({"kind": "netns", "id": self.netns})
 
     def _claim(self, resource: str, original: Any, **kwargs: Any) -> dict[str, Any]:
+        kind, _, name = resource.partition(":")
+        if kind != "file":  # network resources exist once per network namespace
+            resource = f"{kind}@{self.netns}:{name}"
         self.state.record({"kind": "release", "resource": resource})
         return claims.claim(self.state_root, self.instance, resource, lambda: original, **kwargs)
 
@@ -243,6 +251,7 @@ def write_sysctl(key: str, value: str) -> None:
 def restore_resource(resource: str, original: Any) -> None:
     """Put a shared resource back as the first claimant found it."""
     kind, _, name = resource.partition(":")
+    kind = kind.split("@", 1)[0]
     if kind == "sysctl":
         write_sysctl(name, str(original))
     elif kind == "file" and original == "absent":

@@ -17,7 +17,7 @@ from .host import Change, HostChanges, RealHost, RecordingHost
 from .settings import Settings
 from .state import InstanceState
 from .types import Bind, Endpoint, LaunchContext, Problem
-from .undo import undo_all
+from .undo import check_namespace, undo_all
 
 LAUNCH_RECORD = "launch.json"
 BIND_DIR = "binds"
@@ -225,6 +225,7 @@ class Launcher:
             if info is not None and not journal:
                 raise LaunchError(f"instance {self.settings.name} was not started by cf-launch",
                                   f"stop it yourself: apptainer instance stop {info.name}")
+            check_namespace(self.state)
             recorded = tuple(self._read_record().get("hooks", [])) or self.settings.hooks
             hooks = self._hooks(recorded)
             ctx = self.context(recorded)

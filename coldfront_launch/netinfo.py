@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -22,6 +23,11 @@ class HostAddress:
 class HostRoute:
     ifname: str
     dst: ipaddress.IPv4Network
+
+
+def netns_id() -> str:
+    """This process's network namespace, as the inode number of its nsfs file."""
+    return str(os.stat("/proc/self/ns/net").st_ino)
 
 
 def _ifnames(ipr: IPRoute) -> dict[int, str]:

@@ -15,8 +15,21 @@ from .state import InstanceState
 StopInstance = Callable[[str], None]
 
 
+def check_namespace(state: InstanceState) -> None:
+    """Refuse to undo network changes from another network namespace than they were made in."""
+    made_in = next((e["id"] for e in state.entries() if e["kind"] == "netns"), None)
+    here = netinfo.netns_id()
+    if made_in is not None and made_in != here:
+        raise HostChangeError(
+            f"{state.directory.name} was started in network namespace {made_in}, "
+            f"but this process runs in {here}; undoing here would change the wrong host",
+            "run `cf-launch stop` in the namespace it was started in "
+            "(e.g. nsenter --net=/run/netns/NAME cf-launch stop)")
+
+
 def undo_all(state: InstanceState, state_root: Path, stop_instance: StopInstance) -> list[str]:
     """Undo everything journaled; return the failures (the journal keeps those entries)."""
+    check_namespace(state)
     entries = state.entries()
     failures: list[str] = []
     remaining: list[dict[str, Any]] = []
@@ -47,6 +60,8 @@ def _released_earlier(entries: list[dict[str, Any]], index: int) -> bool:
 def _undo_one(entry: dict[str, Any], state: InstanceState, state_root: Path,
               stop_instance: StopInstance) -> None:
     kind = entry["kind"]
+    if kind == "netns":
+        return
     if kind == "stop_instance":
         stop_instance(entry["name"])
     elif kind == "remove_file":

@@ -37,7 +37,8 @@ class TestHost:
                                 env=environ, check=False)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(argv)} exited {result.returncode}\n"
-                                 f"stdout: {result.stdout[-3000:]}\nstderr: {result.stderr[-3000:]}")
+                                 f"stdout: {result.stdout[-3000:]}\n"
+                                 f"stderr: {result.stderr[-3000:]}")
         return result
 
     def cf(self, args: list[str], config: str, netns: str | None = None, check: bool = True,

@@ -32,39 +32,43 @@ def test_bridge_lifecycle(testhost: TestHost, coldfront_image: str, sandbox: San
     before = network_snapshot(sandbox.host, testhost)
     assert "FOREIGN-NAT" in before["iptables"]
 
-    plan = json.loads(testhost.cf(["plan", "--json"], config, sandbox.host).stdout)
-    assert plan["problems"] == []
-    started = json.loads(testhost.cf(["start", "--json"], config, sandbox.host).stdout)
-    assert started["ready"] is True
-    assert started["system_state"] == "running", started["failed_units"]
-    ip = started["instance"]["ip"]
-    assert ip.startswith("10.22.")
+    try:
+        plan = json.loads(testhost.cf(["plan", "--json"], config, sandbox.host).stdout)
+        assert plan["problems"] == []
+        started = json.loads(testhost.cf(["start", "--json"], config, sandbox.host).stdout)
+        assert started["ready"] is True
+        assert started["system_state"] == "running", started["failed_units"]
+        ip = started["instance"]["ip"]
+        assert ip.startswith("10.22.")
 
-    # plan printed exactly what start did, bar the address and veth known only after start.
-    veth = next(c["target"] for c in started["changes"]
-                if c["kind"] == "offloads" and c["target"] != "sbr0")
-    planned = json.dumps(plan["changes"]).replace("<instance-ip>", ip) \
-        .replace("<instance-veth>", veth)
-    assert json.loads(planned) == started["changes"]
+        # plan printed exactly what start did, bar the address and veth known only after start.
+        veth = next(c["target"] for c in started["changes"]
+                    if c["kind"] == "offloads" and c["target"] != "sbr0")
+        planned = json.dumps(plan["changes"]).replace("<instance-ip>", ip) \
+            .replace("<instance-veth>", veth)
+        assert json.loads(planned) == started["changes"]
 
-    status = json.loads(testhost.cf(["status", "--json"], config, sandbox.host).stdout)
-    assert status["running"] and status["instance"]["ip"] == ip
-    assert status["http_status"] == 200 and status["system_state"] == "running"
+        status = json.loads(testhost.cf(["status", "--json"], config, sandbox.host).stdout)
+        assert status["running"] and status["instance"]["ip"] == ip
+        assert status["http_status"] == 200 and status["system_state"] == "running"
 
-    code, body = sandbox.client_get(f"http://{sandbox.host_addr}/user/login")
-    assert code == 200 and "ColdFront" in body, "the external client reaches ColdFront (DNAT)"
-    local = testhost.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                          f"http://{sandbox.host_addr}/user/login"], netns=sandbox.host)
-    assert local.stdout == "200", "a client on the host itself reaches its forwarded port"
+        code, body = sandbox.client_get(f"http://{sandbox.host_addr}/user/login")
+        assert code == 200 and "ColdFront" in body, "the external client reaches ColdFront (DNAT)"
+        local = testhost.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                              f"http://{sandbox.host_addr}/user/login"], netns=sandbox.host)
+        assert local.stdout == "200", "a client on the host itself reaches its forwarded port"
 
-    coldfront_python(testhost, "cfbridge", "from django.contrib.auth.models import User; "
-                     "User.objects.create_user('alice', password='e2e-only')")
-    restarted = json.loads(testhost.cf(["restart", "--json"], config, sandbox.host).stdout)
-    assert restarted["ready"] is True
-    assert coldfront_python(testhost, "cfbridge", "from django.contrib.auth.models import User; "
-                            "print(User.objects.filter(username='alice').exists())") == "True"
+        coldfront_python(testhost, "cfbridge", "from django.contrib.auth.models import User; "
+                         "User.objects.create_user('alice', password='e2e-only')")
+        restarted = json.loads(testhost.cf(["restart", "--json"], config, sandbox.host).stdout)
+        assert restarted["ready"] is True
+        exists = coldfront_python(testhost, "cfbridge", "from django.contrib.auth.models "
+                                  "import User; print(User.objects.filter(username='alice')"
+                                  ".exists())")
+        assert exists == "True"
 
-    testhost.cf(["stop"], config, sandbox.host)
+    finally:
+        testhost.cf(["stop"], config, sandbox.host, check=False)
     listed = json.loads(testhost.run(["apptainer", "instance", "list", "--json"]).stdout)
     assert all(i["instance"] != "cfbridge" for i in listed["instances"])
     after = network_snapshot(sandbox.host, testhost)

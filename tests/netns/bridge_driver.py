@@ -16,12 +16,12 @@ from pathlib import Path
 
 from coldfront_launch import hookimpl, plugins
 from coldfront_launch.apptainer import InstanceInfo
+from coldfront_launch.hooks import bridge_cni
+from coldfront_launch.hooks.bridge_settings import parse
 from coldfront_launch.host import RealHost
 from coldfront_launch.launcher import Launcher
 from coldfront_launch.settings import settings_from_mapping
 from coldfront_launch.undo import undo_all
-from coldfront_launch.hooks import bridge_cni
-from coldfront_launch.hooks.bridge_settings import parse
 
 CNI_PATH = "/usr/lib/cni"
 NAME = "netnstest"

@@ -103,7 +103,8 @@ def test_plan_matches_start(make_settings, fake_apptainer, recorder, sysctl_root
     launcher.stop()
 
 
-def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _cli(args: list[str], env: dict[str, str],
+         prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     """Run cf-launch in a child process with the recorder plugin registered."""
     code = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
             "from coldfront_launch import plugins\n"
@@ -112,8 +113,8 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
             "from coldfront_launch.cli import main\n"
             f"sys.argv = ['cf-launch'] + {args!r}\n"
             "main()\n")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=60)
+    return subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True,
+                          text=True, env=env, timeout=60)
 
 
 def _config(tmp_path: Path, extra: str = "") -> Path:
@@ -185,3 +186,24 @@ def test_placeholder_in_plan(make_settings, recorder) -> None:
     plan = Launcher(make_settings(hooks=["recorder"])).plan()
     assert plan.command[-1] == "coldfront"
     assert PLACEHOLDER_IP == "<instance-ip>"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creates a network namespace")
+def test_stop_from_another_namespace_is_refused(fake_apptainer, recorder, tmp_path: Path) -> None:
+    """Undoing network changes in the wrong namespace would change the wrong host."""
+    env = {**os.environ, "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none")}
+    config = _config(tmp_path)
+    started = _cli(["--config", str(config), "start", "--no-wait"], env)
+    assert started.returncode == 0, started.stderr
+    ns = f"cfl{os.getpid()}x"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        refused = _cli(["--config", str(config), "stop"], env,
+                       prefix=("nsenter", f"--net=/run/netns/{ns}"))
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=True)
+    assert refused.returncode == 6, refused.stderr
+    assert "was started in network namespace" in refused.stderr
+    assert (tmp_path / "etc" / "made-by-recorder.conf").exists(), "nothing was undone"
+    assert _cli(["--config", str(config), "stop"], env).returncode == 0
+    assert not (tmp_path / "etc" / "made-by-recorder.conf").exists()
