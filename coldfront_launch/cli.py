@@ -184,8 +184,9 @@ def _print_started(data: dict[str, Any]) -> None:
 def stop(ctx: click.Context, as_json: bool) -> None:
     """Stop the instance and undo every host change cf-launch made."""
     launcher = _launcher(ctx)
-    launcher.stop()
-    _emit({"name": launcher.settings.name, "stopped": True}, as_json,
+    timings = launcher.stop()
+    _emit({"name": launcher.settings.name, "stopped": True,
+           "timings": {k: round(v, 4) for k, v in timings.items()}}, as_json,
           lambda: click.echo(f"instance {launcher.settings.name} stopped; host changes undone"))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,12 +55,14 @@ class Started:
     instance: InstanceInfo
     readiness: readiness.Readiness | None
     changes: list[Change] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         ready = self.readiness
         return {
             "instance": self.instance.to_json(),
             "changes": [c.to_json() for c in self.changes],
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "ready": ready is not None,
             "system_state": ready.system_state if ready else "",
             "failed_units": ready.failed_units if ready else [],
@@ -162,22 +165,28 @@ class Launcher:
             appdata.ensure(self.settings.state_dir)
             self._write_record(ctx)
             host = RealHost(self.state, self.settings.state_root)
+            clock = _Stopwatch()
             try:
                 self.report("preparing the host")
                 bind_specs = self._bind_specs(host, hooks.binds(ctx))
                 hooks.pre_start(ctx, host)
                 options = self._start_options(ctx, hooks, bind_specs)
+                clock.lap("pre_start")
                 self.report(f"starting instance {self.settings.name}")
                 self.state.record({"kind": "stop_instance", "name": self.settings.name})
                 info = apptainer.start(image, self.settings.name, options)
+                clock.lap("apptainer_start")
                 hooks.post_start(ctx, host, info)
+                clock.lap("post_start")
             except BaseException:
                 self.report("start failed: undoing every change made so far")
                 undo_all(self.state, self.settings.state_root, apptainer.stop)
                 self._remove_record()
                 raise
         ready = self.wait_ready(info, hooks, ctx) if wait else None
-        return Started(info, ready, host.changes)
+        if ready is not None:
+            clock.lap("ready")
+        return Started(info, ready, host.changes, clock.laps)
 
     def wait_ready(self, info: InstanceInfo, hooks: plugins.Hooks | None = None,
                    ctx: LaunchContext | None = None) -> readiness.Readiness:
@@ -214,8 +223,10 @@ class Launcher:
 
     # --- stop ------------------------------------------------------------------------------
 
-    def stop(self) -> None:
-        """Stop the instance and undo every journaled host change (also after a crash)."""
+    def stop(self) -> dict[str, float]:
+        """Stop the instance and undo every journaled host change (also after a crash).
+
+        Returns the seconds spent: ``apptainer_stop`` and ``undo`` (everything else)."""
         with self.state.locked():
             info = apptainer.find(self.settings.name)
             journal = self.state.entries()
@@ -231,12 +242,22 @@ class Launcher:
             ctx = self.context(recorded)
             hooks.pre_stop(ctx, info)
             self.report(f"stopping {self.settings.name} and undoing host changes")
-            failures = undo_all(self.state, self.settings.state_root, apptainer.stop)
+            clock = _Stopwatch()
+            stopping: dict[str, float] = {}
+
+            def timed_stop(name: str) -> None:
+                began = _Stopwatch()
+                apptainer.stop(name)
+                stopping["apptainer_stop"] = began.total()
+            failures = undo_all(self.state, self.settings.state_root, timed_stop)
             if failures:
                 raise HostChangeError("some changes could not be undone: " + "; ".join(failures),
                                       "fix the cause and run `cf-launch stop` again")
             self._remove_record()
             hooks.post_stop(ctx)
+            total = clock.total()
+            return {"apptainer_stop": stopping.get("apptainer_stop", 0.0),
+                    "undo": total - stopping.get("apptainer_stop", 0.0)}
 
     def restart(self, wait: bool = True) -> Started:
         if apptainer.find(self.settings.name) is not None or self.state.entries():
@@ -299,3 +320,19 @@ class Launcher:
     def build(self, force: bool = False,
               progress: builder.Progress | None = None) -> Path:
         return builder.build(self.settings.build, force=force, progress=progress)
+
+
+class _Stopwatch:
+    """Seconds per phase, for ``start --json`` and the benchmarks."""
+
+    def __init__(self) -> None:
+        self.began = self.mark = time.monotonic()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = now - self.mark
+        self.mark = now
+
+    def total(self) -> float:
+        return time.monotonic() - self.began
