@@ -7,8 +7,11 @@ the live ruleset, so it is exact and idempotent even after a half-finished start
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import shlex
+import shutil
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -88,14 +91,36 @@ def _run(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProce
                               "install iptables (dnf install iptables-nft)") from None
 
 
-def jump_present(jump: Jump) -> bool:
-    """Whether this exact jump rule is already in its built-in chain."""
-    argv = [IPTABLES, "-w", "-t", jump.table, "-C", jump.builtin, *shlex.split(jump.spec)]
-    return _run(argv).returncode == 0
+@dataclass
+class Live:
+    """One reading of the live ruleset (``iptables-save``): tables, chains, rules."""
+
+    chains: dict[str, dict[str, str]]  # table -> chain -> policy ("-" for user chains)
+    rules: dict[str, list[str]]        # table -> "-A CHAIN ..." lines
+
+    @classmethod
+    def read(cls) -> Live:
+        chains: dict[str, dict[str, str]] = {}
+        rules: dict[str, list[str]] = {}
+        table = ""
+        for line in save().splitlines():
+            if line.startswith("*"):
+                table = line[1:].strip()
+                chains[table], rules[table] = {}, []
+            elif line.startswith(":") and table:
+                name, policy = line[1:].split()[:2]
+                chains[table][name] = policy
+            elif line.startswith("-A ") and table:
+                rules[table].append(line)
+        return cls(chains, rules)
+
+    def jumps_to(self, table: str, chain: str) -> list[str]:
+        """Rules of built-in chains whose target is ``chain`` (cf-launch's own chain)."""
+        return [r for r in self.rules.get(table, [])
+                if r.split()[1] in BUILTIN_CHAINS and r.split()[-2:] == ["-j", chain]]
 
 
-def chain_present(table: str, name: str) -> bool:
-    return _run([IPTABLES, "-w", "-t", table, "-n", "-L", name]).returncode == 0
+BUILTIN_CHAINS = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
 
 
 def restore(text: str) -> None:
@@ -113,36 +138,48 @@ def apply(ruleset: Ruleset) -> None:
     for chain in ruleset.chains:
         if not CHAIN_NAME.match(chain.name):
             raise HostChangeError(f"invalid chain name {chain.name!r}")
-    present = [j for j in ruleset.jumps if jump_present(j)]
+    live = Live.read()
+    present = [j for j in ruleset.jumps if live.jumps_to(j.table, _target(j))]
     restore("".join(_apply_section(t, ruleset, present) for t in ruleset.tables()))
 
 
-def remove(chains: Iterable[tuple[str, str]], jumps: Iterable[Jump]) -> None:
-    """Delete the jumps and owned chains that are present; leave everything else alone."""
-    chains = list(chains)
-    for jump in jumps:
-        while jump_present(jump):  # a duplicate jump (added by hand) goes on the next pass
-            restore(f"*{jump.table}\n-D {jump.builtin} {jump.spec}\nCOMMIT\n")
+def _target(jump: Jump) -> str:
+    return shlex.split(jump.spec)[-1]
+
+
+def remove(chains: Iterable[tuple[str, str]]) -> None:
+    """Delete every jump into the owned chains, then the chains; leave all else alone.
+
+    Reads the live ruleset once and deletes by the saved rule text, so a duplicated jump
+    goes too, and a half-applied start is undone exactly. One atomic transaction."""
+    live = Live.read()
+    owned = list(chains)
     by_table: dict[str, list[str]] = {}
-    live = [(t, n) for t, n in chains if chain_present(t, n)]
-    for table, name in live:
+    for table, name in owned:
+        for rule in live.jumps_to(table, name):
+            by_table.setdefault(table, []).append("-D " + rule[3:])
+    present = [(t, n) for t, n in owned if n in live.chains.get(t, {})]
+    for table, name in present:
         by_table.setdefault(table, []).append(f"-F {name}")
-    for table, name in live:
+    for table, name in present:
         by_table.setdefault(table, []).append(f"-X {name}")
     restore("".join(f"*{t}\n" + "\n".join(lines) + "\nCOMMIT\n"
                     for t, lines in by_table.items() if lines))
 
 
-BUILTIN_CHAINS = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
-
-
 def tables_present() -> set[str]:
     """Tables that exist now (``iptables-save`` lists only those; ``-t`` would show any)."""
-    return {line[1:].strip() for line in save().splitlines() if line.startswith("*")}
+    return set(Live.read().chains)
 
 
+@functools.lru_cache(maxsize=1)
 def is_nft_backend() -> bool:
     return "nf_tables" in _run([IPTABLES, "-V"]).stdout
+
+
+@functools.lru_cache(maxsize=1)
+def nft_available() -> bool:
+    return is_nft_backend() and shutil.which("nft") is not None
 
 
 def drop_table_if_empty(table: str) -> None:
@@ -151,41 +188,46 @@ def drop_table_if_empty(table: str) -> None:
     Only the nf_tables backend creates tables on first use; a legacy table is left alone.
     A table with any rule, user chain or non-ACCEPT policy is someone else's now: kept.
     """
-    if table not in tables_present() or not is_nft_backend():
+    live = Live.read()
+    if table not in live.chains or not nft_available():
         return
-    for line in _run([f"{IPTABLES}-save", "-t", table]).stdout.splitlines():
-        if line.startswith("-A"):
-            return
-        if line.startswith(":"):
-            name, policy = line[1:].split()[:2]
-            if name not in BUILTIN_CHAINS or policy != "ACCEPT":
-                return
-    result = _run(["nft", "delete", "table", "ip", table])
+    if live.rules[table] or any(name not in BUILTIN_CHAINS or policy != "ACCEPT"
+                                for name, policy in live.chains[table].items()):
+        return
+    _nft_delete("table", table)
+
+
+def base_chains_present() -> set[tuple[str, str]]:
+    """(table, chain) pairs nf_tables holds now (iptables-nft makes built-ins on first use)."""
+    if not nft_available():
+        return set()
+    result = _run(["nft", "-j", "list", "chains", "ip"])
     if result.returncode != 0:
-        raise HostChangeError(f"cannot remove the empty iptables table {table} cf-launch "
-                              f"created: {result.stderr.strip()}", "install nftables (nft)")
-
-
-def base_chain_present(table: str, chain: str) -> bool:
-    """Whether nf_tables holds this built-in chain (iptables-nft makes them on first use)."""
-    return _run(["nft", "list", "chain", "ip", table, chain]).returncode == 0
-
-
-def nft_available() -> bool:
-    return is_nft_backend() and _run(["sh", "-c", "command -v nft"]).returncode == 0
+        return set()
+    found = set()
+    for item in json.loads(result.stdout).get("nftables", []):
+        chain = item.get("chain")
+        if chain:
+            found.add((chain["table"], chain["name"]))
+    return found
 
 
 def drop_base_chain_if_empty(table: str, chain: str) -> None:
     """Delete a built-in chain cf-launch's jump brought into being, once it is empty."""
-    if not nft_available() or not base_chain_present(table, chain):
+    if (table, chain) not in base_chains_present():
         return
-    rules = _run([IPTABLES, "-w", "-t", table, "-S", chain]).stdout.splitlines()
-    if rules != [f"-P {chain} ACCEPT"]:
+    live = Live.read()
+    if live.chains.get(table, {}).get(chain) != "ACCEPT" or any(
+            r.split()[1] == chain for r in live.rules.get(table, [])):
         return
-    result = _run(["nft", "delete", "chain", "ip", table, chain])
+    _nft_delete("chain", table, chain)
+
+
+def _nft_delete(kind: str, table: str, chain: str = "") -> None:
+    result = _run(["nft", "delete", kind, "ip", table, *([chain] if chain else [])])
     if result.returncode != 0:
-        raise HostChangeError(f"cannot remove the empty chain {table}/{chain} cf-launch "
-                              f"created: {result.stderr.strip()}")
+        raise HostChangeError(f"cannot remove the empty {kind} {table} {chain} cf-launch "
+                              f"created: {result.stderr.strip()}", "install nftables (nft)")
 
 
 def save() -> str:
@@ -194,13 +236,3 @@ def save() -> str:
     if result.returncode != 0:
         raise HostChangeError(f"iptables-save failed: {result.stderr.strip()}")
     return result.stdout
-
-
-def normalized(text: str) -> str:
-    """A ruleset without comments and counters, for before/after comparison."""
-    out = []
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        out.append(re.sub(r"\[\d+:\d+\]", "[0:0]", line))
-    return "\n".join(out) + "\n"

@@ -197,8 +197,9 @@ class RealHost(RecordingHost):
         for table in ruleset.tables():  # iptables-nft creates a table on first use
             self._claim(f"iptables-table:{table}", "present" if table in present else "absent")
         if firewall.nft_available():  # ... and a built-in chain on its first rule
+            base = firewall.base_chains_present()
             for jump in ruleset.jumps:
-                exists = firewall.base_chain_present(jump.table, jump.builtin)
+                exists = (jump.table, jump.builtin) in base
                 self._claim(f"nft-chain:{jump.table}/{jump.builtin}",
                             "present" if exists else "absent")
         self.state.record({

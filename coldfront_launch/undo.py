@@ -73,8 +73,7 @@ def _undo_one(entry: dict[str, Any], state: InstanceState, state_root: Path,
         claims.release(state_root, state.directory.name, entry["resource"],
                        lambda original: host.restore_resource(entry["resource"], original))
     elif kind == "remove_firewall":
-        firewall.remove([tuple(c) for c in entry["chains"]],
-                        [firewall.Jump(*j) for j in entry["jumps"]])
+        firewall.remove((table, chain) for table, chain in entry["chains"])
     elif kind == "restore_offloads":
         if entry["features"]:
             with contextlib.suppress(HostChangeError):  # the veth vanishes with the instance

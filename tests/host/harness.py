@@ -3,6 +3,7 @@ sandboxes made of namespaces and veth pairs, and snapshots to compare before/aft
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -23,6 +24,13 @@ WORK = "/var/lib/cf-launch-tests"  # configs and state of the tests, on the root
 
 class TestHost:
     """The Debian 13 root file system with Apptainer 1.4.5 (tests/host/provision.sh)."""
+
+    def lock(self) -> int:
+        """Hold the test host for this run (one lock): two runs never share it at once."""
+        HOST_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(HOST_DIR / ".run.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
 
     def run(self, argv: list[str], netns: str | None = None, check: bool = True,
             timeout: float = 900, env: dict[str, str] | None = None

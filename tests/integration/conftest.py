@@ -20,13 +20,17 @@ TEST_LAYER = "/src/tests/host/definitions/network-managers.def"
 
 
 @pytest.fixture(scope="session")
-def testhost() -> TestHost:
+def testhost() -> Iterator[TestHost]:
     if os.geteuid() != 0:
         pytest.skip("the Apptainer test host needs root")
-    subprocess.run(["bash", str(HERE / "provision.sh")], check=True)
     host = TestHost()
-    host.install_project()
-    return host
+    held = host.lock()
+    try:
+        subprocess.run(["bash", str(HERE / "provision.sh")], check=True)
+        host.install_project()
+        yield host
+    finally:
+        os.close(held)
 
 
 def build_config(host: TestHost, layers: list[str]) -> str:

@@ -4,6 +4,7 @@ namespace standing in for the host (issues: integration host, bridge hook)."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -60,12 +61,22 @@ def test_bridge_lifecycle(testhost: TestHost, coldfront_image: str, sandbox: San
 
         coldfront_python(testhost, "cfbridge", "from django.contrib.auth.models import User; "
                          "User.objects.create_user('alice', password='e2e-only')")
+        testhost.run(["/opt/cf-launch/bin/cf-launch", "exec", "cfbridge", "--", "sh", "-c",
+                      "mkdir -p /etc/letsencrypt/live/site && openssl req -x509 -newkey "
+                      "rsa:2048 -nodes -days 2 -subj /CN=test -keyout "
+                      "/etc/letsencrypt/live/site/privkey.pem -out "
+                      "/etc/letsencrypt/live/site/fullchain.pem 2>/dev/null"])
         restarted = json.loads(testhost.cf(["restart", "--json"], config, sandbox.host).stdout)
         assert restarted["ready"] is True
         exists = coldfront_python(testhost, "cfbridge", "from django.contrib.auth.models "
                                   "import User; print(User.objects.filter(username='alice')"
                                   ".exists())")
         assert exists == "True"
+        tls = subprocess.run(["nsenter", f"--net=/run/netns/{sandbox.client}", "curl", "-sk",
+                              "-o", "/dev/null", "-w", "%{http_code}",
+                              f"https://{sandbox.host_addr}/user/login"],
+                             capture_output=True, text=True, check=False)
+        assert tls.stdout == "200", "443 is served once a certificate is in /etc/letsencrypt"
 
     finally:
         testhost.cf(["stop"], config, sandbox.host, check=False)
@@ -95,6 +106,12 @@ def test_two_instances_and_port_conflict(testhost: TestHost, coldfront_image: st
         assert refused.returncode == 3
         assert "host port 80 is already forwarded to cf-launch instance cfone" in refused.stderr
         assert "Traceback" not in refused.stderr
+        same_ip = instance_config(testhost, "cfsameip", coldfront_image,
+                                  f'[hook.bridge]\nports = ["9090:80"]\n'
+                                  f'ip = "{one["instance"]["ip"]}"\n')
+        taken = testhost.cf(["start"], same_ip, sandbox.host, check=False)
+        assert taken.returncode == 3
+        assert f"{one['instance']['ip']} is already used by instance cfone" in taken.stderr
 
         testhost.cf(["stop"], first, sandbox.host)
         assert sandbox.client_get(f"http://{sandbox.host_addr}/user/login", timeout=3)[0] == 0

@@ -136,3 +136,14 @@ def test_not_running_exit_8(tmp_path: Path, fake_apptainer: Path, args: list[str
     result = run(["--state-root", str(tmp_path), *args], tmp_path)
     assert result.returncode == 8
     assert "Traceback" not in result.stderr
+
+
+def test_logs_and_shell_enter_the_instance(tmp_path: Path, fake_apptainer: Path) -> None:
+    state = json.dumps({"coldfront": {"instance": "coldfront", "pid": 1, "img": "x", "ip": ""}})
+    Path(os.environ["FAKE_APPTAINER_STATE"]).write_text(state)
+    logs = run(["logs", "-n", "5", "--follow"], tmp_path)
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.strip() == "journal of coldfront: --no-pager -n 5 -f"
+    shell = run(["shell"], tmp_path)
+    assert shell.returncode == 0 and shell.stdout.strip() == "shell in coldfront"
+    assert_one_line_error(run(["--name", "other", "logs"], tmp_path), 8)
