@@ -10,13 +10,11 @@ newest top layer.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 from . import apptainer
 from .errors import BuildError, ConfigError
 from .settings import BuildSettings
+from .state import file_lock
 
 FORMAT = "cf-launch-build-1"
 CA_MOUNT = "/mnt"
@@ -167,17 +166,6 @@ def _stage_ca(settings: BuildSettings) -> None:
     shutil.copyfile(settings.ca_bundle, folder / CA_NAME)
 
 
-@contextmanager
-def _build_lock(cache_dir: Path) -> Iterator[None]:
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(cache_dir / ".build.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 Progress = Callable[[BuildEvent], None]
 
 
@@ -186,7 +174,7 @@ def build(settings: BuildSettings, force: bool = False,
     """Build what changed (or everything with ``force``); return the finished image."""
     report = progress or (lambda event: None)
     layers = resolve(settings)
-    with _build_lock(settings.cache_dir):
+    with file_lock(settings.cache_dir / ".build.lock"):
         _stage_ca(settings)
         for index, layer in enumerate(layers, 1):
             if layer.cached and not force:

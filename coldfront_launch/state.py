@@ -11,7 +11,7 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,15 +88,20 @@ class InstanceState:
 
 
 @contextmanager
-def shared_lock(state_root: Path) -> Iterator[None]:
-    """The lock over state shared by all instances (sysctl holders, port claims)."""
-    state_root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state_root / ".shared.lock", os.O_RDWR | os.O_CREAT, 0o600)
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (created if missing), waiting for it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+def shared_lock(state_root: Path) -> AbstractContextManager[None]:
+    """The lock over state shared by all instances (the claims registry)."""
+    return file_lock(state_root / ".shared.lock")
 
 
 def _read_pid(fd: int) -> str:

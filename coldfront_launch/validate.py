@@ -128,3 +128,11 @@ def no_unknown_keys(section: str, data: dict[str, Any], known: set[str]) -> None
             where = f"{section}.{key}" if section else key
             raise ConfigError(where, "unknown setting",
                               f"known settings here: {', '.join(sorted(known))}")
+
+
+def one_network_hook(hooks: tuple[str, ...], name: str, others: tuple[str, ...]) -> None:
+    """Refuse two hooks that would both decide the container's network."""
+    for other in others:
+        if other in hooks:
+            raise ConfigError("hooks", f"{name} and {other} both set up the network",
+                              "choose one of them")

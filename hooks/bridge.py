@@ -26,8 +26,9 @@ import shutil
 from pathlib import Path
 
 from coldfront_launch import apptainer, firewall, netinfo
+from coldfront_launch import validate as v
 from coldfront_launch.apptainer import InstanceInfo
-from coldfront_launch.errors import ConfigError, HostChangeError
+from coldfront_launch.errors import HostChangeError
 from coldfront_launch.hookspecs import hookimpl
 from coldfront_launch.host import HostChanges, read_sysctl
 from coldfront_launch.types import Endpoint, LaunchContext, Problem
@@ -55,10 +56,7 @@ def external_interface(settings: BridgeSettings) -> str:
 
 @hookimpl
 def cf_launch_validate(ctx: LaunchContext) -> None:
-    for other in CONFLICTS:
-        if other in ctx.hooks:
-            raise ConfigError("hooks", f"{NAME} and {other} both set up the network",
-                              "choose one of them")
+    v.one_network_hook(ctx.hooks, NAME, CONFLICTS)
     parse(ctx)
 
 

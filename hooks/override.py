@@ -74,10 +74,7 @@ def settings(ctx: LaunchContext) -> OverrideSettings:
 
 @hookimpl
 def cf_launch_validate(ctx: LaunchContext) -> None:
-    for other in CONFLICTS:
-        if other in ctx.hooks:
-            raise ConfigError("hooks", f"{NAME} and {other} both set up the network",
-                              "choose one of them")
+    v.one_network_hook(ctx.hooks, NAME, CONFLICTS)
     settings(ctx)
 
 
