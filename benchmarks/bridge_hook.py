@@ -51,6 +51,7 @@ def run(instances: int) -> dict[str, list[float]]:
     host = TestHost()
     host.lock()  # released when the benchmark exits
     subprocess.run(["bash", str(HERE / "provision.sh")], check=True, capture_output=True)
+    host.reset()
     host.install_project()
     image = build_base(host)
     box = Sandbox.create(net=5)

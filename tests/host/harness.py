@@ -65,6 +65,14 @@ class TestHost:
         target.write_text(text)
         return inside
 
+    def reset(self) -> None:
+        """Forget what an interrupted earlier run left: its instances (their sandbox
+        namespaces are gone), test state, CNI leases and cf-launch's conflist. Only under
+        the run lock; nothing here is outside the test host."""
+        self.run(["sh", "-c", "apptainer instance stop --all >/dev/null 2>&1; "
+                  f"rm -rf {WORK}/state {WORK}/bench-state /var/lib/cni/networks; "
+                  "rm -f /etc/apptainer/network/50_cf-launch.conflist"])
+
     def install_project(self) -> None:
         self.run(["bash", "-euc",
                   f"[ -x {VENV}/bin/pip ] || python3 -m venv {VENV}; "

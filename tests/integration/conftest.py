@@ -27,6 +27,7 @@ def testhost() -> Iterator[TestHost]:
     held = host.lock()
     try:
         subprocess.run(["bash", str(HERE / "provision.sh")], check=True)
+        host.reset()
         host.install_project()
         yield host
     finally:
