@@ -133,12 +133,14 @@ def restore(text: str) -> None:
                               "run `cf-launch plan` to see the rules")
 
 
-def apply(ruleset: Ruleset) -> None:
-    """Create/refresh the owned chains and add each missing jump, in one transaction."""
+def apply(ruleset: Ruleset, live: Live | None = None) -> None:
+    """Create/refresh the owned chains and add each missing jump, in one transaction.
+
+    ``live`` is a reading of the ruleset taken just before, if the caller has one."""
     for chain in ruleset.chains:
         if not CHAIN_NAME.match(chain.name):
             raise HostChangeError(f"invalid chain name {chain.name!r}")
-    live = Live.read()
+    live = live or Live.read()
     present = [j for j in ruleset.jumps if live.jumps_to(j.table, _target(j))]
     restore("".join(_apply_section(t, ruleset, present) for t in ruleset.tables()))
 
@@ -165,11 +167,6 @@ def remove(chains: Iterable[tuple[str, str]]) -> None:
         by_table.setdefault(table, []).append(f"-X {name}")
     restore("".join(f"*{t}\n" + "\n".join(lines) + "\nCOMMIT\n"
                     for t, lines in by_table.items() if lines))
-
-
-def tables_present() -> set[str]:
-    """Tables that exist now (``iptables-save`` lists only those; ``-t`` would show any)."""
-    return set(Live.read().chains)
 
 
 @functools.lru_cache(maxsize=1)

@@ -193,9 +193,10 @@ class RealHost(RecordingHost):
 
     def apply_firewall(self, owner: str, ruleset: firewall.Ruleset) -> None:
         super().apply_firewall(owner, ruleset)
-        present = firewall.tables_present()
+        live = firewall.Live.read()
         for table in ruleset.tables():  # iptables-nft creates a table on first use
-            self._claim(f"iptables-table:{table}", "present" if table in present else "absent")
+            self._claim(f"iptables-table:{table}",
+                        "present" if table in live.chains else "absent")
         if firewall.nft_available():  # ... and a built-in chain on its first rule
             base = firewall.base_chains_present()
             for jump in ruleset.jumps:
@@ -207,7 +208,7 @@ class RealHost(RecordingHost):
             "chains": [[c.table, c.name] for c in ruleset.chains],
             "jumps": [[j.table, j.builtin, j.spec] for j in ruleset.jumps],
         })
-        firewall.apply(ruleset)
+        firewall.apply(ruleset, live)
 
     def set_offloads(self, ifname: str, features: dict[str, bool], shared: bool = False) -> None:
         super().set_offloads(ifname, features, shared)
