@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -331,7 +332,13 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
         sys.exit(3)
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM becomes an orderly exit, so a start in progress undoes what it did."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="cf-launch")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 from coldfront_launch import hookimpl
@@ -57,6 +58,9 @@ def cf_launch_post_start(ctx, host, instance):  # type: ignore[no-untyped-def]
     _note("post_start")
     if os.environ.get("RECORDER_KILL_IN_POST_START") and not ctx.planning:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("RECORDER_HANG_IN_POST_START") and not ctx.planning:
+        Path(os.environ["RECORDER_HANG_IN_POST_START"]).touch()
+        time.sleep(60)
 
 
 @hookimpl

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,9 +104,8 @@ def test_plan_matches_start(make_settings, fake_apptainer, recorder, sysctl_root
     launcher.stop()
 
 
-def _cli(args: list[str], env: dict[str, str],
-         prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    """Run cf-launch in a child process with the recorder plugin registered."""
+def _cli_argv(args: list[str]) -> list[str]:
+    """The argv of a child cf-launch process with the recorder plugin registered."""
     code = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
             "from coldfront_launch import plugins\n"
             "from tests import recorder_plugin\n"
@@ -113,8 +113,14 @@ def _cli(args: list[str], env: dict[str, str],
             "from coldfront_launch.cli import main\n"
             f"sys.argv = ['cf-launch'] + {args!r}\n"
             "main()\n")
-    return subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True,
-                          text=True, env=env, timeout=60)
+    return [sys.executable, "-c", code]
+
+
+def _cli(args: list[str], env: dict[str, str],
+         prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Run cf-launch in a child process with the recorder plugin registered."""
+    return subprocess.run([*prefix, *_cli_argv(args)], capture_output=True, text=True,
+                          env=env, timeout=60)
 
 
 def _config(tmp_path: Path, extra: str = "") -> Path:
@@ -207,3 +213,25 @@ def test_stop_from_another_namespace_is_refused(fake_apptainer, recorder, tmp_pa
     assert (tmp_path / "etc" / "made-by-recorder.conf").exists(), "nothing was undone"
     assert _cli(["--config", str(config), "stop"], env).returncode == 0
     assert not (tmp_path / "etc" / "made-by-recorder.conf").exists()
+
+
+def test_sigterm_during_start_undoes_at_once(fake_apptainer, recorder, tmp_path: Path) -> None:
+    """A service manager's SIGTERM mid-start leaves nothing behind, without a `stop`."""
+    hung = tmp_path / "hung"
+    env = {**os.environ, "RECORDER_HANG_IN_POST_START": str(hung),
+           "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none")}
+    child = subprocess.Popen(_cli_argv(["--config", str(_config(tmp_path)), "start"]),
+                             env=env, text=True, stderr=subprocess.PIPE)
+    for _ in range(200):
+        if hung.exists():
+            break
+        time.sleep(0.05)
+    assert hung.exists(), "post_start was reached"
+    assert (tmp_path / "etc" / "made-by-recorder.conf").exists()
+    child.terminate()
+    _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 143, stderr
+    assert "undoing every change" in stderr
+    assert not (tmp_path / "etc" / "made-by-recorder.conf").exists()
+    assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
+    assert json.loads(Path(os.environ["FAKE_APPTAINER_STATE"]).read_text()) == {}
