@@ -166,6 +166,7 @@ class Launcher:
             self._write_record(ctx)
             host = RealHost(self.state, self.settings.state_root)
             clock = _Stopwatch()
+            owner = os.getpid()
             try:
                 self.report("preparing the host")
                 bind_specs = self._bind_specs(host, hooks.binds(ctx))
@@ -179,6 +180,8 @@ class Launcher:
                 hooks.post_start(ctx, host, info)
                 clock.lap("post_start")
             except BaseException:
+                if os.getpid() != owner:  # a forked copy of this process: not ours to undo
+                    raise
                 self.report("start failed: undoing every change made so far")
                 undo_all(self.state, self.settings.state_root, apptainer.stop)
                 self._remove_record()
@@ -298,9 +301,7 @@ class Launcher:
         if os.geteuid() != 0:
             problems.append(Problem("root", "cf-launch start needs root (--boot, firewall)",
                                     "run it with sudo"))
-        if not Path("/sys/fs/cgroup/cgroup.controllers").exists():
-            problems.append(Problem("cgroup", "cgroup v2 is not mounted at /sys/fs/cgroup",
-                                    "systemd inside needs the unified hierarchy"))
+        problems += _cgroup_problems()
         if not self.settings.image_path.exists():
             problems.append(Problem("image", f"{self.settings.image_path} does not exist",
                                     "run `cf-launch build`"))
@@ -320,6 +321,19 @@ class Launcher:
     def build(self, force: bool = False,
               progress: builder.Progress | None = None) -> Path:
         return builder.build(self.settings.build, force=force, progress=progress)
+
+
+def _cgroup_problems() -> list[Problem]:
+    """systemd inside needs a cgroup hierarchy; v2 (unified) is what it prefers."""
+    root = Path("/sys/fs/cgroup")
+    if (root / "cgroup.controllers").exists():
+        return []
+    if (root / "systemd").is_dir() or (root / "unified").is_dir():
+        return [Problem("cgroup", "the host uses the cgroup v1 (legacy/hybrid) hierarchy",
+                        "it works; cgroup v2 (systemd.unified_cgroup_hierarchy=1) is "
+                        "recommended", fatal=False)]
+    return [Problem("cgroup", "no cgroup hierarchy is mounted at /sys/fs/cgroup",
+                    "systemd inside the instance needs one; mount cgroup2 there")]
 
 
 class _Stopwatch:

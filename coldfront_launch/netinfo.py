@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
 import subprocess
@@ -99,10 +100,18 @@ def routes() -> list[HostRoute]:
 
 
 def host_veth_of(pid: int, ifname: str = "eth0") -> str | None:
-    """The host-side name of the veth whose peer is ``ifname`` in process ``pid``'s netns."""
-    with IPRoute(netns=f"/proc/{pid}/ns/net") as inside:
-        links = inside.get_links(ifname=ifname)
-        peer = links[0].get_attr("IFLA_LINK") if links else None
+    """The host-side name of the veth whose peer is ``ifname`` in process ``pid``'s netns.
+
+    Asked with ``nsenter ... ip -j link`` rather than pyroute2's netns support, which
+    forks this Python process into the other namespace (a forked copy of a cf-launch
+    call stack must never run on)."""
+    result = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-j", "link",
+                             "show", "dev", ifname], capture_output=True, text=True,
+                            check=False)
+    if result.returncode != 0:
+        return None
+    links = json.loads(result.stdout or "[]")
+    peer = links[0].get("link_index") if links else None
     if peer is None:
         return None
     with IPRoute() as ipr:
