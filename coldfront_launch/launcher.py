@@ -183,8 +183,12 @@ class Launcher:
                 if os.getpid() != owner:  # a forked copy of this process: not ours to undo
                     raise
                 self.report("start failed: undoing every change made so far")
-                undo_all(self.state, self.settings.state_root, apptainer.stop)
-                self._remove_record()
+                left = undo_all(self.state, self.settings.state_root, apptainer.stop)
+                if left:
+                    self.report("could not undo: " + "; ".join(left) +
+                                " (kept in the journal: fix the cause, then `cf-launch stop`)")
+                else:
+                    self._remove_record()
                 raise
         ready = self.wait_ready(info, hooks, ctx) if wait else None
         if ready is not None:
