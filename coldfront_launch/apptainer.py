@@ -145,8 +145,11 @@ def start(image: Path, name: str, options: list[str]) -> InstanceInfo:
 def list_instances() -> list[InstanceInfo]:
     """All running instances (``instance list --json``)."""
     client = _client()
-    with _spython_guard("listing instances"):
+    with _spython_guard("listing instances") as errors:
         raw = client.instances(return_json=True, quiet=True)
+    if errors:  # spython logs a failed list and returns [], which would read as "none running"
+        raise ApptainerError("apptainer instance list failed", stderr=_stderr_of(errors),
+                             hint="check the Apptainer installation: `apptainer instance list`")
     if isinstance(raw, dict):  # spython unwraps a single match
         raw = [raw]
     return [_info(item) for item in raw or []]

@@ -147,3 +147,11 @@ def test_logs_and_shell_enter_the_instance(tmp_path: Path, fake_apptainer: Path)
     shell = run(["shell"], tmp_path)
     assert shell.returncode == 0 and shell.stdout.strip() == "shell in coldfront"
     assert_one_line_error(run(["--name", "other", "logs"], tmp_path), 8)
+
+
+def test_failed_instance_list_is_an_error_not_none_running(tmp_path: Path,
+                                                           fake_apptainer: Path) -> None:
+    result = run(["--state-root", str(tmp_path), "status"], tmp_path,
+                 FAKE_APPTAINER_FAIL_LIST="could not retrieve user info")
+    assert_one_line_error(result, 4)
+    assert "apptainer instance list failed" in result.stderr
