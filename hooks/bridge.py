@@ -88,6 +88,11 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
     for tool, package in (("iptables", "iptables-nft"), ("ethtool", "ethtool")):
         if shutil.which(tool) is None:
             problems.append(Problem(tool, f"{tool} is not installed", f"install {package}"))
+    if shutil.which("iptables") and firewall.is_nft_backend() and not firewall.nft_available():
+        problems.append(Problem("nft", "iptables uses nf_tables but the nft tool is missing: "
+                                "empty tables and built-in chains cf-launch's rules create "
+                                "cannot be removed on stop", "install nftables",
+                                fatal=False))
     if not s.external_interface and not netinfo.default_route_interface():
         problems.append(Problem("external interface", "the host has no IPv4 default route",
                                 f"set hook.{NAME}.external_interface"))
