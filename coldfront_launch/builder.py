@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -46,13 +47,15 @@ class Layer:
 
 @dataclass(frozen=True)
 class BuildEvent:
-    """Progress: ``kind`` is 'cached', 'start', 'line' or 'done'."""
+    """Progress: ``kind`` is 'cached', 'start', 'line' (``text``: one line of output) or
+    'done' (``seconds``: how long the layer took)."""
 
     kind: str
     layer: Layer
     index: int
     total: int
     text: str = ""
+    seconds: float = 0.0
 
 
 def definitions_dir(settings: BuildSettings) -> Path:
@@ -187,6 +190,7 @@ def build(settings: BuildSettings, force: bool = False,
 def _build_layer(settings: BuildSettings, layer: Layer, index: int, total: int,
                  report: Progress) -> None:
     report(BuildEvent("start", layer, index, total))
+    began = time.monotonic()
     layer.image.parent.mkdir(parents=True, exist_ok=True)
     partial = layer.image.with_name(f".{layer.image.name}.partial")
     log_path = layer.image.with_suffix(".log")
@@ -204,7 +208,7 @@ def _build_layer(settings: BuildSettings, layer: Layer, index: int, total: int,
         raise BuildError(f"apptainer build of {layer.name} produced no image",
                          hint=f"full build log: {log_path}")
     os.replace(partial, layer.image)
-    report(BuildEvent("done", layer, index, total))
+    report(BuildEvent("done", layer, index, total, seconds=time.monotonic() - began))
 
 
 def _publish(settings: BuildSettings, top: Layer) -> Path:

@@ -134,10 +134,12 @@ def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[s
             return
         if live:
             click.echo("\r\033[K", nl=False, err=True)
-        words = {"cached": "cached, not rebuilt", "start": "building…", "done": "built"}
+        words = {"cached": "cached, not rebuilt", "start": "building…",
+                 "done": f"built in {event.seconds:.0f}s"}
         click.echo(f"{step}: {words[event.kind]} ({event.layer.key})", err=True)
         events.append({"layer": event.layer.name, "key": event.layer.key, "event": event.kind,
-                       "image": str(event.layer.image)})
+                       "image": str(event.layer.image),
+                       "seconds": round(event.seconds, 1)})
 
     image = Launcher(settings).build(force=force, progress=progress)
     _emit({"image": str(image), "target": str(image.resolve()), "layers": events}, as_json,
