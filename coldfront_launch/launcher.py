@@ -243,7 +243,9 @@ class Launcher:
             if info is not None and not journal:
                 raise LaunchError(f"instance {self.settings.name} was not started by cf-launch",
                                   f"stop it yourself: apptainer instance stop {info.name}")
-            check_namespace(self.state)
+            if check_namespace(self.state):
+                self.report("the network namespace this instance was started in is gone, and "
+                            "its links, rules and sysctls with it; undoing the rest")
             recorded = tuple(self._read_record().get("hooks", [])) or self.settings.hooks
             hooks = self._hooks(recorded)
             ctx = self.context(recorded)

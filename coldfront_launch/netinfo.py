@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from pyroute2 import IPRoute
 
@@ -29,6 +30,19 @@ class HostRoute:
 def netns_id() -> str:
     """This process's network namespace, as the inode number of its nsfs file."""
     return str(os.stat("/proc/self/ns/net").st_ino)
+
+
+def netns_alive(netns: str) -> bool:
+    """Whether a network namespace (by inode) still exists: a process is in it, or a
+    bind mount under /run/netns keeps it."""
+    candidates = list(Path("/proc").glob("[0-9]*/ns/net")) + list(Path("/run/netns").glob("*"))
+    for path in candidates:
+        try:
+            if str(path.stat().st_ino) == netns:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _ifnames(ipr: IPRoute) -> dict[int, str]:

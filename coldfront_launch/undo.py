@@ -15,21 +15,31 @@ from .state import InstanceState
 StopInstance = Callable[[str], None]
 
 
-def check_namespace(state: InstanceState) -> None:
-    """Refuse to undo network changes from another network namespace than they were made in."""
+NETWORK_KINDS = {"remove_firewall", "restore_offloads"}
+
+
+def check_namespace(state: InstanceState) -> bool:
+    """Whether the network namespace the changes were made in is gone.
+
+    Refuses (raises) when it still exists but is not this process's: undoing there from
+    here would change the wrong host. A namespace that is gone took its links, rules and
+    sysctls with it; only the changes outside it are left to undo."""
     made_in = next((e["id"] for e in state.entries() if e["kind"] == "netns"), None)
     here = netinfo.netns_id()
-    if made_in is not None and made_in != here:
-        raise HostChangeError(
-            f"{state.directory.name} was started in network namespace {made_in}, "
-            f"but this process runs in {here}; undoing here would change the wrong host",
-            "run `cf-launch stop` in the namespace it was started in "
-            "(e.g. nsenter --net=/run/netns/NAME cf-launch stop)")
+    if made_in is None or made_in == here:
+        return False
+    if not netinfo.netns_alive(made_in):
+        return True
+    raise HostChangeError(
+        f"{state.directory.name} was started in network namespace {made_in}, "
+        f"but this process runs in {here}; undoing here would change the wrong host",
+        "run `cf-launch stop` in the namespace it was started in "
+        "(e.g. nsenter --net=/run/netns/NAME cf-launch stop)")
 
 
 def undo_all(state: InstanceState, state_root: Path, stop_instance: StopInstance) -> list[str]:
     """Undo everything journaled; return the failures (the journal keeps those entries)."""
-    check_namespace(state)
+    namespace_gone = check_namespace(state)
     entries = state.entries()
     failures: list[str] = []
     remaining: list[dict[str, Any]] = []
@@ -39,7 +49,10 @@ def undo_all(state: InstanceState, state_root: Path, stop_instance: StopInstance
             state.rewrite(entries[:index] + remaining)
             continue
         try:
-            _undo_one(entry, state, state_root, stop_instance)
+            if namespace_gone and _network_scoped(entry):
+                _forget(entry, state, state_root)
+            else:
+                _undo_one(entry, state, state_root, stop_instance)
         except LaunchError as err:
             failures.append(f"{entry['kind']}: {err}")
             remaining.insert(0, entry)
@@ -47,6 +60,18 @@ def undo_all(state: InstanceState, state_root: Path, stop_instance: StopInstance
         state.rewrite(entries[:index] + remaining)
     state.rewrite(remaining)
     return failures
+
+
+def _network_scoped(entry: dict[str, Any]) -> bool:
+    return entry["kind"] in NETWORK_KINDS or (
+        entry["kind"] == "release" and "@" in entry["resource"].partition(":")[0])
+
+
+def _forget(entry: dict[str, Any], state: InstanceState, state_root: Path) -> None:
+    """A change inside a namespace that no longer exists: nothing to put back, only the
+    claim to drop."""
+    if entry["kind"] == "release":
+        claims.release(state_root, state.directory.name, entry["resource"], lambda _o: None)
 
 
 def _released_earlier(entries: list[dict[str, Any]], index: int) -> bool:

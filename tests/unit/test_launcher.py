@@ -22,8 +22,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def recorder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_server) -> Path:
-    """Register the recording plugin; it answers readiness on a real local HTTP server."""
+def recorder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_server,
+             sysctl_root: Path) -> Path:
+    """Register the recording plugin; it answers readiness on a real local HTTP server.
+
+    Its sysctl change goes to a private folder, here and in child processes alike."""
+    monkeypatch.setenv("TEST_SYSCTL_ROOT", str(sysctl_root))
     log = tmp_path / "hooks.log"
     monkeypatch.setenv("RECORDER_LOG", str(log))
     monkeypatch.setenv("RECORDER_FILE", str(tmp_path / "etc" / "made-by-recorder.conf"))
@@ -106,8 +110,10 @@ def test_plan_matches_start(make_settings, fake_apptainer, recorder, sysctl_root
 
 def _cli_argv(args: list[str]) -> list[str]:
     """The argv of a child cf-launch process with the recorder plugin registered."""
-    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-            "from coldfront_launch import plugins\n"
+    code = (f"import os, sys; sys.path.insert(0, {str(ROOT)!r})\n"
+            "from pathlib import Path\n"
+            "from coldfront_launch import host, plugins\n"
+            "host.SYSCTL_ROOT = Path(os.environ['TEST_SYSCTL_ROOT'])  # never the real one\n"
             "from tests import recorder_plugin\n"
             "plugins.register(recorder_plugin, 'recorder')\n"
             "from coldfront_launch.cli import main\n"
@@ -234,4 +240,29 @@ def test_sigterm_during_start_undoes_at_once(fake_apptainer, recorder, tmp_path:
     assert "undoing every change" in stderr
     assert not (tmp_path / "etc" / "made-by-recorder.conf").exists()
     assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
+    assert json.loads(Path(os.environ["FAKE_APPTAINER_STATE"]).read_text()) == {}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creates a network namespace")
+def test_stop_after_the_namespace_is_gone(fake_apptainer, recorder, tmp_path: Path) -> None:
+    """A destroyed namespace took its network state with it: stop undoes the rest."""
+    env = {**os.environ, "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none")}
+    config = _config(tmp_path)
+    ns = f"cfl{os.getpid()}g"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        started = _cli(["--config", str(config), "start", "--no-wait"], env,
+                       prefix=("nsenter", f"--net=/run/netns/{ns}"))
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=True)
+    assert started.returncode == 0, started.stderr
+    claims = tmp_path / "state" / "claims.json"
+    assert "sysctl@" in claims.read_text()
+
+    stopped = _cli(["--config", str(config), "stop"], env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "namespace this instance was started in is gone" in stopped.stderr
+    assert not (tmp_path / "etc" / "made-by-recorder.conf").exists()
+    assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
+    assert not claims.exists(), "the dead namespace's claims are dropped"
     assert json.loads(Path(os.environ["FAKE_APPTAINER_STATE"]).read_text()) == {}
