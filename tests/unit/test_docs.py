@@ -28,3 +28,19 @@ def test_builtin_hooks_documented() -> None:
     for hook in ("bridge", "override"):
         text = (ROOT / "docs" / f"{hook}.md").read_text()
         assert f"[hook.{hook}]" in text and "cf-launch start --hook " + hook in text
+
+
+def test_hook_examples_are_self_contained() -> None:
+    """Each example runs as copied: no undefined names (ruff's pyflakes rules)."""
+    import re
+    import subprocess
+    import sys
+
+    text = (ROOT / "docs" / "hooks.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= len(SPEC_NAMES)
+    for block in blocks:
+        result = subprocess.run([sys.executable, "-m", "ruff", "check", "--select", "F",
+                                 "--stdin-filename", "example.py", "-"], input=block,
+                                capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"{result.stdout}\n--- example:\n{block}"
