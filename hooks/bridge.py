@@ -114,6 +114,10 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
     if used_by:
         problems.append(Problem("ip", f"{s.ip} is already used by {used_by}",
                                 f"choose another hook.{NAME}.ip"))
+    for path, why in bridge_cni.sharing_networks(s):
+        problems.append(Problem("cni", f"{path} {why}: containers on both networks can get "
+                                "the same address", f"give hook.{NAME}.bridge and subnet "
+                                "values of their own", fatal=False))
     for path in bridge_cni.foreign_definitions(s):
         problems.append(Problem("cni", f"{path} already defines a network named {s.network}",
                                 f"set another hook.{NAME}.network"))
@@ -140,9 +144,11 @@ def cf_launch_pre_start(ctx: LaunchContext, host: HostChanges) -> None:
     external = external_interface(s)
     host.share_file(bridge_cni.conflist_path(s), bridge_cni.conflist(s))
     host.set_sysctl("net.ipv4.ip_forward", "1")
-    strict = [k for k in ("all", "default", external)
-              if _rp_filter(k) == "1"]
-    if strict:  # loose mode (2) wins over strict (1): the kernel uses the maximum
+    # Loose mode (2) wins over strict (1): the kernel uses the maximum. Claim it when
+    # filtering is strict anywhere that matters, or already loose (maybe by another
+    # instance, whose stop must then not put strict back while this one runs).
+    if _rp_filter("all") == "2" or any(_rp_filter(k) == "1"
+                                       for k in ("all", "default", external)):
         host.set_sysctl("net.ipv4.conf.all.rp_filter", "2")
     host.claim_link(s.bridge)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -85,4 +86,34 @@ def foreign_definitions(settings: BridgeSettings) -> list[Path]:
                 found.append(path)
         except (OSError, ValueError):
             continue
+    return found
+
+
+def _bridges(conf: dict) -> list[dict]:  # type: ignore[type-arg]
+    return [p for p in conf.get("plugins", [conf]) if p.get("type") == "bridge"]
+
+
+def sharing_networks(settings: BridgeSettings) -> list[tuple[Path, str]]:
+    """Other networks in the folder (Apptainer's default among them) on the same bridge or
+    an overlapping subnet: their address pools are separate and can collide."""
+    folder = config_dir(settings)
+    found = []
+    for path in sorted(folder.glob("*.conf*")) if folder.is_dir() else []:
+        if path == conflist_path(settings):
+            continue
+        try:
+            conf = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for plugin in _bridges(conf):
+            subnet = plugin.get("ipam", {}).get("subnet", "")
+            try:
+                overlaps = bool(subnet) and ipaddress.IPv4Network(subnet, strict=False) \
+                    .overlaps(settings.subnet)
+            except ValueError:
+                overlaps = False
+            if plugin.get("bridge") == settings.bridge:
+                found.append((path, f"uses the same bridge {settings.bridge}"))
+            elif overlaps:
+                found.append((path, f"uses the overlapping subnet {subnet}"))
     return found
