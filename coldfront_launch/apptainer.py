@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ast
 import os
+import pwd
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -137,9 +139,18 @@ def start(image: Path, name: str, options: list[str]) -> InstanceInfo:
         instance.start(options=list(options), quiet=True)
     info = find(name)
     if info is None:
+        logs = [str(p) for p in log_paths(name) if p.is_file() and p.stat().st_size]
         raise StartError(f"apptainer instance start {name} failed", stderr=_stderr_of(errors),
-                         hint=f"`cf-launch plan` shows the command; logs: `cf-launch logs {name}`")
+                         hint="Apptainer's log: " + ", ".join(logs) if logs else
+                         "`cf-launch plan` shows the exact command")
     return info
+
+
+def log_paths(name: str) -> tuple[Path, Path]:
+    """Where Apptainer 1.4 keeps an instance's output and error log (they outlive it)."""
+    folder = (Path.home() / ".apptainer" / "instances" / "logs" / socket.gethostname()
+              / pwd.getpwuid(os.getuid()).pw_name)
+    return folder / f"{name}.out", folder / f"{name}.err"
 
 
 def list_instances() -> list[InstanceInfo]:

@@ -297,10 +297,26 @@ def shell(ctx: click.Context) -> None:
 @click.pass_context
 @friendly
 def logs(ctx: click.Context, lines: int, follow: bool) -> None:
-    """Show the systemd journal inside the instance."""
+    """Show the systemd journal inside the instance; Apptainer's log if it is not running."""
+    name = _settings(ctx).name
+    if apptainer.find(name) is None:
+        _print_apptainer_logs(name, lines)
+        return
     argv = ["journalctl", "--no-pager", "-n", str(lines)] + (["-f"] if follow else [])
-    argv = apptainer.exec_argv(_running(_settings(ctx).name), argv)
+    argv = apptainer.exec_argv(_running(name), argv)
     os.execvp(argv[0], argv)
+
+
+def _print_apptainer_logs(name: str, lines: int) -> None:
+    from .errors import NotRunningError
+    found = [p for p in apptainer.log_paths(name) if p.is_file()]
+    if not found:
+        raise NotRunningError(f"instance {name} is not running and has no Apptainer log",
+                              "start it with `cf-launch start`")
+    click.echo(f"instance {name} is not running; Apptainer's log of its last start:", err=True)
+    for path in found:
+        click.echo(f"==> {path} <==")
+        click.echo("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
 
 
 def _running(name: str) -> str:

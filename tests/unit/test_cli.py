@@ -155,3 +155,19 @@ def test_failed_instance_list_is_an_error_not_none_running(tmp_path: Path,
                  FAKE_APPTAINER_FAIL_LIST="could not retrieve user info")
     assert_one_line_error(result, 4)
     assert "apptainer instance list failed" in result.stderr
+
+
+def test_logs_of_a_stopped_instance_come_from_apptainer(tmp_path: Path, fake_apptainer: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import pwd
+    import socket
+    home = tmp_path / "home"
+    folder = home / ".apptainer/instances/logs" / socket.gethostname() / \
+        pwd.getpwuid(os.getuid()).pw_name
+    folder.mkdir(parents=True)
+    (folder / "coldfront.err").write_text("line 1\nFATAL: container exited: bad magic\n")
+    result = run(["logs", "-n", "1"], tmp_path, HOME=str(home))
+    assert result.returncode == 0, result.stderr
+    assert "is not running" in result.stderr
+    assert result.stdout.splitlines()[-1] == "FATAL: container exited: bad magic"
+    assert "line 1" not in result.stdout
