@@ -146,6 +146,15 @@ def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[s
           lambda: click.echo(f"image: {image} -> {image.resolve()}"))
 
 
+def _name_option(func: F) -> F:
+    """``--name`` after the subcommand too (``cf-launch start --name x``)."""
+    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value is not None:
+            ctx.ensure_object(dict)["name"] = value
+    return click.option("--name", expose_value=False, callback=remember,
+                        help="Instance name (overrides the global --name).")(func)
+
+
 def _hook_option(func: F) -> F:
     return click.option("--hook", "hooks", multiple=True,
                         help="Hook to run (repeatable); default from settings: bridge.")(func)
@@ -156,6 +165,7 @@ def _start_overrides(hooks: tuple[str, ...], image: Path | None) -> dict[str, An
 
 
 @cli.command()
+@_name_option
 @_hook_option
 @click.option("--image", type=click.Path(path_type=Path), help="The .sif to boot.")
 @click.option("--no-wait", is_flag=True, help="Return once the instance runs.")
@@ -181,6 +191,7 @@ def _print_started(data: dict[str, Any]) -> None:
 
 
 @cli.command()
+@_name_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 @friendly
@@ -194,6 +205,7 @@ def stop(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
+@_name_option
 @_hook_option
 @click.option("--image", type=click.Path(path_type=Path), help="The .sif to boot.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -207,6 +219,7 @@ def restart(ctx: click.Context, hooks: tuple[str, ...], image: Path | None,
 
 
 @cli.command()
+@_name_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 @friendly
@@ -230,6 +243,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
+@_name_option
 @_hook_option
 @click.option("--image", type=click.Path(path_type=Path), help="The .sif to boot.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
@@ -283,6 +297,7 @@ def exec_cmd(name: str, command: tuple[str, ...]) -> None:
 
 
 @cli.command()
+@_name_option
 @click.pass_context
 @friendly
 def shell(ctx: click.Context) -> None:
@@ -292,6 +307,7 @@ def shell(ctx: click.Context) -> None:
 
 
 @cli.command()
+@_name_option
 @click.option("-n", "--lines", default=100, show_default=True, help="Lines to show.")
 @click.option("-f", "--follow", is_flag=True, help="Keep following the journal.")
 @click.pass_context
@@ -329,6 +345,7 @@ def _running(name: str) -> str:
 
 
 @cli.command()
+@_name_option
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 @friendly

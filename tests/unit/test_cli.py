@@ -171,3 +171,12 @@ def test_logs_of_a_stopped_instance_come_from_apptainer(tmp_path: Path, fake_app
     assert "is not running" in result.stderr
     assert result.stdout.splitlines()[-1] == "FATAL: container exited: bad magic"
     assert "line 1" not in result.stdout
+
+
+def test_name_after_the_subcommand(tmp_path: Path, fake_apptainer: Path) -> None:
+    status = run(["--state-root", str(tmp_path), "status", "--name", "cf-two", "--json"],
+                 tmp_path)
+    assert json.loads(status.stdout)["name"] == "cf-two"
+    bad = run(["--state-root", str(tmp_path), "plan", "--name", "bad name"], tmp_path)
+    assert_one_line_error(bad, 2)
+    assert "name: 'bad name' is not a valid instance name" in bad.stderr
