@@ -82,6 +82,21 @@ def _emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
         human()
 
 
+def _json_option(func: F) -> F:
+    """``--json``: machine-readable output on stdout (progress stays on stderr)."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print the result as JSON.")(func)
+
+
+def _name_option(func: F) -> F:
+    """``--name`` after the subcommand too (``cf-launch start --name x``)."""
+    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value is not None:
+            ctx.ensure_object(dict)["name"] = value
+    return click.option("--name", expose_value=False, callback=remember,
+                        help="Instance name (overrides the global --name).")(func)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config", type=click.Path(path_type=Path),
               help="TOML settings; overrides ./cf-launch.toml and /etc/cf-launch/config.toml.")
@@ -104,7 +119,7 @@ def cli(ctx: click.Context, config: Path | None, name: str | None,
               help="CA bundle that %post trusts (TLS-intercepting proxies).")
 @click.option("--layer", "layers", multiple=True, help="Layer stack, base first (repeatable).")
 @click.option("-v", "--verbose", is_flag=True, help="Show all of Apptainer's output.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_json_option
 @click.pass_context
 @friendly
 def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[str, ...],
@@ -146,15 +161,6 @@ def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[s
           lambda: click.echo(f"image: {image} -> {image.resolve()}"))
 
 
-def _name_option(func: F) -> F:
-    """``--name`` after the subcommand too (``cf-launch start --name x``)."""
-    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-        if value is not None:
-            ctx.ensure_object(dict)["name"] = value
-    return click.option("--name", expose_value=False, callback=remember,
-                        help="Instance name (overrides the global --name).")(func)
-
-
 def _hook_option(func: F) -> F:
     return click.option("--hook", "hooks", multiple=True,
                         help="Hook to run (repeatable); default from settings: bridge.")(func)
@@ -169,7 +175,7 @@ def _start_overrides(hooks: tuple[str, ...], image: Path | None) -> dict[str, An
 @_hook_option
 @click.option("--image", type=click.Path(path_type=Path), help="The .sif to boot.")
 @click.option("--no-wait", is_flag=True, help="Return once the instance runs.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_json_option
 @click.pass_context
 @friendly
 def start(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, no_wait: bool,
@@ -192,7 +198,7 @@ def _print_started(data: dict[str, Any]) -> None:
 
 @cli.command()
 @_name_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_json_option
 @click.pass_context
 @friendly
 def stop(ctx: click.Context, as_json: bool) -> None:
@@ -208,7 +214,7 @@ def stop(ctx: click.Context, as_json: bool) -> None:
 @_name_option
 @_hook_option
 @click.option("--image", type=click.Path(path_type=Path), help="The .sif to boot.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_json_option
 @click.pass_context
 @friendly
 def restart(ctx: click.Context, hooks: tuple[str, ...], image: Path | None,
@@ -220,7 +226,7 @@ def restart(ctx: click.Context, hooks: tuple[str, ...], image: Path | None,
 
 @cli.command()
 @_name_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_json_option
 @click.pass_context
 @friendly
 def status(ctx: click.Context, as_json: bool) -> None:
@@ -246,7 +252,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @_name_option
 @_hook_option
 @click.option("--image", type=click.Path(path_type=Path), help="The .sif to boot.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@_json_option
 @click.pass_context
 @friendly
 def plan(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, as_json: bool) -> None:
@@ -266,7 +272,7 @@ def plan(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, as_json
 
 
 @cli.command("hooks")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@_json_option
 @friendly
 def hooks_cmd(as_json: bool) -> None:
     """List installed hook plugins and the hooks each implements."""
@@ -346,7 +352,7 @@ def _running(name: str) -> str:
 
 @cli.command()
 @_name_option
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@_json_option
 @click.pass_context
 @friendly
 def doctor(ctx: click.Context, as_json: bool) -> None:
