@@ -43,8 +43,12 @@ def undo_all(state: InstanceState, state_root: Path, stop_instance: StopInstance
     entries = state.entries()
     failures: list[str] = []
     remaining: list[dict[str, Any]] = []
+    # The namespace record stays while anything is left, so a retry is guarded too.
+    where = [e for e in entries if e["kind"] == "netns"][:1]
     for index in reversed(range(len(entries))):
         entry = entries[index]
+        if entry["kind"] == "netns":
+            continue
         if _released_earlier(entries, index):
             state.rewrite(entries[:index] + remaining)
             continue
@@ -58,7 +62,7 @@ def undo_all(state: InstanceState, state_root: Path, stop_instance: StopInstance
             remaining.insert(0, entry)
         # Rewrite after each step so a kill during stop loses no undo action.
         state.rewrite(entries[:index] + remaining)
-    state.rewrite(remaining)
+    state.rewrite(where + remaining if remaining else [])
     return failures
 
 
@@ -85,8 +89,6 @@ def _released_earlier(entries: list[dict[str, Any]], index: int) -> bool:
 def _undo_one(entry: dict[str, Any], state: InstanceState, state_root: Path,
               stop_instance: StopInstance) -> None:
     kind = entry["kind"]
-    if kind == "netns":
-        return
     if kind == "stop_instance":
         stop_instance(entry["name"])
     elif kind == "remove_file":
