@@ -325,7 +325,7 @@ def logs(ctx: click.Context, lines: int, follow: bool) -> None:
         _print_apptainer_logs(name, lines)
         return
     argv = ["journalctl", "--no-pager", "-n", str(lines)] + (["-f"] if follow else [])
-    argv = apptainer.exec_argv(_running(name), argv)
+    argv = apptainer.exec_argv(name, argv)
     os.execvp(argv[0], argv)
 
 

@@ -17,13 +17,12 @@ from .errors import ConfigError, HostChangeError, LaunchError, NotRunningError, 
 from .host import Change, HostChanges, RealHost, RecordingHost
 from .settings import Settings
 from .state import InstanceState
-from .types import Bind, Endpoint, LaunchContext, Problem
+from .types import PLACEHOLDER_IP, Bind, Endpoint, LaunchContext, Problem
 from .undo import check_namespace, undo_all
 
 LAUNCH_RECORD = "launch.json"
 BIND_DIR = "binds"
 BASE_OPTIONS = ["--boot", "-B", "/sys/fs/cgroup"]
-PLACEHOLDER_IP = "<instance-ip>"
 DEFAULT_ENDPOINT = Endpoint("127.0.0.1", 80)
 
 Report = Callable[[str], None]

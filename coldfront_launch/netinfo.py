@@ -94,10 +94,6 @@ def addresses() -> list[HostAddress]:
                 for a in ipr.get_addr(family=socket.AF_INET)]
 
 
-def interface_addresses(ifname: str) -> list[ipaddress.IPv4Address]:
-    return [a.network.ip for a in addresses() if a.ifname == ifname]
-
-
 def routes() -> list[HostRoute]:
     """IPv4 routes of the main table, default route excluded."""
     with IPRoute() as ipr:

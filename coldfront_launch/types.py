@@ -8,6 +8,9 @@ from typing import Any
 
 from .settings import Settings
 
+# What ``cf-launch plan`` hands hooks for the instance's address, unknown until it runs.
+PLACEHOLDER_IP = "<instance-ip>"
+
 
 @dataclass(frozen=True)
 class LaunchContext:

@@ -31,7 +31,7 @@ from coldfront_launch.apptainer import InstanceInfo
 from coldfront_launch.errors import HostChangeError
 from coldfront_launch.hookspecs import hookimpl
 from coldfront_launch.host import HostChanges, read_sysctl
-from coldfront_launch.types import Endpoint, LaunchContext, Problem
+from coldfront_launch.types import PLACEHOLDER_IP, Endpoint, LaunchContext, Problem
 
 from . import bridge_cni, bridge_rules
 from .bridge_settings import NAME, BridgeSettings, parse
@@ -162,7 +162,7 @@ def _rp_filter(name: str) -> str:
 
 def instance_ip(instance: InstanceInfo) -> str:
     ip = instance.ip.split("/")[0]
-    if ip and ip != "<instance-ip>":
+    if ip and ip != PLACEHOLDER_IP:
         ipaddress.IPv4Address(ip)
     return ip
 

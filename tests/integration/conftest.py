@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import textwrap
@@ -50,7 +51,6 @@ def coldfront_image(testhost: TestHost) -> str:
     """cf-launch build: the Debian base and the ColdFront layer (cached between runs)."""
     config = build_config(testhost, ["debian-base", "coldfront"])
     result = testhost.cf(["build", "--json"], config=config, timeout=1800)
-    import json
     return str(json.loads(result.stdout)["image"])
 
 
@@ -59,7 +59,6 @@ def managers_image(testhost: TestHost, coldfront_image: str) -> str:
     """ColdFront plus systemd-networkd/resolved and NetworkManager, for the override tests."""
     config = build_config(testhost, ["debian-base", "coldfront", TEST_LAYER])
     result = testhost.cf(["build", "--json"], config=config, timeout=1800)
-    import json
     return str(json.loads(result.stdout)["image"])
 
 
