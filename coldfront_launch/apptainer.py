@@ -16,28 +16,12 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from .errors import ApptainerError, ApptainerNotFound, BuildError, StartError
-
-
-@dataclass(frozen=True)
-class InstanceInfo:
-    """One running instance, from ``apptainer instance list --json``."""
-
-    name: str
-    pid: int
-    image: str
-    ip: str = ""
-    log_out: str = ""
-    log_err: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "pid": self.pid, "image": self.image, "ip": self.ip,
-                "log_out": self.log_out, "log_err": self.log_err}
+from .types import InstanceInfo
 
 
 def locate() -> str:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from . import apptainer
 from .errors import BuildError, ConfigError
+from .locks import file_lock
 from .settings import BuildSettings
-from .state import file_lock
 
 FORMAT = "cf-launch-build-1"
 CA_MOUNT = "/mnt"

@@ -1,9 +1,13 @@
 """Host resources shared by several instances: claimed by each, restored by the last.
 
-A claim is keyed ``<kind>:<name>`` (``sysctl:net.ipv4.ip_forward``, ``file:/etc/...``,
-``link:sbr0``, ``offloads:sbr0``). The first claimant records the resource's original
+A claim is keyed by a :class:`ClaimKey`: a kind (``sysctl``, ``file``, ``link``,
+``offloads``, ``iptables-table``, ``nft-chain``), a name, and the network namespace the
+resource lives in (empty for files). The first claimant records the resource's original
 state; when the last claimant releases it, that state is put back. The registry lives in
 ``<state_root>/claims.json`` under the shared lock.
+
+``claims.json`` written by cf-launch 0.1 (keys like ``sysctl@NETNS:NAME``) is read and
+rewritten in the current form.
 """
 
 from __future__ import annotations
@@ -11,37 +15,76 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .state import shared_lock
+from .errors import HostChangeError
+from .locks import shared_lock
 
 FILE = "claims.json"
+VERSION = 2
+
+
+@dataclass(frozen=True)
+class ClaimKey:
+    """Which shared resource: its kind, its name, and its network namespace (if any)."""
+
+    kind: str
+    name: str
+    netns: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}" + (f" (netns {self.netns})" if self.netns else "")
+
+    @classmethod
+    def parse_v1(cls, text: str) -> ClaimKey:
+        """A cf-launch 0.1 key: ``file:/path`` or ``kind@netns:name``."""
+        kind, _, name = text.partition(":")
+        kind, _, netns = kind.partition("@")
+        return cls(kind, name, netns)
+
+
+Registry = dict[ClaimKey, dict[str, Any]]
 
 
 def _path(state_root: Path) -> Path:
     return state_root / FILE
 
 
-def read(state_root: Path) -> dict[str, Any]:
+def read(state_root: Path) -> Registry:
+    """Every claim: key -> ``{"original", "holders", ...}`` (older formats migrated)."""
     path = _path(state_root)
     if not path.exists():
         return {}
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise HostChangeError(f"cannot read {path}: {err}",
+                              "restore it from a backup, or move it away if no instance "
+                              "runs") from None
+    if isinstance(data, dict) and data.get("version") == VERSION:
+        return {ClaimKey(c.pop("kind"), c.pop("name"), c.pop("netns", "")): c
+                for c in data.get("claims", [])}
+    if isinstance(data, dict) and "version" not in data:
+        return {ClaimKey.parse_v1(key): dict(entry) for key, entry in data.items()}
+    raise HostChangeError(f"{path} has a format this cf-launch does not know",
+                          "a newer cf-launch wrote it: use that version")
 
 
-def _write(state_root: Path, claims: dict[str, Any]) -> None:
+def _write(state_root: Path, registry: Registry) -> None:
     path = _path(state_root)
-    if not claims:
+    if not registry:
         path.unlink(missing_ok=True)
         return
+    claims = [{"kind": k.kind, "name": k.name, "netns": k.netns, **entry}
+              for k, entry in sorted(registry.items(), key=lambda item: str(item[0]))]
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(claims, indent=2, sort_keys=True))
+    tmp.write_text(json.dumps({"version": VERSION, "claims": claims}, indent=2, sort_keys=True))
     os.replace(tmp, path)
 
 
-def claim(state_root: Path, instance: str, resource: str,
+def claim(state_root: Path, instance: str, key: ClaimKey,
           original: Callable[[], Any], check: Callable[[dict[str, Any]], None] | None = None,
           extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Add ``instance`` as a holder; the first holder stores ``original()``.
@@ -49,35 +92,35 @@ def claim(state_root: Path, instance: str, resource: str,
     ``check`` sees an existing claim and may raise (e.g. a shared file's content differs).
     """
     with shared_lock(state_root):
-        claims = read(state_root)
-        entry = claims.get(resource)
+        registry = read(state_root)
+        entry = registry.get(key)
         if entry is None:
             entry = {"original": original(), "holders": [], **(extra or {})}
         elif check is not None:
             check(entry)
         if instance not in entry["holders"]:
             entry["holders"].append(instance)
-        claims[resource] = entry
-        _write(state_root, claims)
+        registry[key] = entry
+        _write(state_root, registry)
         return dict(entry)
 
 
-def release(state_root: Path, instance: str, resource: str,
+def release(state_root: Path, instance: str, key: ClaimKey,
             restore: Callable[[Any], None]) -> None:
     """Drop ``instance``'s hold; the last holder calls ``restore(original)``."""
     with shared_lock(state_root):
-        claims = read(state_root)
-        entry = claims.get(resource)
+        registry = read(state_root)
+        entry = registry.get(key)
         if entry is None:
             return
         if instance in entry["holders"]:
             entry["holders"].remove(instance)
         if not entry["holders"]:
             restore(entry["original"])
-            del claims[resource]
-        _write(state_root, claims)
+            del registry[key]
+        _write(state_root, registry)
 
 
-def holders(state_root: Path, resource: str) -> list[str]:
-    entry = read(state_root).get(resource)
+def holders(state_root: Path, key: ClaimKey) -> list[str]:
+    entry = read(state_root).get(key)
     return list(entry["holders"]) if entry else []

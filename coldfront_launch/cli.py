@@ -31,9 +31,8 @@ INTERNAL_ERROR = 70
 
 def _fail(err: LaunchError) -> None:
     click.secho(f"cf-launch: error: {err}", fg="red", err=True)
-    details = getattr(err, "details", "")
-    if details:
-        click.echo(details, err=True)
+    if err.details:
+        click.echo(err.details, err=True)
     if err.hint:
         click.echo(f"hint: {err.hint}", err=True)
     sys.exit(err.exit_code)
@@ -82,10 +81,16 @@ def _emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
         human()
 
 
+def _decorated(decorator: Callable[[F], Any], func: F) -> F:
+    """Apply a click decorator, keeping ``func``'s type for mypy."""
+    result: F = decorator(func)
+    return result
+
+
 def _json_option(func: F) -> F:
     """``--json``: machine-readable output on stdout (progress stays on stderr)."""
-    return click.option("--json", "as_json", is_flag=True,
-                        help="Print the result as JSON.")(func)
+    return _decorated(click.option("--json", "as_json", is_flag=True,
+                                   help="Print the result as JSON."), func)
 
 
 def _name_option(func: F) -> F:
@@ -93,8 +98,8 @@ def _name_option(func: F) -> F:
     def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
         if value is not None:
             ctx.ensure_object(dict)["name"] = value
-    return click.option("--name", expose_value=False, callback=remember,
-                        help="Instance name (overrides the global --name).")(func)
+    return _decorated(click.option("--name", expose_value=False, callback=remember,
+                                   help="Instance name (overrides the global --name)."), func)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -162,8 +167,9 @@ def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[s
 
 
 def _hook_option(func: F) -> F:
-    return click.option("--hook", "hooks", multiple=True,
-                        help="Hook to run (repeatable); default from settings: bridge.")(func)
+    return _decorated(click.option(
+        "--hook", "hooks", multiple=True,
+        help="Plugin to run (repeatable); default from settings: bridge."), func)
 
 
 def _start_overrides(hooks: tuple[str, ...], image: Path | None) -> dict[str, Any]:

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+from .exitcodes import ExitCode
+
 
 class LaunchError(Exception):
     """Base class. ``str(err)`` is the one-line cause; ``hint`` says what to do."""
 
-    exit_code = 1
+    exit_code: ExitCode = ExitCode.FAILURE
     hint = "run `cf-launch doctor` for a check of the host and settings"
+    #: Extra lines shown after the one-line cause (e.g. failed units, a journal tail).
+    details: str = ""
 
-    def __init__(self, message: str, hint: str = "") -> None:
+    def __init__(self, message: str, hint: str = "", details: str = "") -> None:
         super().__init__(message)
         if hint:
             self.hint = hint
+        if details:
+            self.details = details
 
 
 class ConfigError(LaunchError):
     """A setting is invalid. Nothing on the host was changed."""
 
-    exit_code = 2
+    exit_code = ExitCode.CONFIG
 
     def __init__(self, setting: str, message: str, hint: str = "") -> None:
         super().__init__(f"{setting}: {message}",
@@ -26,16 +32,29 @@ class ConfigError(LaunchError):
         self.setting = setting
 
 
+class PluginError(LaunchError):
+    """A plugin's hook raised something other than a cf-launch error: a plugin bug (or,
+    in ``validate``, a setting the plugin could not read)."""
+
+    def __init__(self, plugin: str, hook: str, error: BaseException) -> None:
+        super().__init__(f"plugin {plugin} failed in {hook}: {type(error).__name__}: {error}",
+                         f"check the [hook.{plugin}] settings, or report it to the "
+                         f"plugin's authors (`cf-launch hooks` shows where it comes from)")
+        self.plugin = plugin
+        self.exit_code = ExitCode.CONFIG if hook == "cf_launch_validate" else \
+            ExitCode.INTERNAL
+
+
 class PreflightError(LaunchError):
     """The host is not ready for the requested action. Nothing was changed."""
 
-    exit_code = 3
+    exit_code = ExitCode.PREFLIGHT
 
 
 class ApptainerError(LaunchError):
     """An Apptainer command failed; ``stderr`` holds what Apptainer printed."""
 
-    exit_code = 4
+    exit_code = ExitCode.APPTAINER
 
     def __init__(self, message: str, stderr: str = "", hint: str = "") -> None:
         cause = message
@@ -49,7 +68,7 @@ class ApptainerError(LaunchError):
 class ApptainerNotFound(ApptainerError):
     """Neither ``apptainer`` nor the ``singularity`` link spython runs is on PATH."""
 
-    exit_code = 4
+    exit_code = ExitCode.APPTAINER
 
 
 class BuildError(ApptainerError):
@@ -63,25 +82,25 @@ class StartError(ApptainerError):
 class NotReadyError(LaunchError):
     """The instance started but did not become ready in time."""
 
-    exit_code = 5
+    exit_code = ExitCode.NOT_READY
 
 
 class HostChangeError(LaunchError):
     """A change to the host (file, sysctl, firewall, link) failed."""
 
-    exit_code = 6
+    exit_code = ExitCode.HOST_CHANGE
 
 
 class LockedError(LaunchError):
     """Another cf-launch process holds this instance's lock."""
 
-    exit_code = 7
+    exit_code = ExitCode.LOCKED
 
 
 class NotRunningError(LaunchError):
     """The named instance is not running."""
 
-    exit_code = 8
+    exit_code = ExitCode.NOT_RUNNING
 
 
 def _last_meaningful_line(text: str) -> str:

@@ -56,6 +56,15 @@ class Ruleset:
                       for j in self.jumps],
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Ruleset:
+        """The inverse of :meth:`to_json` (rules may be absent: undo needs only names)."""
+        return cls(
+            tuple(Chain(c["table"], c["name"], tuple(c.get("rules", ())))
+                  for c in data.get("chains", [])),
+            tuple(Jump(j["table"], j["chain"], j["rule"]) for j in data.get("jumps", [])),
+        )
+
     def restore_text(self) -> str:
         """The exact ``iptables-restore --noflush`` input that applies this ruleset."""
         return "".join(_apply_section(table, self) for table in self.tables())

@@ -1,9 +1,12 @@
 """Hook markers and specifications. Plugins implement these with ``@hookimpl``.
 
-Every hook receives a :class:`~coldfront_launch.types.LaunchContext`. Only the hooks named
-for a launch (``--hook NAME`` or ``hooks = [...]``) are called. Hooks change the host only
-through the :class:`~coldfront_launch.host.HostChanges` they are handed, so ``cf-launch plan``
-shows every change and ``stop`` undoes every change.
+A *plugin* is a module that implements hooks; a *hook* is one of the ``cf_launch_*``
+functions below, declared in the order they run. Every hook receives a
+:class:`~coldfront_launch.types.LaunchContext`. Only the plugins named for a launch
+(``--hook NAME`` or ``hooks = [...]``; the option keeps its old name) and cf-launch's
+internal ``core`` plugin are called. Hooks change the host only through the
+:class:`~coldfront_launch.host.HostChanges` they are handed, so ``cf-launch plan`` shows
+every change and ``stop`` undoes every change.
 """
 
 from __future__ import annotations
@@ -13,9 +16,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .apptainer import InstanceInfo
     from .host import HostChanges
-    from .types import Bind, Endpoint, LaunchContext, Problem
+    from .types import Bind, Endpoint, InstanceInfo, LaunchContext, Problem
 
 PROJECT = "coldfront_launch"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -45,21 +47,12 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
 
 
 @hookspec
-def cf_launch_start_options(ctx: LaunchContext) -> list[str]:
-    """Contribute options to ``apptainer instance start`` (e.g. ``--net``, ``--netns-path``).
-
-    :param ctx: the launch context.
-    :return: the options, in order.
-    """
-    raise NotImplementedError
-
-
-@hookspec
 def cf_launch_binds(ctx: LaunchContext) -> list[Bind]:
     """Contribute files to bind into the container (systemd drop-ins, config files, masks).
 
     :param ctx: the launch context.
-    :return: the binds. Content is written under the state folder and removed on stop.
+    :return: the binds, read-only unless ``readonly=False``. ``content`` is written under
+        the state folder and removed on stop; ``source`` may be any existing host path.
     """
     raise NotImplementedError
 
@@ -71,6 +64,16 @@ def cf_launch_pre_start(ctx: LaunchContext, host: HostChanges) -> None:
     :param ctx: the launch context.
     :param host: the only way to change the host; every change is journaled and undone.
     """
+
+
+@hookspec
+def cf_launch_start_options(ctx: LaunchContext) -> list[str]:
+    """Contribute options to ``apptainer instance start`` (e.g. ``--net``, ``--netns-path``).
+
+    :param ctx: the launch context.
+    :return: the options, in order.
+    """
+    raise NotImplementedError
 
 
 @hookspec

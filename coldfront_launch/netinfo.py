@@ -9,10 +9,12 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-
-from pyroute2 import IPRoute
+from typing import TYPE_CHECKING
 
 from .errors import HostChangeError
+
+if TYPE_CHECKING:
+    from pyroute2.iproute import IPRoute
 
 
 @dataclass(frozen=True)
@@ -45,24 +47,31 @@ def netns_alive(netns: str) -> bool:
     return False
 
 
+def _iproute() -> IPRoute:
+    """A netlink socket in this process's namespace (pyroute2 imported on first use:
+    its top-level package alone costs more than a ``cf-launch --help``)."""
+    from pyroute2.iproute import IPRoute
+    return IPRoute()
+
+
 def _ifnames(ipr: IPRoute) -> dict[int, str]:
     return {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
 
 
 def link_exists(ifname: str) -> bool:
-    with IPRoute() as ipr:
+    with _iproute() as ipr:
         return bool(ipr.link_lookup(ifname=ifname))
 
 
 def link_index(ifname: str) -> int | None:
-    with IPRoute() as ipr:
+    with _iproute() as ipr:
         found = ipr.link_lookup(ifname=ifname)
         return int(found[0]) if found else None
 
 
 def delete_link_if_unused(ifname: str) -> None:
     """Delete a bridge once nothing is attached to it (something foreign may be)."""
-    with IPRoute() as ipr:
+    with _iproute() as ipr:
         found = ipr.link_lookup(ifname=ifname)
         if not found:
             return
@@ -73,7 +82,7 @@ def delete_link_if_unused(ifname: str) -> None:
 
 def default_route_interface() -> str | None:
     """The interface of the IPv4 default route (lowest metric), if there is one."""
-    with IPRoute() as ipr:
+    with _iproute() as ipr:
         names = _ifnames(ipr)
         best: tuple[int, str] | None = None
         for route in ipr.get_routes(family=socket.AF_INET, table=254):
@@ -87,7 +96,7 @@ def default_route_interface() -> str | None:
 
 
 def addresses() -> list[HostAddress]:
-    with IPRoute() as ipr:
+    with _iproute() as ipr:
         names = _ifnames(ipr)
         return [HostAddress(names.get(a["index"], ""), ipaddress.IPv4Interface(
                     f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"))
@@ -96,7 +105,7 @@ def addresses() -> list[HostAddress]:
 
 def routes() -> list[HostRoute]:
     """IPv4 routes of the main table, default route excluded."""
-    with IPRoute() as ipr:
+    with _iproute() as ipr:
         names = _ifnames(ipr)
         found = []
         for route in ipr.get_routes(family=socket.AF_INET, table=254):
@@ -124,7 +133,7 @@ def host_veth_of(pid: int, ifname: str = "eth0") -> str | None:
     peer = links[0].get("link_index") if links else None
     if peer is None:
         return None
-    with IPRoute() as ipr:
+    with _iproute() as ipr:
         match = ipr.get_links(peer)
         return str(match[0].get_attr("IFLA_IFNAME")) if match else None
 

@@ -79,10 +79,8 @@ def wait_ready(name: str, endpoint: Endpoint, path: str, timeout: float,
     units = failed_units(name)
     details = (f"failed units: {', '.join(units) or 'none'}\n"
                f"--- last lines of the journal inside {name} ---\n{journal_tail(name)}")
-    err = NotReadyError(
+    raise NotReadyError(
         f"{name} not ready after {timeout:.0f}s (systemd: {found.system_state}, "
         f"HTTP {found.url}: {found.http_status or 'no answer'})",
         "it is still running: inspect with `cf-launch logs`, `cf-launch shell`; "
-        "stop it with `cf-launch stop`")
-    err.details = details  # type: ignore[attr-defined]
-    raise err
+        "stop it with `cf-launch stop`", details=details)

@@ -170,7 +170,8 @@ def read_toml(path: Path) -> dict[str, Any]:
     """Parse one TOML file; syntax errors name the file and line."""
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            data: dict[str, Any] = tomllib.load(fh)
+            return data
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(str(path), f"invalid TOML: {err}") from None
     except OSError as err:

@@ -1,8 +1,9 @@
-"""Per-instance state: an exclusive lock and an append-only journal of undo actions.
+"""Per-instance state: an exclusive lock and an append-only journal of host changes.
 
-Every host change writes its undo record (fsync'd) *before* the change is made, so a
-``cf-launch`` process killed at any point leaves a journal that ``stop`` can replay.
-Undo actions are idempotent: replaying one whose change never happened is harmless.
+Every host change is journaled (fsync'd) *before* it is made, so a ``cf-launch`` process
+killed at any point leaves a journal that ``stop`` can replay. Undo is idempotent:
+undoing a change that never happened is harmless. Journals of cf-launch 0.1 are read
+as typed changes and rewritten in the current form by the next undo.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from . import migrate
+from .changes import HostChange
 from .errors import LockedError
 
 JOURNAL = "journal.jsonl"
@@ -56,52 +59,43 @@ class InstanceState:
         finally:
             os.close(fd)
 
-    def record(self, undo: dict[str, Any]) -> None:
-        """Append one undo action and flush it to disk before the change it undoes."""
+    def record(self, change: HostChange) -> None:
+        """Append one change and flush it to disk before it is made."""
         self.ensure()
-        line = json.dumps(undo, sort_keys=True) + "\n"
+        line = json.dumps(change.to_record(), sort_keys=True) + "\n"
         with self.journal_path.open("a", encoding="utf-8") as fh:
             fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
 
-    def entries(self) -> list[dict[str, Any]]:
-        """All undo actions, oldest first. A torn last line (a kill mid-write) is skipped."""
+    def records(self) -> list[dict[str, Any]]:
+        """The raw journal records, oldest first. A torn last line (a kill mid-write) is
+        skipped."""
         if not self.journal_path.exists():
             return []
         out = []
         for line in self.journal_path.read_text(encoding="utf-8").splitlines():
             try:
-                out.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(record, dict):
+                out.append(record)
         return out
 
-    def rewrite(self, remaining: list[dict[str, Any]]) -> None:
-        """Atomically replace the journal with the actions still to undo."""
+    def entries(self) -> list[HostChange]:
+        """All journaled changes, oldest first (0.1 journals migrated)."""
+        return migrate.from_v1(self.records())
+
+    def rewrite(self, remaining: list[HostChange]) -> None:
+        """Atomically replace the journal with the changes still to undo."""
         if not remaining:
             self.journal_path.unlink(missing_ok=True)
             return
         tmp = self.journal_path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in remaining))
+        tmp.write_text("".join(json.dumps(c.to_record(), sort_keys=True) + "\n"
+                               for c in remaining))
         os.replace(tmp, self.journal_path)
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on ``path`` (created if missing), waiting for it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def shared_lock(state_root: Path) -> AbstractContextManager[None]:
-    """The lock over state shared by all instances (the claims registry)."""
-    return file_lock(state_root / ".shared.lock")
 
 
 def _read_pid(fd: int) -> str:

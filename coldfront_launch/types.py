@@ -33,11 +33,32 @@ class LaunchContext:
 
 
 @dataclass(frozen=True)
+class InstanceInfo:
+    """One running instance, from ``apptainer instance list --json``.
+
+    :ivar ip: its address on a CNI network, with the prefix length (``10.22.0.5/16``);
+        empty when it has none (the ``override`` plugin shares the host's network).
+    """
+
+    name: str
+    pid: int
+    image: str
+    ip: str = ""
+    log_out: str = ""
+    log_err: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "pid": self.pid, "image": self.image, "ip": self.ip,
+                "log_out": self.log_out, "log_err": self.log_err}
+
+
+@dataclass(frozen=True)
 class Bind:
     """A file to bind into the container.
 
     Give ``content`` (cf-launch writes it into the state folder and removes it on stop) or
-    ``source`` (an existing host path, e.g. ``/dev/null`` to mask a unit).
+    ``source`` (any existing host file or folder, e.g. ``/dev/null`` to mask a unit).
+    Binds are read-only unless ``readonly=False``. ``mode`` is the written file's mode.
     """
 
     target: str
@@ -62,7 +83,13 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Problem:
-    """One finding of a preflight check."""
+    """One finding of a preflight check.
+
+    :ivar check: a short name of what was checked (``"ports"``).
+    :ivar message: what is wrong, one line.
+    :ivar hint: how to fix it.
+    :ivar fatal: ``True`` (the default) stops ``start``; ``False`` is a warning.
+    """
 
     check: str
     message: str

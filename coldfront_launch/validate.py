@@ -19,7 +19,7 @@ def port(setting: str, value: Any) -> int:
     if not 1 <= value <= 65535:
         raise ConfigError(setting, f"port {value} is outside 1-65535",
                           "use a whole number 1-65535")
-    return value
+    return int(value)
 
 
 def ports(setting: str, value: Any) -> list[int]:

@@ -25,13 +25,12 @@ import ipaddress
 import shutil
 from pathlib import Path
 
-from coldfront_launch import apptainer, firewall, netinfo
+from coldfront_launch import apptainer, firewall, netinfo, sysctl
 from coldfront_launch import validate as v
-from coldfront_launch.apptainer import InstanceInfo
 from coldfront_launch.errors import HostChangeError
 from coldfront_launch.hookspecs import hookimpl
-from coldfront_launch.host import HostChanges, read_sysctl
-from coldfront_launch.types import PLACEHOLDER_IP, Endpoint, LaunchContext, Problem
+from coldfront_launch.host import HostChanges
+from coldfront_launch.types import PLACEHOLDER_IP, Endpoint, InstanceInfo, LaunchContext, Problem
 
 from . import bridge_cni, bridge_rules
 from .bridge_settings import NAME, BridgeSettings, parse
@@ -155,7 +154,7 @@ def cf_launch_pre_start(ctx: LaunchContext, host: HostChanges) -> None:
 
 def _rp_filter(name: str) -> str:
     try:
-        return read_sysctl(f"net.ipv4.conf.{name}.rp_filter")
+        return sysctl.read(f"net.ipv4.conf.{name}.rp_filter")
     except HostChangeError:
         return ""
 

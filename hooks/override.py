@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from coldfront_launch import validate as v
-from coldfront_launch.apptainer import InstanceInfo
 from coldfront_launch.errors import ConfigError
 from coldfront_launch.hookspecs import hookimpl
 from coldfront_launch.listeners import busy
 from coldfront_launch.resources import read, render
-from coldfront_launch.types import Bind, Endpoint, LaunchContext, Problem
+from coldfront_launch.types import Bind, Endpoint, InstanceInfo, LaunchContext, Problem
 
 NAME = "override"
 DATA = "coldfront_launch.overrides"

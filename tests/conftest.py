@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch import host, plugins
+from coldfront_launch import plugins, sysctl
 from coldfront_launch.settings import settings_from_mapping
 
 FAKES = Path(__file__).parent / "fakes"
@@ -45,7 +45,7 @@ def sysctl_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "sys"
     (root / "net/ipv4").mkdir(parents=True)
     (root / "net/ipv4/ip_forward").write_text("0\n")
-    monkeypatch.setattr(host, "SYSCTL_ROOT", root)
+    monkeypatch.setattr(sysctl, "SYSCTL_ROOT", root)
     return root
 
 

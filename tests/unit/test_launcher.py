@@ -112,8 +112,8 @@ def _cli_argv(args: list[str]) -> list[str]:
     """The argv of a child cf-launch process with the recorder plugin registered."""
     code = (f"import os, sys; sys.path.insert(0, {str(ROOT)!r})\n"
             "from pathlib import Path\n"
-            "from coldfront_launch import host, plugins\n"
-            "host.SYSCTL_ROOT = Path(os.environ['TEST_SYSCTL_ROOT'])  # never the real one\n"
+            "from coldfront_launch import plugins, sysctl\n"
+            "sysctl.SYSCTL_ROOT = Path(os.environ['TEST_SYSCTL_ROOT'])  # never the real one\n"
             "from tests import recorder_plugin\n"
             "plugins.register(recorder_plugin, 'recorder')\n"
             "from coldfront_launch.cli import main\n"
@@ -149,7 +149,7 @@ def test_kill_during_start_then_stop_restores(fake_apptainer, recorder, tmp_path
     assert killed.returncode == -9
     assert made.exists(), "the change before the kill happened"
     state = InstanceState(tmp_path / "state" / "coldfront")
-    assert {e["kind"] for e in state.entries()} >= {"remove_file", "stop_instance"}
+    assert {e.kind for e in state.entries()} >= {"file", "instance"}
 
     env.pop("RECORDER_KILL_IN_POST_START")
     stopped = _cli(["--config", str(config), "stop"], env)
@@ -257,7 +257,7 @@ def test_stop_after_the_namespace_is_gone(fake_apptainer, recorder, tmp_path: Pa
         subprocess.run(["ip", "netns", "del", ns], check=True)
     assert started.returncode == 0, started.stderr
     claims = tmp_path / "state" / "claims.json"
-    assert "sysctl@" in claims.read_text()
+    assert '"kind": "sysctl"' in claims.read_text()
 
     stopped = _cli(["--config", str(config), "stop"], env)
     assert stopped.returncode == 0, stopped.stderr

@@ -1,0 +1,555 @@
+"""Typed host changes: each kind applies, undoes, describes and (de)serialises itself.
+
+A :class:`HostChange` is what ``plan`` lists, what ``start`` journals before making it,
+and what ``stop`` undoes, newest first, with no per-kind branches anywhere else. Adding a
+kind of change means writing one class here.
+
+Shared resources (a sysctl, the CNI conflist, the bridge, iptables tables) are *claims*:
+each instance that needs one holds it, and the last holder puts back what the first found
+(:mod:`coldfront_launch.claims`). Changes inside a network namespace carry its id
+(``netns``), so ``stop`` knows whether they still exist and where to undo them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from . import claims, firewall, netinfo, sysctl
+from .claims import ClaimKey
+from .errors import HostChangeError
+
+if TYPE_CHECKING:
+    from .state import InstanceState
+
+InstanceStopper = Callable[[str], None]
+
+
+def _no_instance(_name: str) -> None:
+    """The default ``stop_instance``: nothing to stop."""
+
+
+@dataclass
+class HostEnv:
+    """What a change needs to act: the instance's state, the claims registry, where."""
+
+    state: InstanceState
+    state_root: Path
+    stop_instance: InstanceStopper = _no_instance
+    journaled: set[tuple[Any, ...]] = field(default_factory=set)
+
+    @property
+    def instance(self) -> str:
+        return self.state.directory.name
+
+
+class HostChange:
+    """One change to the host. Subclasses are frozen dataclasses."""
+
+    kind: ClassVar[str] = ""
+    #: Shown by ``plan`` (False: a part of another change, journaled on its own).
+    listed: ClassVar[bool] = True
+    #: Lives in a network namespace, and goes with it.
+    network: ClassVar[bool] = False
+    #: Fields needed only for planning, not kept in the journal.
+    plan_only: ClassVar[tuple[str, ...]] = ()
+    registry: ClassVar[dict[str, type[HostChange]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            HostChange.registry[cls.kind] = cls
+
+    # --- what subclasses implement -------------------------------------------------------
+
+    @property
+    def target(self) -> str:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line (or a block) for ``plan``."""
+        return f"{self.kind} {self.target}"
+
+    def check(self, env: HostEnv) -> None:
+        """Refuse before anything is journaled (e.g. a file cf-launch does not own)."""
+
+    def apply(self, env: HostEnv) -> None:
+        """Make the change. Its journal record is already on disk."""
+
+    def undo(self, env: HostEnv) -> None:
+        """Put back what :meth:`apply` changed. Idempotent."""
+
+    def forget(self, env: HostEnv) -> None:
+        """The change's network namespace is gone, and the change with it."""
+
+    # --- shared ------------------------------------------------------------------------
+
+    def identity(self) -> tuple[Any, ...]:
+        """Two changes with one identity are journaled once (a repeated start)."""
+        return (self.kind, self.target, getattr(self, "netns", ""))
+
+    @property
+    def netns_id(self) -> str:
+        return str(getattr(self, "netns", ""))
+
+    def detail(self) -> dict[str, Any]:
+        """Extra fields for ``plan --json``."""
+        return {}
+
+    def to_json(self) -> dict[str, Any]:
+        """The form ``plan --json`` and ``start --json`` print."""
+        return {"kind": self.kind, "target": self.target, **self.detail()}
+
+    def to_record(self) -> dict[str, Any]:
+        """The journal form."""
+        data = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                if f.name not in self.plan_only and f.compare}
+        return {"type": self.kind, **data}
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> HostChange:
+        fields = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+        values = {k: _tupled(v) for k, v in data.items() if k in fields}
+        return cls(**values)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _tupled(value: Any) -> Any:
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
+
+
+def from_record(data: dict[str, Any]) -> HostChange:
+    """A journal record back to its change; an unknown type becomes :class:`Unknown`."""
+    cls = HostChange.registry.get(str(data.get("type", "")))
+    if cls is None:
+        return Unknown(dict(data))
+    try:
+        return cls.from_record(data)
+    except (TypeError, ValueError):
+        return Unknown(dict(data))
+
+
+@dataclass(frozen=True)
+class Unknown(HostChange):
+    """A record this version cannot read: kept, reported, never guessed at."""
+
+    record: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def target(self) -> str:
+        return str(self.record.get("type") or self.record.get("kind") or "?")
+
+    def to_record(self) -> dict[str, Any]:
+        return dict(self.record)
+
+    def undo(self, env: HostEnv) -> None:
+        raise HostChangeError(f"unknown undo action {self.target!r} in "
+                              f"{env.state.journal_path}",
+                              "a newer cf-launch wrote this journal; stop with that version")
+
+
+# --- the instance itself ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StopInstance(HostChange):
+    """The Apptainer instance: journaled just before ``instance start``."""
+
+    kind: ClassVar[str] = "instance"
+    listed: ClassVar[bool] = False
+    name: str = ""
+
+    @property
+    def target(self) -> str:
+        return self.name
+
+    def describe(self) -> str:
+        return f"start instance {self.name} (stopped on `cf-launch stop`)"
+
+    def undo(self, env: HostEnv) -> None:
+        env.stop_instance(self.name)
+
+
+# --- files -----------------------------------------------------------------------------
+
+def missing_dirs(path: Path) -> tuple[str, ...]:
+    """The folders that must be created for ``path`` to exist, outermost first."""
+    missing = []
+    probe = path
+    while not probe.exists():
+        missing.append(str(probe))
+        probe = probe.parent
+    return tuple(reversed(missing))
+
+
+def _make_dirs(created: tuple[str, ...]) -> None:
+    for directory in created:
+        Path(directory).mkdir(exist_ok=True)
+
+
+def _remove_dirs(created: tuple[str, ...]) -> None:
+    for directory in reversed(created):
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)  # only if empty: never removes what others put there
+
+
+def atomic_write(path: Path, content: str, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.cf-launch-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(content)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class Directory(HostChange):
+    """A folder, with the parents it needed; removed on stop if left empty."""
+
+    kind: ClassVar[str] = "dir"
+    path: str = ""
+    created: tuple[str, ...] = ()
+
+    @property
+    def target(self) -> str:
+        return self.path
+
+    def describe(self) -> str:
+        return f"create directory {self.path}"
+
+    def apply(self, env: HostEnv) -> None:
+        _make_dirs(self.created)
+
+    def undo(self, env: HostEnv) -> None:
+        _remove_dirs(self.created)
+
+
+@dataclass(frozen=True)
+class File(HostChange):
+    """A file this instance owns (a bind file, a hook's file); removed on stop, with the
+    folders it needed."""
+
+    kind: ClassVar[str] = "file"
+    plan_only: ClassVar[tuple[str, ...]] = ("content",)
+    path: str = ""
+    mode: int = 0o644
+    content: str = field(default="", repr=False)
+    created: tuple[str, ...] = ()
+
+    @property
+    def target(self) -> str:
+        return self.path
+
+    def describe(self) -> str:
+        return f"write {self.path} (mode {self.mode:04o})"
+
+    def detail(self) -> dict[str, Any]:
+        return {"mode": f"{self.mode:04o}", "content": self.content}
+
+    def check(self, env: HostEnv) -> None:
+        if Path(self.path).exists() and self.identity() not in env.journaled:
+            raise HostChangeError(f"{self.path} exists and cf-launch did not create it",
+                                  "move it away or choose another path; cf-launch never "
+                                  "overwrites files it does not own")
+
+    def apply(self, env: HostEnv) -> None:
+        _make_dirs(self.created)
+        atomic_write(Path(self.path), self.content, self.mode)
+
+    def undo(self, env: HostEnv) -> None:
+        Path(self.path).unlink(missing_ok=True)
+        _remove_dirs(self.created)
+
+
+# --- shared resources (claims) ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class Claim(HostChange):
+    """A resource several instances may hold; the last holder restores ``original``.
+
+    ``original`` is read before the change is journaled; only the first holder's is kept
+    (in ``claims.json``)."""
+
+    #: The kind in ``claims.json`` (when it differs from the change's own).
+    claim_kind: ClassVar[str] = ""
+
+    def key(self) -> ClaimKey:
+        return ClaimKey(self.claim_kind or self.kind, self.target, self.netns_id)
+
+    def original_value(self) -> Any:
+        return getattr(self, "original", None)
+
+    def hold(self, env: HostEnv, check: Callable[[dict[str, Any]], None] | None = None,
+             extra: dict[str, Any] | None = None) -> None:
+        claims.claim(env.state_root, env.instance, self.key(), self.original_value,
+                     check=check, extra=extra)
+
+    def restore(self, original: Any) -> None:
+        """Put the resource back as the first holder found it."""
+
+    def undo(self, env: HostEnv) -> None:
+        claims.release(env.state_root, env.instance, self.key(), self.restore)
+
+    def forget(self, env: HostEnv) -> None:
+        claims.release(env.state_root, env.instance, self.key(), lambda _original: None)
+
+
+@dataclass(frozen=True)
+class SharedFile(Claim):
+    """A file several instances need with the same content (the CNI conflist)."""
+
+    kind: ClassVar[str] = "shared-file"
+    claim_kind: ClassVar[str] = "file"
+    plan_only: ClassVar[tuple[str, ...]] = ("content",)
+    path: str = ""
+    mode: int = 0o644
+    content: str = field(default="", repr=False)
+    created: tuple[str, ...] = ()
+    sha256: str = ""
+
+    @property
+    def target(self) -> str:
+        return self.path
+
+    def describe(self) -> str:
+        return f"write {self.path} (mode {self.mode:04o}, shared by instances)"
+
+    def detail(self) -> dict[str, Any]:
+        return {"mode": f"{self.mode:04o}", "content": self.content}
+
+    def original_value(self) -> Any:
+        return "absent"
+
+    def check(self, env: HostEnv) -> None:
+        if self.key() not in claims.read(env.state_root) and Path(self.path).exists():
+            raise HostChangeError(f"{self.path} exists and cf-launch did not create it",
+                                  "move it away or choose another name in the settings")
+
+    def apply(self, env: HostEnv) -> None:
+        digest = hashlib.sha256(self.content.encode()).hexdigest()
+
+        def same_content(entry: dict[str, Any]) -> None:
+            if entry.get("sha256") != digest:
+                raise HostChangeError(
+                    f"{self.path} is in use by {', '.join(entry['holders'])} with other "
+                    "settings", "give this instance the same network settings, or another "
+                    "network name")
+        _make_dirs(self.created)
+        self.hold(env, check=same_content, extra={"sha256": digest})
+        if not Path(self.path).exists():
+            atomic_write(Path(self.path), self.content, self.mode)
+
+    def restore(self, original: Any) -> None:
+        if original == "absent":
+            Path(self.path).unlink(missing_ok=True)
+
+    def undo(self, env: HostEnv) -> None:
+        super().undo(env)
+        _remove_dirs(self.created)
+
+
+@dataclass(frozen=True)
+class Sysctl(Claim):
+    """A kernel setting; the last holder restores the first one's original value."""
+
+    kind: ClassVar[str] = "sysctl"
+    network: ClassVar[bool] = True
+    name: str = ""
+    value: str = ""
+    original: str | None = None
+    netns: str = ""
+
+    @property
+    def target(self) -> str:
+        return self.name
+
+    def describe(self) -> str:
+        return f"sysctl {self.name} = {self.value} (previous value restored)"
+
+    def detail(self) -> dict[str, Any]:
+        return {"value": self.value}
+
+    def apply(self, env: HostEnv) -> None:
+        self.hold(env)
+        if sysctl.read(self.name) != self.value:
+            sysctl.write(self.name, self.value)
+
+    def restore(self, original: Any) -> None:
+        sysctl.write(self.name, str(original))
+
+
+@dataclass(frozen=True)
+class Link(Claim):
+    """A link others create for us (the CNI bridge); deleted by the last holder if it
+    did not exist before the first claim, and nothing is attached to it."""
+
+    kind: ClassVar[str] = "link"
+    network: ClassVar[bool] = True
+    ifname: str = ""
+    original: str | None = None
+    netns: str = ""
+
+    @property
+    def target(self) -> str:
+        return self.ifname
+
+    def describe(self) -> str:
+        return (f"claim link {self.ifname} (deleted by the last instance if cf-launch "
+                "created it)")
+
+    def apply(self, env: HostEnv) -> None:
+        self.hold(env)
+
+    def restore(self, original: Any) -> None:
+        if original == "absent":
+            netinfo.delete_link_if_unused(self.ifname)
+
+
+@dataclass(frozen=True)
+class Offloads(Claim):
+    """NIC offload features (``ethtool -K``) of one link. ``shared`` for a link many
+    instances use (the bridge: a claim); else this instance's own (its veth)."""
+
+    kind: ClassVar[str] = "offloads"
+    network: ClassVar[bool] = True
+    ifname: str = ""
+    features: dict[str, bool] = field(default_factory=dict, hash=False)
+    shared: bool = False
+    original: dict[str, bool] | None = field(default=None, hash=False)
+    netns: str = ""
+
+    @property
+    def target(self) -> str:
+        return self.ifname
+
+    def describe(self) -> str:
+        return f"offloads on {self.ifname}: " + ", ".join(
+            f"{k} {'on' if v else 'off'}" for k, v in self.features.items())
+
+    def detail(self) -> dict[str, Any]:
+        return {"features": dict(self.features), "shared": self.shared}
+
+    def apply(self, env: HostEnv) -> None:
+        if self.shared:
+            self.hold(env)
+        netinfo.write_offloads(self.ifname, self.features)
+
+    def restore(self, original: Any) -> None:
+        if original and netinfo.link_exists(self.ifname):
+            netinfo.write_offloads(self.ifname, original)
+
+    def undo(self, env: HostEnv) -> None:
+        if self.shared:
+            super().undo(env)
+        elif self.original:
+            with contextlib.suppress(HostChangeError):  # the veth vanishes with the instance
+                netinfo.write_offloads(self.ifname, self.original)
+
+    def forget(self, env: HostEnv) -> None:
+        if self.shared:
+            super().forget(env)
+
+
+@dataclass(frozen=True)
+class IptablesTable(Claim):
+    """An iptables table that iptables-nft creates on first use; dropped by the last
+    holder if it was absent and is empty. Part of a :class:`Firewall` change."""
+
+    kind: ClassVar[str] = "iptables-table"
+    listed: ClassVar[bool] = False
+    network: ClassVar[bool] = True
+    table: str = ""
+    original: str | None = None
+    netns: str = ""
+
+    @property
+    def target(self) -> str:
+        return self.table
+
+    def apply(self, env: HostEnv) -> None:
+        self.hold(env)
+
+    def restore(self, original: Any) -> None:
+        if original == "absent":
+            firewall.drop_table_if_empty(self.table)
+
+
+@dataclass(frozen=True)
+class NftBaseChain(Claim):
+    """A built-in chain that nf_tables creates on its first rule; dropped by the last
+    holder if it was absent and is empty. Part of a :class:`Firewall` change."""
+
+    kind: ClassVar[str] = "nft-chain"
+    listed: ClassVar[bool] = False
+    network: ClassVar[bool] = True
+    table: str = ""
+    chain: str = ""
+    original: str | None = None
+    netns: str = ""
+
+    @property
+    def target(self) -> str:
+        return f"{self.table}/{self.chain}"
+
+    def apply(self, env: HostEnv) -> None:
+        self.hold(env)
+
+    def restore(self, original: Any) -> None:
+        if original == "absent":
+            firewall.drop_base_chain_if_empty(self.table, self.chain)
+
+
+# --- firewall --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Firewall(HostChange):
+    """An owner's chains and the one jump into each, applied in one transaction and
+    removed exactly (nothing else in the firewall is touched)."""
+
+    kind: ClassVar[str] = "firewall"
+    network: ClassVar[bool] = True
+    owner: str = ""
+    ruleset: firewall.Ruleset = field(default_factory=lambda: firewall.Ruleset((), ()))
+    netns: str = ""
+    live: firewall.Live | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def target(self) -> str:
+        return self.owner
+
+    def identity(self) -> tuple[Any, ...]:
+        return (self.kind, self.owner, self.netns,
+                tuple((c.table, c.name) for c in self.ruleset.chains))
+
+    def describe(self) -> str:
+        return f"firewall ruleset {self.owner}:\n" + "".join(
+            f"    {line}\n" for line in self.ruleset.restore_text().splitlines()).rstrip("\n")
+
+    def detail(self) -> dict[str, Any]:
+        return {"restore": self.ruleset.restore_text(), **self.ruleset.to_json()}
+
+    def to_record(self) -> dict[str, Any]:
+        return {"type": self.kind, "owner": self.owner, "netns": self.netns,
+                **self.ruleset.to_json()}
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> HostChange:
+        return cls(data.get("owner", ""), firewall.Ruleset.from_json(data), data.get("netns", ""))
+
+    def apply(self, env: HostEnv) -> None:
+        firewall.apply(self.ruleset, self.live)
+
+    def undo(self, env: HostEnv) -> None:
+        firewall.remove((c.table, c.name) for c in self.ruleset.chains)

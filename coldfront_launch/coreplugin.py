@@ -1,0 +1,43 @@
+"""The internal ``core`` plugin: cf-launch's own checks, through the same hooks as every
+plugin's (always active, never named with ``--hook``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import apptainer
+from .errors import LaunchError
+from .hookspecs import hookimpl
+from .types import LaunchContext, Problem
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@hookimpl
+def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
+    problems: list[Problem] = []
+    try:
+        apptainer.locate()
+    except LaunchError as err:
+        problems.append(Problem("apptainer", str(err), err.hint))
+    if os.geteuid() != 0:
+        problems.append(Problem("root", "cf-launch start needs root (--boot, firewall)",
+                                "run it with sudo"))
+    problems += cgroup_problems()
+    image = ctx.settings.image_path
+    if not image.exists():
+        problems.append(Problem("image", f"{image} does not exist", "run `cf-launch build`"))
+    return problems
+
+
+def cgroup_problems(root: Path = CGROUP_ROOT) -> list[Problem]:
+    """systemd inside needs a cgroup hierarchy; v2 (unified) is what it prefers."""
+    if (root / "cgroup.controllers").exists():
+        return []
+    if (root / "systemd").is_dir() or (root / "unified").is_dir():
+        return [Problem("cgroup", "the host uses the cgroup v1 (legacy/hybrid) hierarchy",
+                        "it works; cgroup v2 (systemd.unified_cgroup_hierarchy=1) is "
+                        "recommended", fatal=False)]
+    return [Problem("cgroup", "no cgroup hierarchy is mounted at /sys/fs/cgroup",
+                    "systemd inside the instance needs one; mount cgroup2 there")]

@@ -1,0 +1,35 @@
+"""The exit codes of ``cf-launch``: one enum, used by the errors and the CLI.
+
+The README's table of exit codes is checked against this enum by a test.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """What a ``cf-launch`` exit status means."""
+
+    #: The command did what was asked.
+    OK = 0
+    #: A failure that fits no other code.
+    FAILURE = 1
+    #: A setting or argument is invalid; nothing on the host was changed.
+    CONFIG = 2
+    #: A preflight check failed (or ``plan``/``doctor`` found a fatal problem); nothing changed.
+    PREFLIGHT = 3
+    #: An Apptainer command failed.
+    APPTAINER = 4
+    #: The instance started but was not ready in time; it is left running for inspection.
+    NOT_READY = 5
+    #: A change to the host (file, sysctl, firewall, link) failed.
+    HOST_CHANGE = 6
+    #: Another cf-launch process holds this instance's lock.
+    LOCKED = 7
+    #: The instance is not running.
+    NOT_RUNNING = 8
+    #: Interrupted by Ctrl-C (SIGINT).
+    INTERRUPTED = 130
+    #: A bug in cf-launch or a plugin: please report it (``CF_LAUNCH_DEBUG=1`` shows a traceback).
+    INTERNAL = 70

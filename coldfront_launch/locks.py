@@ -1,0 +1,26 @@
+"""File locks (flock): one instance's exclusive lock, the shared registry's, the build's."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (created if missing), waiting for it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def shared_lock(state_root: Path) -> AbstractContextManager[None]:
+    """The lock over state shared by all instances (the claims registry)."""
+    return file_lock(state_root / ".shared.lock")

@@ -1,0 +1,45 @@
+"""The launch record (``launch.json`` in the state folder): which plugins and image an
+instance was started with, so ``stop`` and ``status`` use those, not today's settings."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FILE = "launch.json"
+
+
+@dataclass(frozen=True)
+class LaunchRecord:
+    hooks: tuple[str, ...] = ()
+    image: str = ""
+    pid: int = 0
+
+    def hooks_or(self, default: tuple[str, ...]) -> tuple[str, ...]:
+        """The plugins the instance was started with; ``default`` if unrecorded."""
+        return self.hooks or default
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hooks": list(self.hooks), "image": self.image, "pid": self.pid}
+
+
+def write(state_dir: Path, hooks: tuple[str, ...], image: Path) -> None:
+    record = LaunchRecord(tuple(hooks), str(image), os.getpid())
+    (state_dir / FILE).write_text(json.dumps(record.to_json()))
+
+
+def read(state_dir: Path) -> LaunchRecord:
+    """The record, or an empty one when there is none (or it is unreadable)."""
+    try:
+        data = json.loads((state_dir / FILE).read_text())
+        return LaunchRecord(tuple(data.get("hooks") or ()), str(data.get("image") or ""),
+                            int(data.get("pid") or 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return LaunchRecord()
+
+
+def remove(state_dir: Path) -> None:
+    (state_dir / FILE).unlink(missing_ok=True)

@@ -1,0 +1,97 @@
+"""The launch sequence, written once: ``plan`` runs it against a recorder, ``start``
+against the real host, and embedding runs its halves on their own.
+
+    validate → preflight → binds → pre_start → start_options   (before ``instance start``)
+    post_start → readiness_endpoint                            (after it)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import appdata, plugins
+from .errors import ConfigError
+from .host import HostChanges
+from .settings import Settings
+from .types import Bind, Endpoint, InstanceInfo, LaunchContext, Problem
+
+BIND_DIR = "binds"
+BASE_OPTIONS = ["--boot", "-B", "/sys/fs/cgroup"]
+DEFAULT_ENDPOINT = Endpoint("127.0.0.1", 80)
+
+
+@dataclass
+class Prepared:
+    """The first half's result: what to add to ``apptainer instance start``."""
+
+    options: list[str]
+    bind_specs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LaunchSequence:
+    """One launch of one instance with a set of plugins."""
+
+    settings: Settings
+    hooks: plugins.Hooks
+    ctx: LaunchContext
+
+    @classmethod
+    def create(cls, settings: Settings, names: tuple[str, ...] | None = None,
+               planning: bool = False) -> LaunchSequence:
+        active = names or settings.hooks
+        return cls(settings, plugins.Hooks(active),
+                   LaunchContext(settings, active, settings.state_dir, planning))
+
+    # --- before instance start -------------------------------------------------------
+
+    def validate(self) -> None:
+        self.hooks.validate(self.ctx)
+
+    def preflight(self) -> list[Problem]:
+        return self.hooks.preflight(self.ctx)
+
+    def before_start(self, host: HostChanges) -> Prepared:
+        """binds → pre_start → start_options: the host is ready for ``instance start``."""
+        bind_specs = self._bind_specs(host, self.hooks.binds(self.ctx))
+        self.hooks.pre_start(self.ctx, host)
+        options = list(BASE_OPTIONS)
+        if self.settings.writable_tmpfs:
+            options.append("--writable-tmpfs")
+        specs = [*appdata.binds(self.settings.state_dir), *self.settings.binds, *bind_specs]
+        for spec in specs:
+            options += ["--bind", spec]
+        return Prepared(options + self.hooks.start_options(self.ctx), bind_specs)
+
+    def command(self, options: list[str]) -> list[str]:
+        """The full ``apptainer instance start`` argv for ``options``."""
+        # spython's Instance runs `singularity --quiet instance start` (the link to apptainer).
+        return ["apptainer", "--quiet", "instance", "start", *options,
+                str(self.settings.image_path), self.settings.name]
+
+    def _bind_specs(self, host: HostChanges, binds: list[Bind]) -> list[str]:
+        """Write content binds under the state folder (journaled); return ``--bind`` specs."""
+        specs = []
+        for bind in binds:
+            if not bind.target.startswith("/"):
+                raise ConfigError("binds", f"bind target {bind.target!r} is not absolute")
+            if bind.content is not None:
+                source = self.settings.state_dir / BIND_DIR / bind.target.lstrip("/")
+                host.write_file(source, bind.content, bind.mode)
+            elif bind.source is not None:
+                source = bind.source
+            else:
+                raise ConfigError("binds", f"bind to {bind.target} has neither content nor source")
+            specs.append(f"{source}:{bind.target}" + (":ro" if bind.readonly else ""))
+        return specs
+
+    # --- after instance start --------------------------------------------------------
+
+    def after_start(self, host: HostChanges, instance: InstanceInfo) -> None:
+        """post_start: finish the host once the instance's address is known."""
+        self.hooks.post_start(self.ctx, host, instance)
+
+    def endpoint(self, instance: InstanceInfo) -> Endpoint:
+        """Where ColdFront answers: the first plugin that knows, else 127.0.0.1:80."""
+        return self.hooks.readiness_endpoint(self.ctx, instance) or DEFAULT_ENDPOINT
+
