@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 
 from coldfront_launch import hookimpl, plugins
-from coldfront_launch.apptainer import InstanceInfo
 from coldfront_launch.hooks import bridge_cni
 from coldfront_launch.hooks.bridge_settings import parse
 from coldfront_launch.host import RealHost
 from coldfront_launch.launcher import Launcher
 from coldfront_launch.settings import settings_from_mapping
+from coldfront_launch.types import InstanceInfo
 from coldfront_launch.undo import undo_all
 
 CNI_PATH = "/usr/lib/cni"
@@ -79,7 +79,7 @@ def start(state_root: str, container_ns: str, pid: int, kill: bool) -> None:
     with lch.state.locked():
         runner.pre_start(ctx, host)
         if not Path(state_root, "conflist.json").exists():
-            lch.state.record({"kind": "stop_instance", "name": NAME})  # as the launcher does
+            host.track_instance(NAME)  # as the launcher does
             result = cni("ADD", state_root, container_ns)
             Path(state_root, "ip").write_text(result["ips"][0]["address"].split("/")[0])
         ip = Path(state_root, "ip").read_text()
