@@ -9,12 +9,13 @@ failure becomes a typed :class:`~coldfront_launch.errors.ApptainerError` carryin
 from __future__ import annotations
 
 import ast
+import itertools
 import os
 import pwd
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -84,35 +85,50 @@ def _stderr_of(messages: list[str]) -> str:
     return text
 
 
-def build(definition: Path, output: Path, options: list[str], cwd: Path) -> Iterator[str]:
-    """Build one image with ``Client.build``, yielding each output line as it comes."""
+def build(definition: Path, output: Path, options: list[str], cwd: Path,
+          on_line: Callable[[str], None]) -> None:
+    """Build one image with ``Client.build``, calling ``on_line`` with each output line.
+
+    The build runs in ``cwd`` (``%files`` sources are relative to the definition's
+    folder); ``on_line`` always runs in the caller's own working directory."""
+    client = _client()
+    tail: list[str] = []
+    with _spython_guard(f"building {definition.name}", BuildError):
+        try:
+            for line in _started_build(client, definition, output, options, cwd):
+                tail = (tail + [line])[-40:]
+                on_line(line)
+        except subprocess.CalledProcessError:
+            raise BuildError(f"apptainer build of {definition.name} failed",
+                             stderr="\n".join(tail),
+                             hint="the lines above show Apptainer's output; "
+                                  "rerun with --verbose for all of it") from None
+
+
+def _started_build(client: Any, definition: Path, output: Path, options: list[str],
+                   cwd: Path) -> Iterator[str]:
+    """Start ``apptainer build`` in ``cwd``; return its output lines.
+
+    spython streams stdout only and leaves stderr on a pipe it reads at the end, so a
+    chatty build fills that pipe and deadlocks: its ``stream_command`` is patched to merge
+    stderr for this call. spython has no cwd parameter, so the process changes folder
+    to start the build. Both last only until the build process exists."""
     import spython.main.build as spython_build
     from spython.utils import stream_command
 
-    client = _client()
-    tail: list[str] = []
-    # spython streams stdout only and leaves stderr on a pipe it reads at the end; a chatty
-    # build fills that pipe and deadlocks. Merge stderr into the stream for this call.
     original = spython_build.stream_command
-    spython_build.stream_command = partial(stream_command, output_type="both")
     previous_cwd = os.getcwd()
+    spython_build.stream_command = partial(stream_command, output_type="both")
     try:
-        os.chdir(cwd)  # %files sources are relative to the definition's folder
-        with _spython_guard(f"building {definition.name}", BuildError):
-            result = client.build(recipe=str(definition), image=str(output), sudo=False,
-                                  stream=True, options=options, quiet=True, force=True)
-            _image, lines = result
-            for line in lines:
-                tail = (tail + [line.rstrip("\n")])[-40:]
-                yield line.rstrip("\n")
-    except subprocess.CalledProcessError:
-        raise BuildError(f"apptainer build of {definition.name} failed",
-                         stderr="\n".join(tail),
-                         hint="the lines above show Apptainer's output; "
-                              "rerun with --verbose for all of it") from None
+        os.chdir(cwd)
+        _image, lines = client.build(recipe=str(definition), image=str(output), sudo=False,
+                                     stream=True, options=options, quiet=True, force=True)
+        first = next(lines, None)  # the process starts here, in cwd
     finally:
         spython_build.stream_command = original
         os.chdir(previous_cwd)
+    head = [] if first is None else [first]
+    return (line.rstrip("\n") for line in itertools.chain(head, lines))
 
 
 def start(image: Path, name: str, options: list[str]) -> InstanceInfo:

@@ -196,10 +196,11 @@ def _build_layer(settings: BuildSettings, layer: Layer, index: int, total: int,
     log_path = layer.image.with_suffix(".log")
     try:
         with log_path.open("w", encoding="utf-8") as log:
-            for line in apptainer.build(layer.definition, partial,
-                                        build_options(settings, layer), layer.definition.parent):
+            def on_line(line: str) -> None:
                 log.write(line + "\n")
                 report(BuildEvent("line", layer, index, total, line))
+            apptainer.build(layer.definition, partial, build_options(settings, layer),
+                            layer.definition.parent, on_line)
     except BuildError as err:
         partial.unlink(missing_ok=True)
         err.hint = f"full build log: {log_path}"

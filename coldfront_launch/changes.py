@@ -237,11 +237,9 @@ class Directory(HostChange):
 
 
 @dataclass(frozen=True)
-class File(HostChange):
-    """A file this instance owns (a bind file, a hook's file); removed on stop, with the
-    folders it needed."""
+class _FileFields:
+    """What a written file is: path, mode, content (plan only), folders it needed."""
 
-    kind: ClassVar[str] = "file"
     plan_only: ClassVar[tuple[str, ...]] = ("content",)
     path: str = ""
     mode: int = 0o644
@@ -252,11 +250,19 @@ class File(HostChange):
     def target(self) -> str:
         return self.path
 
-    def describe(self) -> str:
-        return f"write {self.path} (mode {self.mode:04o})"
-
     def detail(self) -> dict[str, Any]:
         return {"mode": f"{self.mode:04o}", "content": self.content}
+
+
+@dataclass(frozen=True)
+class File(_FileFields, HostChange):
+    """A file this instance owns (a bind file, a hook's file); removed on stop, with the
+    folders it needed."""
+
+    kind: ClassVar[str] = "file"
+
+    def describe(self) -> str:
+        return f"write {self.path} (mode {self.mode:04o})"
 
     def check(self, env: HostEnv) -> None:
         if Path(self.path).exists() and self.identity() not in env.journaled:
@@ -307,27 +313,15 @@ class Claim(HostChange):
 
 
 @dataclass(frozen=True)
-class SharedFile(Claim):
+class SharedFile(_FileFields, Claim):
     """A file several instances need with the same content (the CNI conflist)."""
 
     kind: ClassVar[str] = "shared-file"
     claim_kind: ClassVar[str] = "file"
-    plan_only: ClassVar[tuple[str, ...]] = ("content",)
-    path: str = ""
-    mode: int = 0o644
-    content: str = field(default="", repr=False)
-    created: tuple[str, ...] = ()
     sha256: str = ""
-
-    @property
-    def target(self) -> str:
-        return self.path
 
     def describe(self) -> str:
         return f"write {self.path} (mode {self.mode:04o}, shared by instances)"
-
-    def detail(self) -> dict[str, Any]:
-        return {"mode": f"{self.mode:04o}", "content": self.content}
 
     def original_value(self) -> Any:
         return "absent"

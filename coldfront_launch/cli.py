@@ -1,8 +1,6 @@
 """The ``cf-launch`` command: a thin layer over :class:`~coldfront_launch.Launcher`.
 
-Exit codes: 0 success; 1 other failure; 2 invalid setting; 3 preflight failed; 4 Apptainer
-failed; 5 not ready in time; 6 host change failed; 7 instance locked by another cf-launch;
-8 instance not running; 70 internal error.
+Exit codes: :class:`~coldfront_launch.exitcodes.ExitCode` (and the README's table).
 """
 
 from __future__ import annotations
@@ -22,11 +20,11 @@ import click
 from . import apptainer, plugins
 from .builder import BuildEvent
 from .errors import LaunchError
+from .exitcodes import ExitCode
 from .launcher import Launcher
 from .settings import Settings, load_settings, replace_build
 
 F = TypeVar("F", bound=Callable[..., Any])
-INTERNAL_ERROR = 70
 
 
 def _fail(err: LaunchError) -> None:
@@ -48,7 +46,7 @@ def friendly(func: F) -> F:
             _fail(err)
         except KeyboardInterrupt:
             click.echo("cf-launch: interrupted", err=True)
-            sys.exit(130)
+            sys.exit(ExitCode.INTERRUPTED)
         except Exception as err:  # noqa: BLE001 - the last line of defence
             if os.environ.get("CF_LAUNCH_DEBUG"):
                 raise
@@ -56,7 +54,7 @@ def friendly(func: F) -> F:
                         err=True)
             click.echo("hint: rerun with CF_LAUNCH_DEBUG=1 for a traceback, and report it",
                        err=True)
-            sys.exit(INTERNAL_ERROR)
+            sys.exit(ExitCode.INTERNAL)
     return wrapper  # type: ignore[return-value]
 
 
@@ -251,7 +249,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
                    f"{data['system_state']}; {data['url']} -> HTTP {data['http_status'] or '-'}")
     _emit(data, as_json, human)
     if not data["running"] and not as_json:
-        sys.exit(8)
+        sys.exit(ExitCode.NOT_RUNNING)
 
 
 @cli.command()
@@ -376,7 +374,7 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
     _emit({"ok": not any(p.fatal for p in problems), "problems": [p.to_json() for p in problems]},
           as_json, human)
     if any(p.fatal for p in problems):
-        sys.exit(3)
+        sys.exit(ExitCode.PREFLIGHT)
 
 
 def _terminate(signum: int, _frame: object) -> None:

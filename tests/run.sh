@@ -26,9 +26,11 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null
 .venv/bin/pip install -q -e '.[test]'
 
-echo "== lint: ruff and mypy"
+echo "== lint: ruff, mypy, import layers, Python 3.9 syntax"
 .venv/bin/ruff check .
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache
+.venv/bin/vermin --target=3.9- --eval-annotations --no-tips --violations -q coldfront_launch/ hooks/
 
 echo "== test host: Debian 13 root file system with Apptainer (cached after the first run)"
 bash tests/host/provision.sh

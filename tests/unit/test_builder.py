@@ -161,3 +161,22 @@ def test_site_layer_by_path(tmp_path, defs, fake_apptainer) -> None:
     image = builder.build(settings)
     assert image.name == "extras.sif"
     assert [c[-1] for c in _builds(fake_apptainer)][-1] == str(site)
+
+
+def test_build_runs_in_the_definitions_folder_but_callbacks_do_not(
+        tmp_path, defs, fake_apptainer, monkeypatch) -> None:
+    """spython has no cwd parameter: cf-launch changes folder only to start the build."""
+    from coldfront_launch import apptainer
+
+    here = tmp_path / "caller"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    seen: list[str] = []
+    apptainer.build(defs / "base.def", tmp_path / "out.sif", [], defs,
+                    lambda line: seen.append(f"{Path.cwd()}|{line}"))
+    assert seen, "lines were streamed"
+    assert {entry.split("|", 1)[0] for entry in seen} == {str(here)}
+    assert any("Starting build" in entry for entry in seen)
+    built = json.loads((tmp_path / "out.sif").read_text())
+    assert built["cwd"] == str(defs), "the build process itself ran in the definitions folder"
+    assert Path.cwd() == here

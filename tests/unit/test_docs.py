@@ -44,3 +44,23 @@ def test_hook_examples_are_self_contained() -> None:
                                  "--stdin-filename", "example.py", "-"], input=block,
                                 capture_output=True, text=True, check=False)
         assert result.returncode == 0, f"{result.stdout}\n--- example:\n{block}"
+
+
+def test_documented_signatures_match_the_specs() -> None:
+    """Each hook's documented signature names exactly the spec's arguments (datasette's
+    test_docs does the same), and the sections follow the order the hooks run in."""
+    import re
+
+    from coldfront_launch import plugins
+
+    docs = (ROOT / "docs" / "hooks.md").read_text()
+    pm = plugins.load().pm
+    for name in SPEC_NAMES:
+        section = docs.split(f"\n## {name}\n", 1)[1].split("\n## ", 1)[0]
+        match = re.search(rf"`{name}\((.*?)\)", section)
+        assert match, f"{name}: no `{name}(...)` signature line"
+        documented = tuple(arg.split(":")[0].strip() for arg in match.group(1).split(",")
+                           if arg.strip())
+        assert documented == tuple(getattr(pm.hook, name).spec.argnames), name
+    headings = re.findall(r"^## (cf_launch_\w+)$", docs, re.M)
+    assert headings == SPEC_NAMES, "docs/hooks.md follows the hookspecs' order"

@@ -127,3 +127,81 @@ def test_third_party_hooks_called_in_order_by_start(venv: Path, tmp_path: Path,
     assert log.read_text().split() == [
         "validate", "preflight", "binds", "pre_start", "start_options", "post_start",
         "readiness_endpoint", "pre_stop", "post_stop"]
+
+
+BROKEN = {
+    "raiser": "raise RuntimeError('boom at import')\n",
+    "quitter": "import sys\nsys.exit(3)\n",
+    "badsig": "from coldfront_launch import hookimpl\n\n@hookimpl\n"
+              "def cf_launch_validate(ctx, nonsense):\n    pass\n",
+    "typo": "from coldfront_launch import hookimpl\n\n@hookimpl\n"
+            "def cf_launch_prestart(ctx, host):\n    pass\n",
+    "crashy": "from coldfront_launch import hookimpl\n\n@hookimpl\n"
+              "def cf_launch_validate(ctx):\n    return ctx.section('crashy')['missing']\n",
+}
+
+
+@pytest.fixture(scope="module")
+def broken(venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Broken third-party plugins, installed into a folder put on PYTHONPATH."""
+    work = tmp_path_factory.mktemp("broken")
+    src = work / "src"
+    (src / "cf_launch_broken").mkdir(parents=True)
+    (src / "cf_launch_broken" / "__init__.py").write_text("")
+    for name, code in BROKEN.items():
+        (src / "cf_launch_broken" / f"{name}.py").write_text(code)
+    points = "\n".join(f'{n} = "cf_launch_broken.{n}"' for n in BROKEN)
+    (src / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "cf-launch-broken"\nversion = "1.0"\n'
+        f'[project.entry-points.coldfront_launch]\n{points}\n'
+        '[tool.setuptools]\npackages = ["cf_launch_broken"]\n')
+    target = work / "site"
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--target",
+                    str(target), str(src)], check=True, capture_output=True)
+    return target
+
+
+def broken_cli(venv: Path, site: Path, args: list[str], cwd: Path
+               ) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "CF_LAUNCH_SYSTEM_CONFIG": str(cwd / "none"),
+               "PYTHONPATH": str(site)}
+    return subprocess.run([str(venv / "bin" / "cf-launch"), *args], capture_output=True,
+                          text=True, cwd=cwd, env=environ, timeout=120)
+
+
+def test_broken_plugins_are_reported_and_contained(venv: Path, broken: Path,
+                                                   tmp_path: Path) -> None:
+    hooks = broken_cli(venv, broken, ["hooks", "--json"], tmp_path)
+    assert hooks.returncode == 0, hooks.stderr
+    data = json.loads(hooks.stdout)
+    failed = {f["name"]: f["error"] for f in data["failed"]}
+    assert set(failed) == {"raiser", "quitter", "badsig", "typo"}
+    assert "boom at import" in failed["raiser"] and "SystemExit" in failed["quitter"]
+    assert "nonsense" in failed["badsig"] and "cf_launch_prestart" in failed["typo"]
+    assert {"bridge", "override", "crashy"} <= {p["name"] for p in data["plugins"]}
+
+    doctor = broken_cli(venv, broken, ["--state-root", str(tmp_path / "s"), "doctor",
+                                       "--json"], tmp_path)
+    problems = {p["check"]: p for p in json.loads(doctor.stdout)["problems"]}
+    assert {"plugin raiser", "plugin quitter", "plugin badsig", "plugin typo"} <= set(problems)
+    assert not problems["plugin typo"]["fatal"], "not active, so only a warning"
+
+    config = tmp_path / "c.toml"
+    config.write_text('[hook.override]\nnetns_path = "/proc/self/ns/net"\nports = [65004]\n')
+    plan = broken_cli(venv, broken, ["--config", str(config), "--state-root",
+                                     str(tmp_path / "s"), "plan", "--hook", "override",
+                                     "--json"], tmp_path)
+    assert plan.returncode in (0, 3), plan.stderr
+    assert json.loads(plan.stdout)["changes"], "the built-in still plans"
+
+    active = broken_cli(venv, broken, ["--state-root", str(tmp_path / "s"), "plan", "--hook",
+                                       "typo"], tmp_path)
+    assert active.returncode == 2 and "typo" in active.stderr
+    assert "Traceback" not in active.stderr
+
+    crash = broken_cli(venv, broken, ["--state-root", str(tmp_path / "s"), "plan", "--hook",
+                                      "override", "--hook", "crashy"], tmp_path)
+    assert crash.returncode == 2, crash.stderr
+    assert "plugin crashy failed in cf_launch_validate: KeyError" in crash.stderr
+    assert "Traceback" not in crash.stderr and "internal error" not in crash.stderr
