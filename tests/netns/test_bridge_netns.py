@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -163,3 +164,42 @@ def test_subnet_overlap_rejected_before_change(world: World) -> None:
     assert refused.returncode != 0
     assert "10.22.0.0/16 overlaps route 10.22.5.0/24 via ext0" in refused.stderr
     assert world.snapshot() == before
+
+
+RELEASE_0_1 = "b8f967c"  # the last commit of cf-launch 0.1 (untyped journal, claims v1)
+
+
+def test_instance_started_by_0_1_stops_cleanly_after_upgrade(world: World,
+                                                             tmp_path: Path) -> None:
+    """0.1 journaled untyped undo actions and keyed claims by strings; this release
+    migrates both on first read, so an upgrade in the middle of a run loses nothing."""
+    old = tmp_path / "release-0.1"
+    old.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", RELEASE_0_1],
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        pytest.skip(f"this clone lacks {RELEASE_0_1} (shallow?)")
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    site = tmp_path / "site-0.1"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "--target", str(site), str(old)],
+                   check=True, capture_output=True)
+    driver = tmp_path / "driver-0.1"  # 0.1's test driver, without 0.1's source tree
+    shutil.copytree(old / "tests", driver / "tests")
+    before = world.snapshot()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    started = ns_run(world.box.host, [sys.executable, "-m", "tests.netns.bridge_driver",
+                                      "start", str(world.state), world.container,
+                                      str(world.pid)], cwd=driver, env=env, timeout=120)
+    assert started.returncode == 0, started.stderr
+    journal = (world.state / "netnstest" / "journal.jsonl").read_text()
+    assert '"kind": "netns"' in journal and "@" in (world.state / "claims.json").read_text(), \
+        "0.1's formats were written"
+    code, _body = world.box.client_get(f"http://{world.box.host_addr}/user/login")
+    assert code == 200
+
+    stopped = world.driver("stop")  # this release
+    assert stopped.returncode == 0, stopped.stderr
+    assert world.snapshot() == before
+    assert not (world.state / "claims.json").exists()
+    assert not (world.state / "netnstest" / "journal.jsonl").exists()
