@@ -17,6 +17,7 @@ import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -194,15 +195,26 @@ def _info(item: dict[str, Any]) -> InstanceInfo:
     )
 
 
-def exec_capture(name: str, argv: list[str], timeout: float = 30) -> tuple[int, str]:
-    """Run a command inside the instance; return (exit code, combined output)."""
-    cmd = [locate(), "exec", f"instance://{name}", *argv]
+@dataclass(frozen=True)
+class Probe:
+    """What a command inside the instance printed: parse ``out``; ``err`` is diagnostics
+    (Apptainer's own warnings land there too)."""
+
+    code: int
+    out: str
+    err: str
+
+
+def exec_capture(name: str, argv: list[str], timeout: float = 30) -> Probe:
+    """Run a command inside the instance, in ``/`` whatever the caller's folder (a folder
+    missing in the image makes Apptainer warn, and must not change the answer)."""
+    cmd = [locate(), "exec", "--pwd", "/", f"instance://{name}", *argv]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                                 check=False)
     except subprocess.TimeoutExpired:
-        return 124, f"timed out after {timeout:.0f}s: {' '.join(argv)}"
-    return result.returncode, (result.stdout + result.stderr).strip()
+        return Probe(124, "", f"timed out after {timeout:.0f}s: {' '.join(argv)}")
+    return Probe(result.returncode, result.stdout.strip(), result.stderr.strip())
 
 
 def exec_argv(name: str, argv: list[str]) -> list[str]:

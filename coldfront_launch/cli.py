@@ -271,20 +271,23 @@ def plan(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, as_json
         for change in result.changes:
             click.echo(f"- {change.describe()}")
         for problem in result.problems:
-            click.echo(f"! {problem.check}: {problem.message}")
+            click.echo(f"{'✗' if problem.fatal else '!'} {problem.check}: {problem.message}")
     _emit(result.to_json(), as_json, human)
+    if any(p.fatal for p in result.problems):
+        sys.exit(ExitCode.PREFLIGHT)  # so scripts can use `plan` as a check
 
 
 @cli.command("hooks")
 @_json_option
 @friendly
 def hooks_cmd(as_json: bool) -> None:
-    """List installed hook plugins and the hooks each implements."""
+    """List installed plugins (the names --hook takes) and the hooks each implements."""
     loaded = plugins.load()
     data: list[dict[str, Any]] = [
         {"name": n, "module": plugins.plugin_origin(n), "hooks": plugins.implemented_hooks(n)}
         for n in plugins.available()]
     failed = [{"name": n, "error": e} for n, e in loaded.failed.items()]
+    blocked = list(loaded.blocked)
 
     def human() -> None:
         for item in data:
@@ -293,7 +296,12 @@ def hooks_cmd(as_json: bool) -> None:
                 click.echo(f"    {hook}")
         for item in failed:
             click.echo(f"{item['name']}: FAILED TO LOAD: {item['error']}")
-    _emit({"plugins": data, "failed": failed}, as_json, human)
+        for name in blocked:
+            click.echo(f"{name}: blocked by CF_LAUNCH_DISABLE_PLUGINS")
+        for warning in loaded.warnings:
+            click.echo(f"warning: {warning}", err=True)
+    _emit({"plugins": data, "failed": failed, "blocked": blocked,
+           "warnings": loaded.warnings}, as_json, human)
 
 
 @cli.command("exec", context_settings={"ignore_unknown_options": True})

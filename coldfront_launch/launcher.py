@@ -100,8 +100,8 @@ class Launcher:
         """Run the sequence against a recorder: exactly what ``start`` would do, changing
         nothing."""
         seq = self.sequence(planning=True)
-        seq.validate()
-        problems = seq.preflight()
+        problems = seq.validate()
+        problems += seq.preflight()
         host = RecordingHost()
         prepared = seq.before_start(host)
         seq.after_start(host, InstanceInfo(self.settings.name, 0, str(self.settings.image_path),
@@ -113,7 +113,8 @@ class Launcher:
     def start(self, wait: bool = True) -> Started:
         """Prepare the host, start the instance, finish the host, then wait until ready."""
         seq = self.sequence()
-        seq.validate()
+        for warning in seq.validate():
+            self.report(f"warning: {warning.check}: {warning.message}")
         image = self._check_image()
         apptainer.locate()
         with self.state.locked():
@@ -164,12 +165,15 @@ class Launcher:
                                     self.settings.ready_timeout, self.report)
 
     def _clean_leftovers(self) -> None:
+        """Undo what an interrupted run left. What cannot be undone is reported and set
+        aside (never silently dropped), so it does not block this start."""
         if self.state.entries():
             self.report("undoing changes left by an interrupted cf-launch run")
             failures = undo_all(self.state, self.settings.state_root, apptainer.stop)
             if failures:
-                raise HostChangeError("could not undo an earlier run: " + "; ".join(failures),
-                                      f"see {self.state.journal_path}")
+                self.state.set_aside()
+                self.report("warning: could not undo an earlier run's " + "; ".join(failures)
+                            + f" (kept in {self.state.unresolved_path}: check by hand)")
 
     # --- stop ------------------------------------------------------------------------
 
@@ -177,6 +181,9 @@ class Launcher:
         """Stop the instance and undo every journaled host change (also after a crash).
 
         Returns the seconds spent: ``apptainer_stop`` and ``undo`` (everything else)."""
+        if not self.settings.state_dir.exists() and apptainer.find(self.settings.name) is None:
+            raise NotRunningError(f"instance {self.settings.name} is not running",
+                                  "nothing to stop; `cf-launch status` lists instances")
         with self.state.locked():
             info = apptainer.find(self.settings.name)
             journal = self.state.entries()
@@ -184,8 +191,11 @@ class Launcher:
                 raise NotRunningError(f"instance {self.settings.name} is not running",
                                       "nothing to stop; `cf-launch status` lists instances")
             if info is not None and not journal:
-                raise LaunchError(f"instance {self.settings.name} was not started by cf-launch",
-                                  f"stop it yourself: apptainer instance stop {info.name}")
+                raise LaunchError(
+                    f"instance {self.settings.name} has no host changes recorded under "
+                    f"{self.settings.state_root}",
+                    "if cf-launch started it with another state_root or --config, stop it "
+                    f"with those; if not, `apptainer instance stop {info.name}`")
             if check_namespace(self.state):
                 self.report("the network namespace this instance was started in is gone, and "
                             "its links, rules and sysctls with it; undoing the rest")
@@ -226,6 +236,7 @@ class Launcher:
             "instance": info.to_json() if info else None,
             "hooks": list(launched.hooks),
             "host_changes": len(self.state.entries()),
+            "unresolved_changes": self.state.unresolved(),
             "state_dir": str(self.settings.state_dir),
         }
         if info is not None:
@@ -244,7 +255,7 @@ class Launcher:
                                     "fix or uninstall it", fatal=name in self.settings.hooks))
         try:
             seq = self.sequence()
-            seq.validate()
+            problems += seq.validate()
             problems += seq.preflight()
         except ConfigError as err:
             problems.append(Problem("config", str(err), err.hint))

@@ -63,6 +63,16 @@ def link_exists(ifname: str) -> bool:
         return bool(ipr.link_lookup(ifname=ifname))
 
 
+def link_kind(ifname: str) -> str | None:
+    """A link's kind (``bridge``, ``veth``, ...), "" for a physical one, None if absent."""
+    with _iproute() as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            return None
+        info = ipr.get_links(found[0])[0].get_attr("IFLA_LINKINFO")
+        return str(info.get_attr("IFLA_INFO_KIND") or "") if info is not None else ""
+
+
 def link_index(ifname: str) -> int | None:
     with _iproute() as ipr:
         found = ipr.link_lookup(ifname=ifname)

@@ -197,7 +197,9 @@ def _culprit(caller: Any, tb: TracebackType | None) -> str:
 class Hooks:
     """A typed caller over the active plugins only, so mypy checks every call site."""
 
-    def __init__(self, active: tuple[str, ...]) -> None:
+    def __init__(self, active: tuple[str, ...], internal: bool = True) -> None:
+        """``active``: the plugins to call; ``internal=False`` leaves out the core's own
+        (a harness that drives plugins without Apptainer)."""
         loaded = load()
         for name in active:  # user-facing, --hook names a plugin: "hook" in messages
             why = unavailable(name)
@@ -209,7 +211,7 @@ class Hooks:
                                   "fix or uninstall the plugin, or remove it from hooks")
         self.active = active
         pm = loaded.pm
-        keep = set(active) | set(INTERNAL)
+        keep = set(active) | (set(INTERNAL) if internal else set())
         inactive = [p for n, p in pm.list_name_plugin() if n not in keep and p is not None]
         self._callers = {
             spec: pm.subset_hook_caller(spec, remove_plugins=inactive)

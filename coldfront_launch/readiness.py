@@ -26,20 +26,22 @@ class Readiness:
 
 def system_state(name: str) -> str:
     """``systemctl is-system-running`` inside the instance."""
-    _code, out = apptainer.exec_capture(name, ["systemctl", "is-system-running"], timeout=15)
+    out = apptainer.exec_capture(name, ["systemctl", "is-system-running"], timeout=15).out
     return out.splitlines()[-1].strip() if out else "unknown"
 
 
 def failed_units(name: str) -> list[str]:
-    code, out = apptainer.exec_capture(
+    probe = apptainer.exec_capture(
         name, ["systemctl", "list-units", "--state=failed", "--no-legend", "--plain"], 15)
-    return [line.split()[0] for line in out.splitlines() if line.strip()] if code == 0 else []
+    if probe.code != 0:
+        return []
+    return [line.split()[0] for line in probe.out.splitlines() if line.strip()]
 
 
 def journal_tail(name: str, lines: int = 30) -> str:
-    _code, out = apptainer.exec_capture(
+    probe = apptainer.exec_capture(
         name, ["journalctl", "--no-pager", "-n", str(lines)], timeout=15)
-    return out
+    return "\n".join(part for part in (probe.out, probe.err) if part)
 
 
 def http_status(url: str, timeout: float = 5) -> int:

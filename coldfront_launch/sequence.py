@@ -45,8 +45,24 @@ class LaunchSequence:
 
     # --- before instance start -------------------------------------------------------
 
-    def validate(self) -> None:
+    def validate(self) -> list[Problem]:
+        """Every setting of the core and of the active plugins; returns warnings.
+
+        A ``[hook.NAME]`` section for a plugin that is not installed is an error (a typo,
+        usually); one for a plugin that is installed but failed or blocked, a warning."""
+        warnings = [Problem("plugins", message, fatal=False)
+                    for message in plugins.load().warnings]
+        for name in self.settings.hook_settings:
+            why = plugins.unavailable(name)
+            if why == "not installed":
+                raise ConfigError(f"hook.{name}", f"no plugin named {name!r} is installed",
+                                  f"known plugins: {', '.join(plugins.available())}")
+            if why and name not in self.ctx.hooks:
+                warnings.append(Problem(f"hook.{name}", f"settings for plugin {name}, which "
+                                        f"is {why}", "fix the plugin, or remove the section",
+                                        fatal=False))
         self.hooks.validate(self.ctx)
+        return warnings
 
     def preflight(self) -> list[Problem]:
         return self.hooks.preflight(self.ctx)

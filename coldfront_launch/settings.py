@@ -95,17 +95,22 @@ def settings_from_mapping(data: dict[str, Any]) -> Settings:
             raise ConfigError(f"hook.{name}", "must be a table of settings")
     defaults = Settings()
     build = _build_from_mapping(data.get("build", {}))
-    hooks = tuple(v.string_list("hooks", data.get("hooks", list(defaults.hooks))))
-    if not hooks:
-        raise ConfigError("hooks", "at least one hook is needed", "e.g. hooks = [\"bridge\"]")
+    hooks = _hooks(data.get("hooks", list(defaults.hooks)))
+    name = v.instance_name("name", data.get("name", defaults.name))
+    state_root = v.path("state_root", data.get("state_root", defaults.state_root), kind="dir")
+    if (state_root / name).resolve().parent != state_root.resolve():
+        raise ConfigError("name", f"{name!r} would place its state outside {state_root}",
+                          "choose another instance name")
+    image = data.get("image")
     return Settings(
-        name=v.instance_name("name", data.get("name", defaults.name)),
-        image=v.path("image", data["image"]) if data.get("image") else None,
+        name=name,
+        image=v.path("image", image, kind="file") if image is not None else None,
         hooks=hooks,
-        state_root=v.path("state_root", data.get("state_root", defaults.state_root)),
+        state_root=state_root,
         ready_timeout=v.positive_number("ready_timeout",
                                         data.get("ready_timeout", defaults.ready_timeout)),
-        readiness_path=_url_path(data.get("readiness_path", defaults.readiness_path)),
+        readiness_path=v.url_path("readiness_path",
+                                  data.get("readiness_path", defaults.readiness_path)),
         writable_tmpfs=v.boolean("writable_tmpfs",
                                  data.get("writable_tmpfs", defaults.writable_tmpfs)),
         binds=tuple(v.bind_spec(f"binds[{i}]", b)
@@ -113,6 +118,18 @@ def settings_from_mapping(data: dict[str, Any]) -> Settings:
         build=build,
         hook_settings={k: dict(val) for k, val in hook_settings.items()},
     )
+
+
+def _hooks(value: Any) -> tuple[str, ...]:
+    """The plugins to run, in order; a name given twice counts once."""
+    names = v.string_list("hooks", value)
+    if not names:
+        raise ConfigError("hooks", "at least one hook is needed", 'e.g. hooks = ["bridge"]')
+    for i, name in enumerate(names):
+        if not v.INSTANCE_NAME.fullmatch(name):
+            raise ConfigError(f"hooks[{i}]", f"{name!r} is not a plugin name",
+                              "`cf-launch hooks` lists the installed plugins")
+    return tuple(dict.fromkeys(names))
 
 
 def _build_from_mapping(data: Any) -> BuildSettings:
@@ -129,18 +146,13 @@ def _build_from_mapping(data: Any) -> BuildSettings:
         layers=layers,
         definitions_dir=v.path("build.definitions_dir", defs, must_exist=True, kind="dir")
         if defs else None,
-        cache_dir=v.path("build.cache_dir", data.get("cache_dir", defaults.cache_dir)),
+        cache_dir=v.path("build.cache_dir", data.get("cache_dir", defaults.cache_dir),
+                         kind="dir"),
         fakeroot=v.boolean("build.fakeroot", data.get("fakeroot", defaults.fakeroot)),
         binds=tuple(v.bind_spec(f"build.binds[{i}]", b)
                     for i, b in enumerate(v.string_list("build.binds", data.get("binds", [])))),
         ca_bundle=v.path("build.ca_bundle", ca, must_exist=True, kind="file") if ca else None,
     )
-
-
-def _url_path(value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith("/"):
-        raise ConfigError("readiness_path", f"{value!r} is not a URL path", "e.g. /user/login")
-    return value
 
 
 def _to_raw(settings: Settings) -> dict[str, Any]:
@@ -193,8 +205,12 @@ def config_files(explicit: Path | None) -> list[Path]:
     system = Path(os.environ.get("CF_LAUNCH_SYSTEM_CONFIG", str(SYSTEM_CONFIG)))
     found = [p for p in (system, LOCAL_CONFIG) if p.is_file()]
     if explicit is not None:
+        if explicit.is_dir():
+            raise ConfigError("--config", f"{explicit} is a directory",
+                              "give the path of a TOML file")
         if not explicit.is_file():
-            raise ConfigError("--config", f"{explicit} does not exist")
+            raise ConfigError("--config", f"{explicit} does not exist",
+                              "give the path of a TOML file")
         found.append(explicit)
     return found
 

@@ -21,6 +21,7 @@ from .changes import HostChange
 from .errors import LockedError
 
 JOURNAL = "journal.jsonl"
+UNRESOLVED = "unresolved.jsonl"
 LOCK = "lock"
 
 
@@ -86,6 +87,27 @@ class InstanceState:
     def entries(self) -> list[HostChange]:
         """All journaled changes, oldest first (0.1 journals migrated)."""
         return migrate.from_v1(self.records())
+
+    @property
+    def unresolved_path(self) -> Path:
+        return self.directory / UNRESOLVED
+
+    def set_aside(self) -> int:
+        """Move what could not be undone to ``unresolved.jsonl`` (for the administrator
+        to check), so it no longer blocks a new start. Returns how many records."""
+        records = self.records()
+        if records:
+            with self.unresolved_path.open("a", encoding="utf-8") as fh:
+                fh.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+            self.journal_path.unlink(missing_ok=True)
+        return len(records)
+
+    def unresolved(self) -> int:
+        """How many records were set aside."""
+        try:
+            return len(self.unresolved_path.read_text().splitlines())
+        except OSError:
+            return 0
 
     def rewrite(self, remaining: list[HostChange]) -> None:
         """Atomically replace the journal with the changes still to undo."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import HostChangeError
@@ -28,4 +29,5 @@ def write(key: str, value: str) -> None:
         _path(key).write_text(value + "\n")
     except OSError as err:
         raise HostChangeError(f"cannot set sysctl {key}={value}: {err.strerror}",
-                              "cf-launch must run as root") from None
+                              "cf-launch must run as root" if os.geteuid() != 0 else
+                              "is /proc/sys read-only here (a container)?") from None

@@ -55,8 +55,10 @@ def undo_all(state: InstanceState, state_root: Path, stop_instance: InstanceStop
                     change.forget(env)
                 else:
                     change.undo(env)
-            except LaunchError as err:
-                failures.append(f"{change.kind or 'record'} {change.target}: {err}")
+            except Exception as err:  # noqa: BLE001 - one failure never blocks the rest
+                cause = str(err) if isinstance(err, LaunchError) else \
+                    f"{type(err).__name__}: {err}"
+                failures.append(f"{change.kind or 'record'} {change.target}: {cause}")
                 remaining.insert(0, change)
         # Rewrite after each step so a kill during stop loses no undo action.
         state.rewrite(entries[:index] + remaining)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from coldfront_launch import apptainer, firewall, netinfo, sysctl
 from coldfront_launch import validate as v
-from coldfront_launch.errors import HostChangeError
+from coldfront_launch.errors import HostChangeError, PreflightError
 from coldfront_launch.hookspecs import hookimpl
 from coldfront_launch.host import HostChanges
 from coldfront_launch.types import PLACEHOLDER_IP, Endpoint, InstanceInfo, LaunchContext, Problem
@@ -47,9 +47,9 @@ def external_interface(settings: BridgeSettings) -> str:
         return settings.external_interface
     found = netinfo.default_route_interface()
     if not found:
-        raise HostChangeError("the host has no IPv4 default route, so the external interface "
-                              "is unknown",
-                              f"set hook.{NAME}.external_interface in the settings")
+        raise PreflightError("the host has no IPv4 default route, so the external interface "
+                             "is unknown",
+                             f"set hook.{NAME}.external_interface in the settings")
     return found
 
 

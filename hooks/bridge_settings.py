@@ -7,19 +7,15 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from coldfront_launch import netinfo
 from coldfront_launch import validate as v
 from coldfront_launch.errors import ConfigError
 from coldfront_launch.types import LaunchContext
+from coldfront_launch.validate import PortMap
 
 NAME = "bridge"
 KEYS = {"network", "bridge", "subnet", "ip", "ports", "external_interface", "mtu",
         "cni_config_dir", "offloads"}
-
-
-@dataclass(frozen=True)
-class PortMap:
-    host: int
-    container: int
 
 
 @dataclass(frozen=True)
@@ -39,58 +35,51 @@ class BridgeSettings:
         return self.subnet.network_address + 1
 
 
-def _port_map(setting: str, value: Any) -> PortMap:
-    """``80`` (same port both sides) or ``"8080:80"`` (host:container)."""
-    if isinstance(value, str) and ":" in value:
-        host, _, container = value.partition(":")
-        if not (host.isdigit() and container.isdigit()):
-            raise ConfigError(setting, f"{value!r} is not HOST:CONTAINER", "e.g. \"8080:80\"")
-        return PortMap(v.port(setting, int(host)), v.port(setting, int(container)))
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    port = v.port(setting, value)
-    return PortMap(port, port)
-
-
 def parse(ctx: LaunchContext) -> BridgeSettings:
     raw: dict[str, Any] = ctx.section(NAME)
     v.no_unknown_keys(f"hook.{NAME}", raw, KEYS)
     d = BridgeSettings()
     key = f"hook.{NAME}"
-    raw_ports = raw.get("ports", [80, 443])
-    if not isinstance(raw_ports, list) or not raw_ports:
-        raise ConfigError(f"{key}.ports", f"{raw_ports!r} is not a list of ports", "e.g. [80, 443]")
-    ports = tuple(_port_map(f"{key}.ports[{i}]", p) for i, p in enumerate(raw_ports))
-    if len({p.host for p in ports}) != len(ports):
-        raise ConfigError(f"{key}.ports", "a host port is listed twice")
+    ports = v.port_maps(f"{key}.ports", raw.get("ports", [80, 443]))
     subnet = v.cidr(f"{key}.subnet", raw.get("subnet", str(d.subnet)))
     if subnet.prefixlen > 29:
         raise ConfigError(f"{key}.subnet", f"{subnet} is too small", "use /29 or larger")
-    ip = v.ipv4(f"{key}.ip", raw["ip"]) if raw.get("ip") else None
+    ip = v.ipv4(f"{key}.ip", raw["ip"]) if raw.get("ip", "") != "" else None
     if ip is not None:
         if ip not in subnet:
             raise ConfigError(f"{key}.ip", f"{ip} is not inside {subnet}")
         if ip in (subnet.network_address, subnet.broadcast_address, subnet.network_address + 1):
             raise ConfigError(f"{key}.ip", f"{ip} is the network, broadcast or gateway address")
-    mtu = raw.get("mtu", d.mtu)
-    if isinstance(mtu, bool) or not isinstance(mtu, int) or not 576 <= mtu <= 9216:
-        raise ConfigError(f"{key}.mtu", f"{mtu!r} is not an MTU between 576 and 9216")
+    mtu = v.whole_number(f"{key}.mtu", raw.get("mtu", d.mtu), 576, 9216)
     network = raw.get("network", d.network)
-    if not isinstance(network, str) or not v.INSTANCE_NAME.match(network):
-        raise ConfigError(f"{key}.network", f"{network!r} is not a valid CNI network name")
+    if not isinstance(network, str) or not v.INSTANCE_NAME.fullmatch(network):
+        raise ConfigError(f"{key}.network", f"{network!r} is not a valid CNI network name",
+                          "letters, digits, '_', '.' and '-', starting with a letter or digit")
     ext = raw.get("external_interface", "")
+    cni_dir = raw.get("cni_config_dir", "")
     return BridgeSettings(
         network=network,
-        bridge=v.interface_name(f"{key}.bridge", raw.get("bridge", d.bridge)),
+        bridge=_bridge_name(f"{key}.bridge", raw.get("bridge", d.bridge)),
         subnet=subnet,
         ip=ip,
         ports=ports,
         external_interface=v.interface_name(f"{key}.external_interface", ext) if ext else "",
         mtu=mtu,
-        cni_config_dir=str(v.path(f"{key}.cni_config_dir", raw["cni_config_dir"]))
-        if raw.get("cni_config_dir") else "",
+        cni_config_dir=str(v.path(f"{key}.cni_config_dir", cni_dir, kind="dir"))
+        if cni_dir != "" else "",
         offloads=v.boolean(f"{key}.offloads", raw.get("offloads", d.offloads)),
     )
+
+
+def _bridge_name(setting: str, value: Any) -> str:
+    """A valid interface name that is not an existing interface of another kind: the
+    hook turns offloads off on the bridge, and must never do so on the host's own NIC."""
+    name = v.interface_name(setting, value)
+    kind = netinfo.link_kind(name)
+    if kind not in (None, "bridge"):
+        raise ConfigError(setting, f"{name} is an existing {kind or 'network'} interface, "
+                          "not a bridge", "choose a name no interface has, e.g. sbr0")
+    return name
 
 
 def chain_tag(instance: str) -> str:

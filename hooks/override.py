@@ -15,6 +15,7 @@ Settings, ``[hook.override]``::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,8 @@ DEFAULT_UNITS = (
     "NetworkManager-dispatcher.service",
 )
 CONFLICTS = ("bridge",)
+UNIT_NAME = re.compile(r"[A-Za-z0-9:_.@\\-]{1,200}\.(service|socket|target|mount|timer|path|"
+                       r"device|swap|slice|scope|automount)")
 
 
 @dataclass(frozen=True)
@@ -58,12 +61,14 @@ def settings(ctx: LaunchContext) -> OverrideSettings:
     d = OverrideSettings()
     units = tuple(v.string_list(f"hook.{NAME}.disable_units",
                                 raw.get("disable_units", list(d.disable_units))))
-    for unit in units:
-        if "/" in unit or "." not in unit:
-            raise ConfigError(f"hook.{NAME}.disable_units", f"{unit!r} is not a unit name")
+    for i, unit in enumerate(units):
+        if not UNIT_NAME.fullmatch(unit):
+            raise ConfigError(f"hook.{NAME}.disable_units[{i}]", f"{unit!r} is not a unit name",
+                              'e.g. "systemd-networkd.service"')
     return OverrideSettings(
-        netns_path=str(v.path(f"hook.{NAME}.netns_path", raw.get("netns_path", d.netns_path),
-                              must_exist=True)),
+        netns_path=str(v.bindable_path(f"hook.{NAME}.netns_path",
+                                       raw.get("netns_path", d.netns_path),
+                                       must_exist=True, kind="netns")),
         ports=tuple(v.ports(f"hook.{NAME}.ports", raw.get("ports", list(d.ports)))),
         keep_net_raw=v.boolean(f"hook.{NAME}.keep_net_raw",
                                raw.get("keep_net_raw", d.keep_net_raw)),

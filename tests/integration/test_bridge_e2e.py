@@ -37,7 +37,8 @@ def test_bridge_lifecycle(testhost: TestHost, coldfront_image: str, sandbox: San
         plan = json.loads(testhost.cf(["plan", "--json"], config, sandbox.host).stdout)
         assert not [p for p in plan["problems"] if p["fatal"]]
         # Apptainer's own default network shares sbr0 and 10.22.0.0/16: a warning, not an error.
-        assert [p["message"] for p in plan["problems"]] == [
+        # (The core's own notes, e.g. cgroup v1 on this machine, are left out here.)
+        assert [p["message"] for p in plan["problems"] if p["check"] != "cgroup"] == [
             "/etc/apptainer/network/00_bridge.conflist uses the same bridge sbr0: containers "
             "on both networks can get the same address"]
         doctor = testhost.cf(["doctor", "--json"], config, sandbox.host, check=False)

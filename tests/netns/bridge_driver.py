@@ -70,7 +70,7 @@ def start(state_root: str, container_ns: str, pid: int, kill: bool) -> None:
         hooks.append("killer")
     lch = launcher(state_root, hooks)
     ctx = lch.context()
-    runner = plugins.Hooks(tuple(hooks))
+    runner = plugins.Hooks(tuple(hooks), internal=False)  # no Apptainer here
     runner.validate(ctx)
     fatal = [p for p in runner.preflight(ctx) if p.fatal]
     if fatal:
