@@ -177,6 +177,8 @@ def build(settings: BuildSettings, force: bool = False,
     """Build what changed (or everything with ``force``); return the finished image."""
     report = progress or (lambda event: None)
     layers = resolve(settings)
+    if force or not all(layer.cached for layer in layers):
+        apptainer.locate()  # refuse before anything is printed, locked or logged
     with file_lock(settings.cache_dir / ".build.lock"):
         _stage_ca(settings)
         for index, layer in enumerate(layers, 1):

@@ -134,9 +134,7 @@ def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[s
                                  "binds": tuple(binds) if binds else None,
                                  "layers": tuple(layers) if layers else None}
     if ca_bundle is not None:
-        from . import validate
-        raw_build["ca_bundle"] = validate.path("--ca-bundle", ca_bundle, must_exist=True,
-                                               kind="file")
+        raw_build["ca_bundle"] = str(ca_bundle)
     settings = replace_build(settings, **raw_build)
     events: list[dict[str, Any]] = []
     live = sys.stderr.isatty() and not verbose

@@ -225,6 +225,11 @@ def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
 
 
 def replace_build(settings: Settings, **changes: Any) -> Settings:
-    """A copy with some build settings changed (used by the CLI's build flags)."""
+    """A copy with some build settings changed (the CLI's build flags), validated like
+    the same keys in a file."""
     changes = {k: val for k, val in changes.items() if val is not None}
-    return replace(settings, build=replace(settings.build, **changes)) if changes else settings
+    if not changes:
+        return settings
+    raw = _to_raw(settings)["build"]
+    raw.update({k: list(val) if isinstance(val, tuple) else val for k, val in changes.items()})
+    return replace(settings, build=_build_from_mapping(raw))

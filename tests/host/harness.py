@@ -20,6 +20,7 @@ ROOTFS = HOST_DIR / "rootfs"
 SRC = "/src"                       # the working tree, as the test host sees it
 VENV = "/opt/cf-launch"            # cf-launch installed from the working tree
 WORK = "/var/lib/cf-launch-tests"  # configs and state of the tests, on the rootfs's disk
+FOREIGN_CWD = "/opt/site-deploy"   # where cf-launch runs from: a folder absent in the image
 
 
 class TestHost:
@@ -51,9 +52,11 @@ class TestHost:
 
     def cf(self, args: list[str], config: str, netns: str | None = None, check: bool = True,
            timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        """Run cf-launch (installed from the working tree) inside the test host."""
-        return self.run([f"{VENV}/bin/cf-launch", "--config", config, *args], netns=netns,
-                        check=check, timeout=timeout)
+        """Run cf-launch (installed from the working tree) inside the test host, from a
+        folder the image does not have, as admins do (Apptainer then warns on stderr)."""
+        return self.run(["sh", "-c", f'mkdir -p {FOREIGN_CWD} && cd {FOREIGN_CWD} && exec "$@"',
+                         "cf-launch", f"{VENV}/bin/cf-launch", "--config", config, *args],
+                        netns=netns, check=check, timeout=timeout)
 
     def path(self, inside: str) -> Path:
         """The machine's path of a file inside the test host."""

@@ -1,0 +1,235 @@
+"""Bad input, the way admins type it: every case is refused before anything changes.
+
+Each case runs the real CLI in a sandbox network namespace (so a setting that slipped
+through could only touch that namespace), with the fake apptainer at the process boundary,
+and checks: the exit code, one line that names the setting, a hint, no traceback, and that
+the state root, the namespace's firewall, links, routes and sysctls are as they were.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAKES
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="creates a network namespace")
+
+OVERRIDE = 'hooks = ["override"]\n'
+# This sandbox cannot open /proc/1/ns/net (a real host can): name the namespace.
+SELF_NS = 'netns_path = "/proc/self/ns/net"\n'
+# (id, command-line after the global options, settings file or None, exit code, text)
+CASES: list[tuple[str, list[str], str | None, int, str]] = [
+    # --- command-line flags -------------------------------------------------------------
+    ("name-dotdot", ["--name", "..", "plan"], None, 2, "name: '..' is not a valid"),
+    ("name-dot", ["--name", ".", "start"], None, 2, "name: '.' is not a valid"),
+    ("name-slash", ["--name", "a/b", "plan"], None, 2, "name: 'a/b'"),
+    ("name-newline", ["--name", "cf\n", "plan"], None, 2, "name: 'cf\\n'"),
+    ("name-dash-first", ["--name=-cf", "plan"], None, 2, "name: '-cf'"),
+    ("name-too-long", ["--name", "c" * 64, "plan"], None, 2, "name: 'cccc"),
+    ("name-empty", ["--name", "", "plan"], None, 2, "name: ''"),
+    ("name-after-command", ["stop", "--name", "bad name"], None, 2, "name: 'bad name'"),
+    ("state-root-is-file", ["--state-root", "{file}", "plan"], None, 2, "state_root:"),
+    ("config-is-dir", ["--config", "{dir}", "plan"], None, 2, "--config: {dir} is a directory"),
+    ("config-missing", ["--config", "{tmp}/nope.toml", "plan"], None, 2, "does not exist"),
+    ("hook-unknown", ["plan", "--hook", "nat"], None, 2, "unknown hook 'nat'"),
+    ("hook-empty", ["plan", "--hook", ""], None, 2, "hooks[0]: '' is not a plugin name"),
+    ("hooks-conflict", ["plan", "--hook", "bridge", "--hook", "override"], None, 2,
+     "both set up the network"),
+    ("image-missing", ["start", "--image", "{tmp}/none.sif"], None, 2, "image:"),
+    ("image-is-dir", ["start", "--image", "{dir}"], None, 2, "image: {dir} is not a file"),
+    ("build-bind-missing", ["build", "--bind", "{tmp}/nope:/x"], None, 2, "build.binds[0]"),
+    ("build-bind-shape", ["build", "--bind", "{dir}:/x:y:z"], None, 2, "build.binds[0]"),
+    ("build-bind-relative-dst", ["build", "--bind", "{dir}:x"], None, 2, "build.binds[0]"),
+    ("build-ca-missing", ["build", "--ca-bundle", "{tmp}/ca.pem"], None, 2,
+     "build.ca_bundle"),
+    ("build-ca-dir", ["build", "--ca-bundle", "{dir}"], None, 2, "build.ca_bundle"),
+    ("build-layer-unknown", ["build", "--layer", "no-such-layer"], None, 2, "no-such-layer"),
+    ("exec-bad-name", ["exec", "bad name", "--", "true"], None, 2, "NAME: 'bad name'"),
+    # --- the settings file: top level -------------------------------------------------
+    ("toml-syntax", ["plan"], "name = \n", 2, "invalid TOML"),
+    ("name-int", ["plan"], "name = 5\n", 2, "name: 5"),
+    ("name-toml-dotdot", ["start"], 'name = ".."\n', 2, "name: '..'"),
+    ("hooks-string", ["plan"], 'hooks = "bridge"\n', 2, "hooks: 'bridge'"),
+    ("hooks-empty", ["plan"], "hooks = []\n", 2, "hooks: at least one"),
+    ("hooks-int", ["plan"], "hooks = [1]\n", 2, "hooks: [1]"),
+    ("state-root-int", ["plan"], "state_root = 5\n", 2, "state_root: 5"),
+    ("state-root-empty", ["plan"], 'state_root = ""\n', 2, "state_root: ''"),
+    ("timeout-nan", ["plan"], "ready_timeout = nan\n", 2, "ready_timeout: nan"),
+    ("timeout-inf", ["start"], "ready_timeout = inf\n", 2, "ready_timeout: inf"),
+    ("timeout-negative", ["plan"], "ready_timeout = -1\n", 2, "ready_timeout: -1"),
+    ("timeout-string", ["plan"], 'ready_timeout = "10"\n', 2, "ready_timeout: '10'"),
+    ("timeout-bool", ["plan"], "ready_timeout = true\n", 2, "ready_timeout: True"),
+    ("path-space", ["plan"], 'readiness_path = "/user login"\n', 2, "readiness_path:"),
+    ("path-relative", ["plan"], 'readiness_path = "user/login"\n', 2, "readiness_path:"),
+    ("path-int", ["plan"], "readiness_path = 5\n", 2, "readiness_path: 5"),
+    ("tmpfs-string", ["plan"], 'writable_tmpfs = "yes"\n', 2, "writable_tmpfs:"),
+    ("binds-missing", ["plan"], 'binds = ["/nonexistent-cf:/x"]\n', 2, "binds[0]"),
+    ("binds-string", ["plan"], 'binds = "x"\n', 2, "binds: 'x'"),
+    ("top-typo", ["plan"], "ready_timout = 5\n", 2, "ready_timout: unknown setting"),
+    ("build-not-table", ["plan"], "build = 5\n", 2, "build: must be a table"),
+    ("build-layers-empty", ["plan"], "[build]\nlayers = []\n", 2, "build.layers"),
+    ("build-cache-file", ["plan"], '[build]\ncache_dir = "{file}"\n', 2, "build.cache_dir"),
+    ("build-fakeroot-int", ["plan"], "[build]\nfakeroot = 1\n", 2, "build.fakeroot: 1"),
+    ("build-typo", ["plan"], "[build]\nlayer = []\n", 2, "build.layer: unknown"),
+    ("hook-not-table", ["plan"], "hook = 5\n", 2, "hook: must hold"),
+    ("hook-section-unknown", ["plan"], "[hook.nat]\nx = 1\n", 2,
+     "hook.nat: no plugin named 'nat'"),
+    # --- [hook.bridge] ------------------------------------------------------------------
+    ("bridge-typo", ["plan"], "[hook.bridge]\nport = [80]\n", 2, "hook.bridge.port: unknown"),
+    ("bridge-ports-empty", ["plan"], "[hook.bridge]\nports = []\n", 2, "hook.bridge.ports"),
+    ("bridge-port-zero", ["plan"], "[hook.bridge]\nports = [0]\n", 2,
+     "hook.bridge.ports[0]: port 0"),
+    ("bridge-port-half", ["plan"], '[hook.bridge]\nports = ["8080:"]\n', 2,
+     "hook.bridge.ports[0]"),
+    ("bridge-port-arabic", ["plan"], '[hook.bridge]\nports = ["\u0668\u0660"]\n', 2,
+     "hook.bridge.ports[0]"),
+    ("bridge-port-float", ["plan"], "[hook.bridge]\nports = [80.0]\n", 2,
+     "hook.bridge.ports[0]: 80.0"),
+    ("bridge-port-twice", ["plan"], '[hook.bridge]\nports = [80, "80:8080"]\n', 2,
+     "listed twice"),
+    ("bridge-subnet-loopback", ["plan"], '[hook.bridge]\nsubnet = "127.0.0.0/8"\n', 2,
+     "loopback"),
+    ("bridge-subnet-linklocal", ["plan"], '[hook.bridge]\nsubnet = "169.254.0.0/16"\n', 2,
+     "link-local"),
+    ("bridge-subnet-multicast", ["plan"], '[hook.bridge]\nsubnet = "224.0.0.0/4"\n', 2,
+     "multicast"),
+    ("bridge-subnet-hostbits", ["plan"], '[hook.bridge]\nsubnet = "10.22.0.1/16"\n', 2,
+     "hook.bridge.subnet"),
+    ("bridge-subnet-small", ["plan"], '[hook.bridge]\nsubnet = "10.22.0.0/30"\n', 2,
+     "too small"),
+    ("bridge-ip-outside", ["plan"], '[hook.bridge]\nip = "10.23.0.5"\n', 2, "not inside"),
+    ("bridge-ip-gateway", ["plan"], '[hook.bridge]\nip = "10.22.0.1"\n', 2, "gateway"),
+    ("bridge-ip-int", ["plan"], "[hook.bridge]\nip = 5\n", 2, "hook.bridge.ip: 5"),
+    ("bridge-name-long", ["plan"], f'[hook.bridge]\nbridge = "{"b" * 16}"\n', 2,
+     "Linux allows 15"),
+    ("bridge-name-bytes", ["plan"], '[hook.bridge]\nbridge = "\u00e9\u00e9\u00e9\u00e9\u00e9'
+     '\u00e9\u00e9\u00e9"\n', 2, "16 bytes"),
+    ("bridge-name-dotdot", ["plan"], '[hook.bridge]\nbridge = ".."\n', 2,
+     "hook.bridge.bridge: '..'"),
+    ("bridge-name-space", ["plan"], '[hook.bridge]\nbridge = "a b"\n', 2, "hook.bridge.bridge"),
+    ("bridge-name-host-nic", ["plan"], '[hook.bridge]\nbridge = "lo"\n', 2,
+     "lo is an existing"),
+    ("bridge-network-path", ["plan"], '[hook.bridge]\nnetwork = "../x"\n', 2,
+     "hook.bridge.network"),
+    ("bridge-network-dotdot", ["plan"], '[hook.bridge]\nnetwork = ".."\n', 2,
+     "hook.bridge.network"),
+    ("bridge-mtu-nan", ["plan"], "[hook.bridge]\nmtu = nan\n", 2, "hook.bridge.mtu: nan"),
+    ("bridge-mtu-small", ["plan"], "[hook.bridge]\nmtu = 100\n", 2, "hook.bridge.mtu: 100"),
+    ("bridge-cni-dir-file", ["start"], '[hook.bridge]\ncni_config_dir = "{file}"\n', 2,
+     "hook.bridge.cni_config_dir: {file} is not a directory"),
+    ("bridge-offloads-string", ["plan"], '[hook.bridge]\noffloads = "no"\n', 2,
+     "hook.bridge.offloads"),
+    ("bridge-external-slash", ["plan"], '[hook.bridge]\nexternal_interface = "x/y"\n', 2,
+     "hook.bridge.external_interface"),
+    # --- [hook.override] ----------------------------------------------------------------
+    ("override-ports-empty", ["start"], OVERRIDE + "[hook.override]\nports = []\n" + SELF_NS,
+     2, "hook.override.ports"),
+    ("override-port-mapped", ["plan"],
+     OVERRIDE + '[hook.override]\nports = ["8080:80"]\n' + SELF_NS, 2,
+     "hook.override.ports[0]: 8080:80 maps a port"),
+    ("override-netns-file", ["plan"], OVERRIDE + '[hook.override]\nnetns_path = "{file}"\n',
+     2, "is not a network namespace"),
+    ("override-netns-missing", ["plan"], OVERRIDE +
+     '[hook.override]\nnetns_path = "/nonexistent/ns"\n', 2, "hook.override.netns_path"),
+    ("override-netraw-string", ["plan"],
+     OVERRIDE + '[hook.override]\nkeep_net_raw = "x"\n' + SELF_NS, 2,
+     "hook.override.keep_net_raw"),
+    ("override-unit-bare", ["plan"],
+     OVERRIDE + '[hook.override]\ndisable_units = ["foo"]\n' + SELF_NS, 2,
+     "hook.override.disable_units[0]"),
+    ("override-unit-path", ["plan"], OVERRIDE +
+     '[hook.override]\ndisable_units = ["../x.service"]\n' + SELF_NS, 2, "disable_units[0]"),
+]
+
+
+_serial = itertools.count()
+
+
+class Namespace:
+    """A sandbox network namespace with a default route, like a small host."""
+
+    def __init__(self) -> None:
+        self.name = f"cfbad{os.getpid()}{next(_serial)}"
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        try:
+            for argv in (["link", "set", "lo", "up"],
+                         ["link", "add", "ext0", "type", "veth", "peer", "name", "ext1"],
+                         ["link", "set", "ext0", "up"], ["link", "set", "ext1", "up"],
+                         ["addr", "add", "192.0.2.2/24", "dev", "ext0"],
+                         ["route", "add", "default", "via", "192.0.2.1"]):
+                subprocess.run(["ip", "-n", self.name, *argv], check=True)
+        except subprocess.CalledProcessError:
+            self.close()
+            raise
+
+    def run(self, argv: list[str], timeout_override: float = 60,
+            **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+        return subprocess.run(["nsenter", f"--net=/run/netns/{self.name}", *argv],
+                              capture_output=True, text=True, timeout=timeout_override, **kw)
+
+    def snapshot(self) -> str:
+        return self.run(["sh", "-c", "iptables-save | grep -v '^#'; ip -br link; ip route; "
+                         "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf/*/rp_filter"
+                         ]).stdout
+
+    def close(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+
+@pytest.fixture(scope="module")
+def netns() -> Iterator[Namespace]:
+    ns = Namespace()
+    yield ns
+    ns.close()
+
+
+def _tree(path: Path) -> list[tuple[str, int]]:
+    if not path.exists():
+        return []
+    return sorted((str(p), p.stat().st_mode) for p in [path, *path.rglob("*")])
+
+
+@pytest.mark.parametrize(("argv", "config", "code", "text"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_before_any_change(netns: Namespace, tmp_path: Path,
+                                                argv: list[str], config: str | None,
+                                                code: int, text: str) -> None:
+    words = {"tmp": str(tmp_path), "file": str(tmp_path / "a-file"),
+             "dir": str(tmp_path / "a-dir")}
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "a-dir").mkdir()
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in ("apptainer", "singularity"):
+        (bindir / name).symlink_to(FAKES / "apptainer")
+    state = tmp_path / "state"
+    args = ["--state-root", str(state)]
+    if config is not None:
+        (tmp_path / "c.toml").write_text(config.format(**words))
+        args += ["--config", str(tmp_path / "c.toml")]
+    args += [a.format(**words) for a in argv]
+    if "{file}" in argv:  # the state root itself is the case
+        args = args[2:]
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}",
+           "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none"),
+           "FAKE_APPTAINER_STATE": str(tmp_path / "instances.json")}
+    before = netns.snapshot(), _tree(state), _tree(tmp_path / "a-file")
+    result = netns.run([sys.executable, "-m", "coldfront_launch.cli", *args], cwd=tmp_path,
+                       env=env)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith("cf-launch: error: ") and text.format(**words) in lines[0], lines
+    assert lines[-1].startswith("hint: ") and len(lines) == 2, lines
+    assert (netns.snapshot(), _tree(state), _tree(tmp_path / "a-file")) == before
+
+
+def test_at_least_sixty_cases() -> None:
+    assert len(CASES) >= 60

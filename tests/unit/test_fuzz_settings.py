@@ -1,0 +1,43 @@
+"""Property-based: random settings files never make ``plan`` or ``start`` exit 70 or print
+a traceback (hypothesis, in tests/fuzz_settings.py). It runs in a sandbox network namespace
+with a temporary state root: a random setting must never reach this machine's own sysctls,
+rules or files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from tests.conftest import FAKES
+from tests.unit.test_bad_inputs import Namespace, pytestmark  # noqa: F401 - root only
+
+EXAMPLES = int(os.environ.get("CF_FUZZ_EXAMPLES", "150"))
+
+
+def test_random_settings_never_crash(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in ("apptainer", "singularity"):
+        (bindir / name).symlink_to(FAKES / "apptainer")
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}",
+           "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none"),
+           "FAKE_APPTAINER_STATE": str(tmp_path / "instances.json"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    ns = Namespace()
+    try:
+        before = ns.snapshot()
+        result = ns.run([sys.executable, "-m", "tests.fuzz_settings", str(work),
+                         str(EXAMPLES)], env=env, cwd=work, timeout_override=900)
+        after = ns.snapshot()
+    finally:
+        ns.close()
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    seen = json.loads(result.stdout.split("exit codes seen:", 1)[1])
+    print(f"{EXAMPLES} settings files, plan and start: exit codes {seen}")
+    assert int(seen.get("0", 0)) >= EXAMPLES // 10, "enough valid files reach deep code"
+    assert set(seen) <= {"0", "2", "3", "6"}, seen
+    assert after == before, "every start was undone: the namespace is as it was"
