@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import appdata, apptainer, builder, plugins, readiness
+from . import appdata, apptainer, builder, distro, plugins, readiness
 from .apptainer import InstanceInfo
 from .errors import ConfigError, HostChangeError, LaunchError, NotRunningError, PreflightError
 from .host import Change, HostChanges, RealHost, RecordingHost
@@ -298,11 +298,7 @@ class Launcher:
 
     def doctor(self) -> list[Problem]:
         """Every preflight check, core and hooks; an empty list means ready to start."""
-        problems: list[Problem] = []
-        try:
-            apptainer.locate()
-        except LaunchError as err:
-            problems.append(Problem("apptainer", str(err), err.hint))
+        problems = distro.install_problems() + distro.setuid_problems()
         if os.geteuid() != 0:
             problems.append(Problem("root", "cf-launch start needs root (--boot, firewall)",
                                     "run it with sudo"))
