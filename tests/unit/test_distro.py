@@ -191,3 +191,18 @@ def test_doctor_runs_without_os_release(tmp_path: Path, monkeypatch: pytest.Monk
     problems = distro.install_problems(path=str(_bin(tmp_path)))
     assert "this distribution" in problems[0].message
     assert os.path.basename(distro.INSTALL_DOC) in problems[0].hint
+
+
+@pytest.mark.parametrize("sample", sorted(EXPECTED))
+def test_hint_urls_and_packages_are_in_install_doc(sample: str) -> None:
+    """What doctor prints stays what docs/install.md explains."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "install.md").read_text()
+    d = distro.read_distro(SAMPLES / sample)
+    for url in re.findall(r"https://[^\s`]+", distro.install_hint("apptainer", d)):
+        assert url in doc, url
+    for piece in ("iptables", "nft", "ethtool"):
+        command = distro.install_hint(piece, d)
+        if command.startswith(("dnf ", "apt-get ")):
+            assert command.split()[-1] in doc, command
