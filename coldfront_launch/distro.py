@@ -165,8 +165,8 @@ def install_problems(os_release_path: Path | None = None,
     singularity = shutil.which("singularity", path=search)
     if apptainer is None and singularity is None:
         d = read_distro(os_release_path)
-        return [Problem("apptainer", f"Apptainer is not installed (on {d.label})",
-                        install_hint("apptainer", d))]
+        return [Problem("apptainer", f"Apptainer is not installed on {d.label} (neither "
+                        "apptainer nor singularity is on PATH)", install_hint("apptainer", d))]
     if apptainer is not None and singularity is None:
         link = Path(apptainer).parent / "singularity"
         return [Problem("singularity link",

@@ -26,16 +26,12 @@ mkdir -p "$PY_DIR"
 exec 9>"$PY_DIR/.run.lock"   # one run at a time: the venv is shared
 flock 9
 
-if [ ! -e "$STAMP" ]; then
-  if [ ! -x "$ROOT/usr/bin/python3" ] || [ ! -e "$ROOT/.debootstrap-done" ]; then
-    echo "py39: debootstrap bullseye into $ROOT"
-    rm -rf "$ROOT"
-    debootstrap --variant=minbase --include="${PACKAGES// /,}" bullseye "$ROOT" \
-      http://deb.debian.org/debian >"$PY_DIR/debootstrap.log" 2>&1 \
-      || { tail -20 "$PY_DIR/debootstrap.log"; exit 1; }
-    touch "$ROOT/.debootstrap-done"
-  fi
-  rm -f "$ROOT"/.cf-py39-*
+if [ ! -e "$STAMP" ]; then   # new, interrupted, or made by another recipe: start again
+  echo "py39: debootstrap bullseye into $ROOT (about a minute)"
+  rm -rf "$ROOT"
+  debootstrap --variant=minbase --include="${PACKAGES// /,}" bullseye "$ROOT" \
+    http://deb.debian.org/debian >"$PY_DIR/debootstrap.log" 2>&1 \
+    || { tail -20 "$PY_DIR/debootstrap.log"; exit 1; }
   touch "$STAMP"
 fi
 # The machine's CA bundle (a TLS-intercepting proxy may sign PyPI) and resolver, every run.
