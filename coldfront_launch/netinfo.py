@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
+from . import distro
 from .errors import HostChangeError
 
 
@@ -142,7 +143,8 @@ def _ethtool(argv: list[str]) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(["ethtool", *argv], capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        raise HostChangeError("ethtool is not installed", "install ethtool") from None
+        raise HostChangeError("ethtool is not installed",
+                              distro.install_hint("ethtool")) from None
 
 
 def read_offloads(ifname: str) -> dict[str, bool]:

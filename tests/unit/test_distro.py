@@ -206,3 +206,23 @@ def test_hint_urls_and_packages_are_in_install_doc(sample: str) -> None:
         command = distro.install_hint(piece, d)
         if command.startswith(("dnf ", "apt-get ")):
             assert command.split()[-1] in doc, command
+
+
+def test_runtime_errors_carry_this_distributions_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """start/stop failing on a missing tool say the same command as doctor."""
+    from coldfront_launch import apptainer, firewall, netinfo
+    from coldfront_launch.errors import ApptainerNotFound, HostChangeError
+
+    monkeypatch.setattr(distro, "OS_RELEASE_PATHS", (SAMPLES / "rocky-8",))
+    monkeypatch.setenv("PATH", str(_bin(tmp_path)))
+    with pytest.raises(HostChangeError) as missing_iptables:
+        firewall.save()
+    assert missing_iptables.value.hint == "dnf install -y iptables"
+    with pytest.raises(HostChangeError) as missing_ethtool:
+        netinfo._ethtool(["-k", "lo"])
+    assert missing_ethtool.value.hint == "dnf install -y ethtool"
+    with pytest.raises(ApptainerNotFound) as missing_apptainer:
+        apptainer.locate()
+    assert missing_apptainer.value.hint == ("dnf install -y epel-release && "
+                                            "dnf install -y apptainer")
