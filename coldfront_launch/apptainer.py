@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from . import distro
 from .errors import ApptainerError, ApptainerNotFound, BuildError, StartError
 from .types import InstanceInfo
 
@@ -33,7 +34,7 @@ def locate() -> str:
     if apptainer is None and singularity is None:
         raise ApptainerNotFound(
             "Apptainer is not installed (neither apptainer nor singularity is on PATH)",
-            hint="install Apptainer 1.4 (dnf install apptainer-suid on Amazon Linux 2023)")
+            hint=distro.install_hint("apptainer"))
     if singularity is None:
         raise ApptainerNotFound(
             f"Apptainer is at {apptainer}, but the `singularity` link that spython runs is missing",

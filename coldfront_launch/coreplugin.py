@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import apptainer
-from .errors import LaunchError
+from . import distro
 from .hookspecs import hookimpl
 from .types import LaunchContext, Problem
 
@@ -16,11 +15,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 @hookimpl
 def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
-    problems: list[Problem] = []
-    try:
-        apptainer.locate()
-    except LaunchError as err:
-        problems.append(Problem("apptainer", str(err), err.hint))
+    problems = distro.install_problems() + distro.setuid_problems()
     if os.geteuid() != 0:
         problems.append(Problem("root", "cf-launch start needs root (--boot, firewall)",
                                 "run it with sudo"))

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from . import distro
 from .errors import HostChangeError
 
 IPTABLES = "iptables"
@@ -97,7 +98,8 @@ def _run(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProce
         return subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
     except FileNotFoundError:
         raise HostChangeError(f"{argv[0]} is not installed",
-                              "install iptables (dnf install iptables-nft)") from None
+                              distro.install_hint("nft" if argv[0] == "nft" else "iptables")
+                              ) from None
 
 
 @dataclass

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import distro
 from .errors import HostChangeError
 
 if TYPE_CHECKING:
@@ -161,7 +162,8 @@ def _ethtool(argv: list[str]) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(["ethtool", *argv], capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        raise HostChangeError("ethtool is not installed", "install ethtool") from None
+        raise HostChangeError("ethtool is not installed",
+                              distro.install_hint("ethtool")) from None
 
 
 def read_offloads(ifname: str) -> dict[str, bool]:

@@ -25,7 +25,7 @@ import ipaddress
 import shutil
 from pathlib import Path
 
-from coldfront_launch import apptainer, firewall, netinfo, sysctl
+from coldfront_launch import apptainer, distro, firewall, netinfo, sysctl
 from coldfront_launch import validate as v
 from coldfront_launch.errors import HostChangeError, PreflightError
 from coldfront_launch.hookspecs import hookimpl
@@ -84,13 +84,13 @@ def _ip_in_use(settings: BridgeSettings, instance: str) -> str:
 def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
     s = parse(ctx)
     problems: list[Problem] = []
-    for tool, package in (("iptables", "iptables-nft"), ("ethtool", "ethtool")):
+    for tool in ("iptables", "ethtool"):
         if shutil.which(tool) is None:
-            problems.append(Problem(tool, f"{tool} is not installed", f"install {package}"))
+            problems.append(Problem(tool, f"{tool} is not installed", distro.install_hint(tool)))
     if shutil.which("iptables") and firewall.is_nft_backend() and not firewall.nft_available():
         problems.append(Problem("nft", "iptables uses nf_tables but the nft tool is missing: "
                                 "empty tables and built-in chains cf-launch's rules create "
-                                "cannot be removed on stop", "install nftables",
+                                "cannot be removed on stop", distro.install_hint("nft"),
                                 fatal=False))
     if not s.external_interface and not netinfo.default_route_interface():
         problems.append(Problem("external interface", "the host has no IPv4 default route",
@@ -124,7 +124,7 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
     for plugin in ("bridge", "host-local"):
         if not (plugins / plugin).exists():
             problems.append(Problem("cni", f"the CNI plugin {plugins / plugin} is missing",
-                                    "install Apptainer's CNI plugins"))
+                                    distro.install_hint("cni")))
     return problems
 
 

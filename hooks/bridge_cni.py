@@ -4,35 +4,22 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 from pathlib import Path
+
+from coldfront_launch import distro
 
 from .bridge_settings import BridgeSettings
 
-APPTAINER_CONFS = (Path("/etc/apptainer/apptainer.conf"),
-                   Path("/usr/local/etc/apptainer/apptainer.conf"))
 FALLBACK_DIRS = (Path("/usr/local/etc/apptainer/network"), Path("/etc/apptainer/network"))
 DEFAULT_PLUGIN_DIRS = (Path("/usr/libexec/apptainer/cni"), Path("/usr/local/libexec/apptainer/cni"),
                        Path("/usr/lib/cni"), Path("/opt/cni/bin"))
-
-
-def _conf_value(key: str) -> str:
-    for conf in APPTAINER_CONFS:
-        try:
-            text = conf.read_text()
-        except OSError:
-            continue
-        match = re.search(rf"^\s*{re.escape(key)}\s*=\s*(\S+)", text, re.MULTILINE)
-        if match:
-            return match.group(1)
-    return ""
 
 
 def config_dir(settings: BridgeSettings) -> Path:
     """Apptainer's CNI configuration folder: setting, apptainer.conf, then the defaults."""
     if settings.cni_config_dir:
         return Path(settings.cni_config_dir)
-    configured = _conf_value("cni configuration path")
+    configured = distro.conf_value("cni configuration path")[0]
     if configured:
         return Path(configured)
     for folder in FALLBACK_DIRS:
@@ -42,7 +29,7 @@ def config_dir(settings: BridgeSettings) -> Path:
 
 
 def plugin_dir() -> Path:
-    configured = _conf_value("cni plugin path")
+    configured = distro.conf_value("cni plugin path")[0]
     if configured:
         return Path(configured)
     return next((d for d in DEFAULT_PLUGIN_DIRS if (d / "bridge").exists()), DEFAULT_PLUGIN_DIRS[0])

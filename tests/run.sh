@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README): installs everything the tests need on a bare Debian 12
-# machine (apt + pip), builds the Apptainer test host once, then runs ruff, mypy and pytest.
+# machine (apt + pip), runs ruff and mypy, the unit tests under Python 3.9 (tests/py39), builds
+# the Apptainer test host once, then runs pytest.
 # Run as root. Extra arguments go to pytest (e.g. -m "not integration").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,9 @@ echo "== lint: ruff, mypy, import layers, Python 3.9 syntax"
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache
 .venv/bin/vermin --target=3.9- --eval-annotations --no-tips --violations -q coldfront_launch/ hooks/
+
+echo "== python 3.9: unit tests in a Debian 11 root file system (cached after the first run)"
+bash tests/py39/run.sh
 
 echo "== test host: Debian 13 root file system with Apptainer (cached after the first run)"
 bash tests/host/provision.sh

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import zipfile
+from email.parser import Parser
 from pathlib import Path
 
 import pytest
@@ -50,13 +52,18 @@ def cf_launch_post_stop(ctx): _note("post_stop")
 
 
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv holding the built wheel and the third-party plugin distribution."""
-    work = tmp_path_factory.mktemp("pkg")
-    dist = work / "dist"
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built once for this module."""
+    dist = tmp_path_factory.mktemp("dist")
     subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
                    check=True, capture_output=True)
-    wheel = next(dist.glob("coldfront_launch-*.whl"))
+    return next(dist.glob("coldfront_launch-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
+    """A fresh venv holding the built wheel and the third-party plugin distribution."""
+    work = tmp_path_factory.mktemp("pkg")
     plugin = work / "cf-launch-hello"
     (plugin / "cf_launch_hello").mkdir(parents=True)
     (plugin / "cf_launch_hello" / "__init__.py").write_text(PLUGIN)
@@ -206,3 +213,16 @@ def test_broken_plugins_are_reported_and_contained(venv: Path, broken: Path,
     assert crash.returncode == 2, crash.stderr
     assert "plugin crashy failed in cf_launch_validate: KeyError" in crash.stderr
     assert "Traceback" not in crash.stderr and "internal error" not in crash.stderr
+
+
+def test_wheel_carries_the_mit_license(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        info = next(n.rsplit("/", 1)[0] for n in names if n.endswith(".dist-info/METADATA"))
+        metadata = Parser().parsestr(archive.read(f"{info}/METADATA").decode())
+        shipped = archive.read(f"{info}/licenses/LICENSE").decode()
+    assert metadata["License-Expression"] == "MIT"
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    assert shipped == (ROOT / "LICENSE").read_text()
+    assert shipped.startswith("MIT License")
+    assert "Copyright (c) 2026 The coldfront-launch authors" in shipped

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Run the unit tests under Python 3.9 (Amazon Linux 2023's python3): Debian 11 (bullseye)
+# ships python3 3.9, so a bullseye root file system made with debootstrap holds it. The root
+# file system and a venv with the test dependencies are built once and kept under
+# /var/cache/cf-launch-py39 (stamps record the recipe's and pyproject.toml's hashes); each
+# run copies this tree in, installs it editable without dependencies, and runs pytest.
+# Run as root. Extra arguments go to pytest.
+set -euo pipefail
+
+PY_DIR=${CF_PY39_DIR:-/var/cache/cf-launch-py39}
+ROOT="$PY_DIR/rootfs"
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+ENTER="$SRC/tests/host/enter.sh"
+PACKAGES="python3 python3-venv iproute2 ca-certificates"
+RECIPE_HASH=$( (cat "$0"; echo "$PACKAGES") | sha256sum | cut -c1-16)
+STAMP="$ROOT/.cf-py39-$RECIPE_HASH"
+VENV=/opt/cf-py39-venv
+DEPS_HASH=$(sha256sum "$SRC/pyproject.toml" | cut -c1-16)
+# Unit tests that create network namespaces on this machine run in the main test run only.
+DESELECT=(
+  --deselect tests/unit/test_launcher.py::test_stop_from_another_namespace_is_refused
+  --deselect tests/unit/test_launcher.py::test_stop_after_the_namespace_is_gone
+)
+
+mkdir -p "$PY_DIR"
+exec 9>"$PY_DIR/.run.lock"   # one run at a time: the venv is shared
+flock 9
+
+if [ ! -e "$STAMP" ]; then   # new, interrupted, or made by another recipe: start again
+  echo "py39: debootstrap bullseye into $ROOT (about a minute)"
+  rm -rf "$ROOT"
+  debootstrap --variant=minbase --include="${PACKAGES// /,}" bullseye "$ROOT" \
+    http://deb.debian.org/debian >"$PY_DIR/debootstrap.log" 2>&1 \
+    || { tail -20 "$PY_DIR/debootstrap.log"; exit 1; }
+  touch "$STAMP"
+fi
+# The machine's CA bundle (a TLS-intercepting proxy may sign PyPI) and resolver, every run.
+cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/cf-testhost-ca.crt"
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
+
+CF_TESTHOST_DIR="$PY_DIR" CF_TESTHOST_BINDS="$SRC:/src" "$ENTER" bash -euc '
+  venv=$1 deps=$2; shift 2
+  unset PIP_FIND_LINKS  # a path on this machine, not in the root file system
+  python3 --version
+  tar -C /src --exclude=./.git --exclude=./.venv --exclude="*.sif" --exclude=__pycache__ \
+    --exclude=./tests/host/rootfs --exclude="./.*_cache" -cf - . | (mkdir -p /tmp/src && tar -C /tmp/src -xf -)
+  if [ "$(cat "$venv/.deps" 2>/dev/null)" != "$deps" ]; then
+    echo "py39: venv with the test dependencies"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --upgrade pip setuptools wheel
+    "$venv/bin/pip" install -q "/tmp/src[test]"
+    echo "$deps" >"$venv/.deps"
+  fi
+  "$venv/bin/pip" install -q --no-deps --no-build-isolation -e /tmp/src
+  cd /tmp/src
+  exec "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/unit "$@"
+' py39 "$VENV" "$DEPS_HASH" "${DESELECT[@]}" "$@"
