@@ -13,7 +13,7 @@ from coldfront_launch.types import LaunchContext
 
 NAME = "bridge"
 KEYS = {"network", "bridge", "subnet", "ip", "ports", "external_interface", "mtu",
-        "cni_config_dir", "offloads"}
+        "cni_config_dir", "offloads", "allow_metadata"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class BridgeSettings:
     mtu: int = 1500
     cni_config_dir: str = ""
     offloads: bool = True
+    allow_metadata: bool = False
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:
@@ -90,6 +91,8 @@ def parse(ctx: LaunchContext) -> BridgeSettings:
         cni_config_dir=str(v.path(f"{key}.cni_config_dir", raw["cni_config_dir"]))
         if raw.get("cni_config_dir") else "",
         offloads=v.boolean(f"{key}.offloads", raw.get("offloads", d.offloads)),
+        allow_metadata=v.boolean(f"{key}.allow_metadata",
+                                 raw.get("allow_metadata", d.allow_metadata)),
     )
 
 
