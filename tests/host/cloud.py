@@ -1,10 +1,10 @@
 """A stand-in for the cloud's link-local services, behind a sandbox's client namespace.
 
 The sandbox host's default route goes via the client (its "VPC router"); the client routes
-the link-local service addresses on to a "cloud" namespace, as a cloud's network does. A
-fake metadata HTTP server there answers on every address, saying which one was asked and
-by whom. Everything lives in namespaces this helper creates; nothing touches the
-machine's own namespace.
+the link-local service addresses, and one stand-in for the internet, on to a "cloud"
+namespace, as a cloud's network does. A fake metadata HTTP server there answers on every
+address, saying which one was asked and by whom. Everything lives in namespaces this
+helper creates; nothing touches the machine's own namespace.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from tests.host.harness import Sandbox
 IMDS = "169.254.169.254"       # AWS, GCP and Azure instance metadata
 ECS_CREDENTIALS = "169.254.170.2"
 AWS_DNS = "169.254.169.253"    # link-local too, and must stay reachable
-ADDRESSES = (IMDS, ECS_CREDENTIALS, AWS_DNS)
+INTERNET = "203.0.113.10"      # any other destination out there
+ADDRESSES = (IMDS, ECS_CREDENTIALS, AWS_DNS, INTERNET)
 
 SERVER = """
 import http.server
