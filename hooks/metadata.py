@@ -9,6 +9,7 @@ endpoints, never ``169.254.0.0/16`` as a whole: AWS serves DNS (169.254.169.253)
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,24 @@ def ec2_warning(hook: str, allowed: bool) -> list[Problem]:
                     "is true: ColdFront can fetch the host role's credentials from "
                     "169.254.169.254", f"set hook.{hook}.allow_metadata = false unless "
                     "ColdFront must reach the instance metadata service", fatal=False)]
+
+
+def ipv6_route_to_metadata() -> bool:
+    """Whether this namespace routes to AWS's IPv6 metadata endpoint (a route lookup in the
+    kernel's table: no packet is sent)."""
+    try:
+        found = subprocess.run(["ip", "-6", "route", "get", METADATA_V6[0]],
+                               capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return False
+    return found.returncode == 0
+
+
+def ipv6_warning() -> list[Problem]:
+    """override on EC2 with IPv6: the endpoint cf-launch's IPv4-only firewall cannot block."""
+    if not on_ec2() or not ipv6_route_to_metadata():
+        return []
+    return [Problem("metadata", f"this EC2 host has an IPv6 route to {METADATA_V6[0]}: if the "
+                    "instance's IPv6 metadata endpoint is on, ColdFront can reach it, since "
+                    "cf-launch blocks the IPv4 addresses only", "keep the IPv6 endpoint off "
+                    "(HttpProtocolIpv6=disabled, the EC2 default)", fatal=False)]

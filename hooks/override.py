@@ -106,7 +106,7 @@ def _metadata_problems(s: OverrideSettings) -> list[Problem]:
         return [Problem("metadata", f"cf-launch runs outside {s.netns_path}, so its metadata "
                         "rule would not apply to ColdFront", f"run cf-launch in that namespace "
                         f"(nsenter --net={s.netns_path} cf-launch ...), {hint}")]
-    return []
+    return metadata.ipv6_warning()
 
 
 @hookimpl

@@ -119,3 +119,15 @@ def test_override_rejects_the_service_uid_only(cloud_box: Sandbox, tmp_path: Pat
     assert elsewhere.returncode != 0
     assert f"cf-launch runs outside /run/netns/{box.client}" in elsewhere.stderr
     assert network_snapshot(box.host) == before
+
+
+def test_ipv6_metadata_route_read_from_the_namespace() -> None:
+    box = Sandbox.create(net=11)
+    try:
+        probe = [sys.executable, "-c", "from coldfront_launch.hooks.metadata import "
+                 "ipv6_route_to_metadata as f; print(f())"]
+        assert ns_run(box.host, probe, check=True).stdout.strip() == "False"
+        ns_run(box.host, ["ip", "-6", "route", "add", "fd00::/8", "dev", "ext0"], check=True)
+        assert ns_run(box.host, probe, check=True).stdout.strip() == "True"
+    finally:
+        box.destroy()

@@ -135,6 +135,7 @@ def test_dmi_dir_constant_is_a_seam_too(tmp_path: Path, monkeypatch) -> None:  #
 def test_doctor_warns_on_ec2_when_allowed(tmp_path: Path, monkeypatch, make_settings,
                                           fake_apptainer, hook: str) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv(metadata.DMI_ENV, str(dmi(tmp_path / "dmi", "Amazon EC2", "i-1")))
+    monkeypatch.setattr(metadata, "ipv6_route_to_metadata", lambda: False)
     section = {"external_interface": "lo"} if hook == "bridge" else \
         {"netns_path": "/proc/self/ns/net", "ports": [65005]}
 
@@ -159,3 +160,22 @@ def test_override_refuses_a_rule_in_the_wrong_namespace(make_settings, monkeypat
     assert problem.fatal and "runs outside /proc/self/ns/net" in problem.message
     allowed = override_ctx(make_settings, allow_metadata=True)
     assert [p for p in override.cf_launch_preflight(allowed) if p.fatal] == []
+
+
+def test_override_warns_about_ipv6_on_ec2_only(make_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    ctx = override_ctx(make_settings)
+    routes = {"ipv6": True}
+    monkeypatch.setattr(metadata, "ipv6_route_to_metadata", lambda: routes["ipv6"])
+    monkeypatch.setattr(metadata, "on_ec2", lambda: True)
+
+    def found() -> list[str]:
+        return [p.message for p in override.cf_launch_preflight(ctx)
+                if p.check == "metadata" and not p.fatal]
+
+    [message] = found()
+    assert "fd00:ec2::254" in message and "IPv4 addresses only" in message
+    routes["ipv6"] = False
+    assert found() == []
+    monkeypatch.setattr(metadata, "on_ec2", lambda: False)
+    routes["ipv6"] = True
+    assert found() == [], "off EC2 nothing is said"
