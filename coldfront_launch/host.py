@@ -193,20 +193,23 @@ class RealHost(RecordingHost):
 
     def apply_firewall(self, owner: str, ruleset: firewall.Ruleset) -> None:
         super().apply_firewall(owner, ruleset)
-        live = firewall.Live.read()
+        family = ruleset.family
+        v6 = "6" if family == "ipv6" else ""
+        live = firewall.Live.read(family)
         for table in ruleset.tables():  # iptables-nft creates a table on first use
-            self._claim(f"iptables-table:{table}",
+            self._claim(f"ip{v6}tables-table:{table}",
                         "present" if table in live.chains else "absent")
         if firewall.nft_available():  # ... and a built-in chain on its first rule
-            base = firewall.base_chains_present()
+            base = firewall.base_chains_present(family)
             for jump in ruleset.jumps:
                 exists = (jump.table, jump.builtin) in base
-                self._claim(f"nft-chain:{jump.table}/{jump.builtin}",
+                self._claim(f"nft{v6}-chain:{jump.table}/{jump.builtin}",
                             "present" if exists else "absent")
         self.state.record({
             "kind": "remove_firewall",
             "chains": [[c.table, c.name] for c in ruleset.chains],
             "jumps": [[j.table, j.builtin, j.spec] for j in ruleset.jumps],
+            **({"family": family} if v6 else {}),
         })
         firewall.apply(ruleset, live)
 
@@ -260,9 +263,15 @@ def restore_resource(resource: str, original: Any) -> None:
         Path(name).unlink(missing_ok=True)
     elif kind == "link" and original == "absent":
         netinfo.delete_link_if_unused(name)
-    elif kind == "iptables-table" and original == "absent":
-        firewall.drop_table_if_empty(name)
-    elif kind == "nft-chain" and original == "absent":
-        firewall.drop_base_chain_if_empty(*name.split("/", 1))
+    elif kind in ("iptables-table", "ip6tables-table") and original == "absent":
+        firewall.drop_table_if_empty(name, _family(kind))
+    elif kind in ("nft-chain", "nft6-chain") and original == "absent":
+        table, chain = name.split("/", 1)
+        firewall.drop_base_chain_if_empty(table, chain, _family(kind))
     elif kind == "offloads" and original and netinfo.link_exists(name):
         netinfo.write_offloads(name, original)
+
+
+def _family(kind: str) -> str:
+    """ip6tables-table and nft6-chain claims are IPv6's; the rest IPv4's."""
+    return "ipv6" if kind in ("ip6tables-table", "nft6-chain") else "ipv4"

@@ -100,7 +100,8 @@ def _undo_one(entry: dict[str, Any], state: InstanceState, state_root: Path,
         claims.release(state_root, state.directory.name, entry["resource"],
                        lambda original: host.restore_resource(entry["resource"], original))
     elif kind == "remove_firewall":
-        firewall.remove((table, chain) for table, chain in entry["chains"])
+        firewall.remove(((table, chain) for table, chain in entry["chains"]),
+                        entry.get("family", "ipv4"))
     elif kind == "restore_offloads":
         if entry["features"]:
             with contextlib.suppress(HostChangeError):  # the veth vanishes with the instance

@@ -9,7 +9,6 @@ endpoints, never ``169.254.0.0/16`` as a whole: AWS serves DNS (169.254.169.253)
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,10 @@ from .bridge_settings import chain_tag
 
 # AWS, GCP and Azure IMDS; AWS ECS/container credentials.
 METADATA_V4 = ("169.254.169.254", "169.254.170.2")
-# AWS's IPv6 IMDS: not enforced (cf-launch's firewall is IPv4 only); see docs/security.md.
+# AWS's IPv6 IMDS. Blocked under override when the kernel has IPv6; the bridge network
+# is IPv4 only, so an instance on it has no route there.
 METADATA_V6 = ("fd00:ec2::254",)
+IF_INET6 = Path("/proc/net/if_inet6")  # present when the kernel has IPv6
 
 # The uid ColdFront's services run as in the image (issue 10 makes it a setting).
 DEFAULT_SERVICE_UID = 8801
@@ -62,15 +63,23 @@ def owner_chain_name(instance: str) -> str:
     return f"CF-LAUNCH-{chain_tag(instance)}-META"
 
 
-def owner_ruleset(instance: str, uid: int) -> Ruleset:
+def owner_ruleset(instance: str, uid: int, family: str = "ipv4") -> Ruleset:
     """Override mode: on the shared namespace's OUTPUT path, reject the service user's
     packets to the metadata addresses; every other process (root, the host's) passes."""
     name = owner_chain_name(instance)
     note = f"-m comment --comment cf-launch:{instance}"
-    rules = tuple(f"-d {addr}/32 -m owner --uid-owner {uid} {note} "
-                  f"-j REJECT --reject-with icmp-port-unreachable" for addr in METADATA_V4)
+    v6 = family == "ipv6"
+    addresses, prefix = (METADATA_V6, 128) if v6 else (METADATA_V4, 32)
+    reject = "icmp6-port-unreachable" if v6 else "icmp-port-unreachable"
+    rules = tuple(f"-d {addr}/{prefix} -m owner --uid-owner {uid} {note} "
+                  f"-j REJECT --reject-with {reject}" for addr in addresses)
     return Ruleset((Chain("filter", name, rules),),
-                   (Jump("filter", "OUTPUT", f"{note} -j {name}"),))
+                   (Jump("filter", "OUTPUT", f"{note} -j {name}"),), family)
+
+
+def ipv6_present() -> bool:
+    """Whether the kernel has IPv6 (then the override rule gets an ip6tables twin)."""
+    return IF_INET6.exists()
 
 
 def _dmi(name: str) -> str:
@@ -95,23 +104,3 @@ def ec2_warning(hook: str, allowed: bool) -> list[Problem]:
                     "169.254.169.254", f"set hook.{hook}.allow_metadata = false unless "
                     "ColdFront must reach the instance metadata service", fatal=False)]
 
-
-def ipv6_route_to_metadata() -> bool:
-    """Whether this namespace routes to AWS's IPv6 metadata endpoint (a route lookup in the
-    kernel's table: no packet is sent)."""
-    try:
-        found = subprocess.run(["ip", "-6", "route", "get", METADATA_V6[0]],
-                               capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        return False
-    return found.returncode == 0
-
-
-def ipv6_warning() -> list[Problem]:
-    """override on EC2 with IPv6: the endpoint cf-launch's IPv4-only firewall cannot block."""
-    if not on_ec2() or not ipv6_route_to_metadata():
-        return []
-    return [Problem("metadata", f"this EC2 host has an IPv6 route to {METADATA_V6[0]}: if the "
-                    "instance's IPv6 metadata endpoint is on, ColdFront can reach it, since "
-                    "cf-launch blocks the IPv4 addresses only", "keep the IPv6 endpoint off "
-                    "(HttpProtocolIpv6=disabled, the EC2 default)", fatal=False)]

@@ -99,14 +99,17 @@ def _metadata_problems(s: OverrideSettings) -> list[Problem]:
     if s.allow_metadata:
         return metadata.ec2_warning(NAME, True)
     hint = f"or set hook.{NAME}.allow_metadata = true"
-    if shutil.which("iptables") is None:
-        return [Problem("iptables", "iptables is not installed; it keeps ColdFront from the "
-                        "cloud's metadata service", f"install iptables-nft, {hint}")]
+    tools = ["iptables"] + (["ip6tables"] if metadata.ipv6_present() else [])
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        return [Problem("iptables", f"not installed: {', '.join(missing)}; cf-launch needs "
+                        "it to keep ColdFront from the cloud's metadata service",
+                        f"install iptables-nft, {hint}")]
     if str(os.stat(s.netns_path).st_ino) != netinfo.netns_id():
         return [Problem("metadata", f"cf-launch runs outside {s.netns_path}, so its metadata "
                         "rule would not apply to ColdFront", f"run cf-launch in that namespace "
                         f"(nsenter --net={s.netns_path} cf-launch ...), {hint}")]
-    return metadata.ipv6_warning()
+    return []
 
 
 @hookimpl
@@ -120,10 +123,14 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
 @hookimpl
 def cf_launch_pre_start(ctx: LaunchContext, host: HostChanges) -> None:
     s = settings(ctx)
-    if not s.allow_metadata:
-        uid = metadata.service_uid(ctx, s.metadata_uid)
-        host.apply_firewall(f"{NAME}:{ctx.settings.name}",
-                            metadata.owner_ruleset(ctx.settings.name, uid))
+    if s.allow_metadata:
+        return
+    uid = metadata.service_uid(ctx, s.metadata_uid)
+    owner = f"{NAME}:{ctx.settings.name}"
+    host.apply_firewall(owner, metadata.owner_ruleset(ctx.settings.name, uid))
+    if metadata.ipv6_present():
+        host.apply_firewall(f"{owner}:ipv6",
+                            metadata.owner_ruleset(ctx.settings.name, uid, "ipv6"))
 
 
 @hookimpl

@@ -2,8 +2,9 @@
 
 The sandbox host's default route goes via the client (its "VPC router"); the client routes
 the link-local service addresses, and one stand-in for the internet, on to a "cloud"
-namespace, as a cloud's network does. A fake metadata HTTP server there answers on every
-address, saying which one was asked and by whom. Everything lives in namespaces this
+namespace, as a cloud's network does; IPv6 too, for AWS's ``fd00:ec2::254``. A fake
+metadata HTTP server there answers on every address, saying which one was asked and by
+whom. Everything lives in namespaces this
 helper creates; nothing touches the machine's own namespace.
 """
 
@@ -21,18 +22,27 @@ ECS_CREDENTIALS = "169.254.170.2"
 AWS_DNS = "169.254.169.253"    # link-local too, and must stay reachable
 INTERNET = "203.0.113.10"      # any other destination out there
 ADDRESSES = (IMDS, ECS_CREDENTIALS, AWS_DNS, INTERNET)
+IMDS6 = "fd00:ec2::254"        # AWS's IPv6 endpoint, routed from the host via the client
 
 SERVER = """
-import http.server
+import http.server, socket
+def plain(addr):
+    return addr.removeprefix("::ffff:")
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = f"metadata {self.connection.getsockname()[0]} for {self.client_address[0]}"
+        asked = plain(self.connection.getsockname()[0])
+        body = f"metadata {asked} for {plain(self.client_address[0])}"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body.encode())
     def log_message(self, *a): pass
-http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()
+class Dual(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+Dual(("::", 80), H).serve_forever()
 """
 
 
@@ -74,6 +84,7 @@ class Cloud:
         for addr in ADDRESSES:
             _ns(cloud, "ip", "addr", "add", f"{addr}/32", "dev", "lo")
             _ns(client, "ip", "route", "add", f"{addr}/32", "via", f"198.19.{net}.2")
+        self._wire_ipv6()
         self.server = subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{cloud}", sys.executable, "-c", SERVER],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -85,6 +96,20 @@ class Cloud:
             time.sleep(0.1)
         raise AssertionError("the fake metadata server did not start")
 
+    def _wire_ipv6(self) -> None:
+        """ULA links host-client and client-cloud; fd00:ec2::254 on the cloud's lo."""
+        net, host, client, cloud = self.box.net, self.box.host, self.box.client, self.name
+        outer, inner = f"fd00:cf:{net}:1::", f"fd00:cf:{net}:2::"
+        _ns(host, "ip", "addr", "add", f"{outer}1/64", "dev", "ext0", "nodad")
+        _ns(client, "ip", "addr", "add", f"{outer}2/64", "dev", "ext0", "nodad")
+        _ns(client, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        _ns(client, "ip", "addr", "add", f"{inner}1/64", "dev", "cld0", "nodad")
+        _ns(cloud, "ip", "addr", "add", f"{inner}2/64", "dev", "cld0", "nodad")
+        _ns(cloud, "ip", "addr", "add", f"{IMDS6}/128", "dev", "lo")
+        _ns(cloud, "ip", "-6", "route", "add", "default", "via", f"{inner}1")
+        _ns(client, "ip", "-6", "route", "add", f"{IMDS6}/128", "via", f"{inner}2")
+        _ns(host, "ip", "-6", "route", "add", f"{IMDS6}/128", "via", f"{outer}2")
+
     def destroy(self) -> None:
         if self.server is not None:
             self.server.terminate()
@@ -94,7 +119,7 @@ class Cloud:
 
 def curl(url: str, timeout: float = 3) -> list[str]:
     """The curl command line whose output :func:`answer` reads."""
-    return ["curl", "-s", "-m", str(timeout), "-o", "-", "-w", "\n%{http_code}", url]
+    return ["curl", "-g", "-s", "-m", str(timeout), "-o", "-", "-w", "\n%{http_code}", url]
 
 
 def answer(result: subprocess.CompletedProcess[str]) -> tuple[int, str, int]:

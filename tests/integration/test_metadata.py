@@ -10,7 +10,17 @@ from collections.abc import Iterator
 import pytest
 
 from coldfront_launch.hooks.metadata import DEFAULT_SERVICE_UID
-from tests.host.cloud import AWS_DNS, ECS_CREDENTIALS, IMDS, INTERNET, Cloud, answer, curl, http_get
+from tests.host.cloud import (
+    AWS_DNS,
+    ECS_CREDENTIALS,
+    IMDS,
+    IMDS6,
+    INTERNET,
+    Cloud,
+    answer,
+    curl,
+    http_get,
+)
 from tests.host.harness import Sandbox, TestHost, network_snapshot
 from tests.integration.conftest import WORK, instance_config
 
@@ -49,6 +59,8 @@ def test_bridge_blocks_metadata_unless_allowed(testhost: TestHost, coldfront_ima
         for blocked in (IMDS, ECS_CREDENTIALS):
             assert inside(testhost, "cfmeta", f"http://{blocked}/", timeout=2) == \
                 (0, "", TIMED_OUT), f"ColdFront gets no answer from {blocked}"
+        assert inside(testhost, "cfmeta", f"http://[{IMDS6}]/")[2] == REFUSED, \
+            "the bridge network is IPv4 only: no route to the IPv6 endpoint"
         assert inside(testhost, "cfmeta", f"http://{AWS_DNS}/")[0] == 200, \
             "the rest of 169.254.0.0/16 (AWS DNS, time) stays reachable"
         assert inside(testhost, "cfmeta", f"http://{INTERNET}/")[0] == 200, \
@@ -91,8 +103,9 @@ def test_override_rejects_the_service_user(testhost: TestHost, coldfront_image: 
     try:
         started = json.loads(testhost.cf(["start", "--json"], config, sandbox.host).stdout)
         assert started["ready"] is True
-        [rule] = [c for c in started["changes"] if c["kind"] == "firewall"]
-        assert f"--uid-owner {DEFAULT_SERVICE_UID} " in rule["restore"]
+        rules = [c for c in started["changes"] if c["kind"] == "firewall"]
+        assert [r["family"] for r in rules] == ["ipv4", "ipv6"]
+        assert all(f"--uid-owner {DEFAULT_SERVICE_UID} " in r["restore"] for r in rules)
         running_as = gunicorn_uids(testhost, "cfmetaover")
         assert running_as, "gunicorn runs"
         # Until ColdFront runs as its service user (issue 10), gunicorn is root and the rule
@@ -100,13 +113,15 @@ def test_override_rejects_the_service_user(testhost: TestHost, coldfront_image: 
         assert running_as - {0} <= {DEFAULT_SERVICE_UID}, \
             f"gunicorn runs as {running_as}; the metadata rule matches {DEFAULT_SERVICE_UID}"
 
-        for blocked in (IMDS, ECS_CREDENTIALS):
+        for blocked in (IMDS, ECS_CREDENTIALS, f"[{IMDS6}]"):
             assert inside(testhost, "cfmetaover", f"http://{blocked}/", *service) == \
                 (0, "", REFUSED), f"the service user is rejected at once by {blocked}"
         assert inside(testhost, "cfmetaover", f"http://{AWS_DNS}/", *service)[0] == 200
         as_root = http_get(["nsenter", f"--net=/run/netns/{sandbox.host}"], IMDS_URL)
         assert as_root == (200, f"metadata {IMDS} for {sandbox.host_addr}", 0), \
             "the same request as root in the host namespace reaches the server"
+        assert http_get(["nsenter", f"--net=/run/netns/{sandbox.host}"],
+                        f"http://[{IMDS6}]/")[0] == 200, "over IPv6 too"
         assert sandbox.client_get(f"http://{sandbox.host_addr}/user/login")[0] == 200
     finally:
         testhost.cf(["stop"], config, sandbox.host, check=False)

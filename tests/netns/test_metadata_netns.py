@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from coldfront_launch.hooks.metadata import DEFAULT_SERVICE_UID
-from tests.host.cloud import AWS_DNS, ECS_CREDENTIALS, IMDS, Cloud, http_get
+from tests.host.cloud import AWS_DNS, ECS_CREDENTIALS, IMDS, IMDS6, Cloud, http_get
 from tests.host.harness import ROOT, Sandbox, network_snapshot
 from tests.netns.test_bridge_netns import FOREIGN, World, ns_run
 
@@ -45,6 +45,9 @@ def test_bridge_drops_metadata_and_nothing_else(cloud_world: tuple[World, Cloud]
     for blocked in (IMDS, ECS_CREDENTIALS):
         assert http_get(container, f"http://{blocked}/", timeout=2) == (0, "", TIMED_OUT), \
             f"the container gets no answer from {blocked}"
+    assert http_get(host, f"http://[{IMDS6}]/")[0] == 200, "the host has IPv6 to the cloud"
+    assert http_get(container, f"http://[{IMDS6}]/")[2] == REFUSED, \
+        "the bridge network is IPv4 only: no route to the IPv6 endpoint"
     assert http_get(container, f"http://{AWS_DNS}/") == \
         (200, f"metadata {AWS_DNS} for {masqueraded}", 0), "169.254.0.0/16 is not blocked"
     assert http_get(container, f"http://{world.box.client_addr}:8000/")[0] == 200, \
@@ -93,17 +96,20 @@ def test_override_rejects_the_service_uid_only(cloud_box: Sandbox, tmp_path: Pat
     imds = f"http://{IMDS}/latest/meta-data/"
     before = network_snapshot(box.host)
     assert http_get(service, imds)[0] == 200, "without the rule the service user gets through"
+    assert http_get(service, f"http://[{IMDS6}]/")[0] == 200, "IPv6 too"
 
     started = driver("start")
     assert started.returncode == 0, started.stderr + started.stdout
-    [change] = json.loads(started.stdout)
-    assert change["kind"] == "firewall" and change["jumps"][0]["chain"] == "OUTPUT"
-    for blocked in (IMDS, ECS_CREDENTIALS):
+    v4, v6 = json.loads(started.stdout)
+    assert (v4["kind"], v4["family"], v6["family"]) == ("firewall", "ipv4", "ipv6")
+    assert v4["jumps"][0]["chain"] == v6["jumps"][0]["chain"] == "OUTPUT"
+    for blocked in (IMDS, ECS_CREDENTIALS, f"[{IMDS6}]"):
         assert http_get(service, f"http://{blocked}/") == (0, "", REFUSED), \
             f"the service uid is rejected at once from {blocked}"
     assert http_get(service, f"http://{AWS_DNS}/")[0] == 200, "169.254.0.0/16 is not blocked"
     assert http_get(root, imds) == (200, f"metadata {IMDS} for {box.host_addr}", 0), \
         "root in the host namespace still reaches it"
+    assert http_get(root, f"http://[{IMDS6}]/")[0] == 200, "over IPv6 too"
     assert http_get(as_uid(DEFAULT_SERVICE_UID + 1), imds)[0] == 200, "only that uid"
 
     assert driver("stop").returncode == 0
@@ -120,14 +126,3 @@ def test_override_rejects_the_service_uid_only(cloud_box: Sandbox, tmp_path: Pat
     assert f"cf-launch runs outside /run/netns/{box.client}" in elsewhere.stderr
     assert network_snapshot(box.host) == before
 
-
-def test_ipv6_metadata_route_read_from_the_namespace() -> None:
-    box = Sandbox.create(net=11)
-    try:
-        probe = [sys.executable, "-c", "from coldfront_launch.hooks.metadata import "
-                 "ipv6_route_to_metadata as f; print(f())"]
-        assert ns_run(box.host, probe, check=True).stdout.strip() == "False"
-        ns_run(box.host, ["ip", "-6", "route", "add", "fd00::/8", "dev", "ext0"], check=True)
-        assert ns_run(box.host, probe, check=True).stdout.strip() == "True"
-    finally:
-        box.destroy()

@@ -68,7 +68,15 @@ def test_settings_validated(make_settings, hook: str, key: str, value: object) -
     assert err.value.setting == f"hook.{hook}.{key}"
 
 
-def test_override_rule_rejects_the_service_uid_on_output(make_settings) -> None:
+@pytest.fixture
+def ipv6(monkeypatch):  # type: ignore[no-untyped-def]
+    """Whether the kernel has IPv6, as the override hook sees it (default: it has not)."""
+    present = {"yes": False}
+    monkeypatch.setattr(metadata, "ipv6_present", lambda: present["yes"])
+    return present
+
+
+def test_override_rule_rejects_the_service_uid_on_output(make_settings, ipv6) -> None:  # type: ignore[no-untyped-def]
     host = RecordingHost()
     override.cf_launch_pre_start(override_ctx(make_settings), host)
     [change] = host.changes
@@ -85,10 +93,25 @@ def test_override_rule_rejects_the_service_uid_on_output(make_settings) -> None:
     assert "-I OUTPUT 1 " in change.detail["restore"], "plan prints the rule"
 
 
-def test_override_uid_fallback_and_allow(make_settings) -> None:
+def test_override_ipv6_twin_only_with_ipv6(make_settings, ipv6) -> None:  # type: ignore[no-untyped-def]
+    ipv6["yes"] = True
+    host = RecordingHost()
+    override.cf_launch_pre_start(override_ctx(make_settings), host)
+    v4, v6 = host.changes
+    assert (v4.target, v4.detail["family"]) == ("override:coldfront", "ipv4")
+    assert (v6.target, v6.detail["family"]) == ("override:coldfront:ipv6", "ipv6")
+    [chain] = v6.detail["chains"]
+    assert chain["rules"] == [
+        "-d fd00:ec2::254/128 -m owner --uid-owner 8801 -m comment --comment "
+        "cf-launch:coldfront -j REJECT --reject-with icmp6-port-unreachable"]
+    assert v6.detail["jumps"][0]["chain"] == "OUTPUT"
+
+
+def test_override_uid_fallback_and_allow(make_settings, ipv6) -> None:  # type: ignore[no-untyped-def]
+    ipv6["yes"] = True
     host = RecordingHost()
     override.cf_launch_pre_start(override_ctx(make_settings, metadata_uid=991), host)
-    assert "--uid-owner 991 " in host.changes[0].detail["restore"]
+    assert all("--uid-owner 991 " in c.detail["restore"] for c in host.changes)
     allowed = RecordingHost()
     override.cf_launch_pre_start(override_ctx(make_settings, allow_metadata=True), allowed)
     assert allowed.changes == []
@@ -135,7 +158,6 @@ def test_dmi_dir_constant_is_a_seam_too(tmp_path: Path, monkeypatch) -> None:  #
 def test_doctor_warns_on_ec2_when_allowed(tmp_path: Path, monkeypatch, make_settings,
                                           fake_apptainer, hook: str) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv(metadata.DMI_ENV, str(dmi(tmp_path / "dmi", "Amazon EC2", "i-1")))
-    monkeypatch.setattr(metadata, "ipv6_route_to_metadata", lambda: False)
     section = {"external_interface": "lo"} if hook == "bridge" else \
         {"netns_path": "/proc/self/ns/net", "ports": [65005]}
 
@@ -162,20 +184,30 @@ def test_override_refuses_a_rule_in_the_wrong_namespace(make_settings, monkeypat
     assert [p for p in override.cf_launch_preflight(allowed) if p.fatal] == []
 
 
-def test_override_warns_about_ipv6_on_ec2_only(make_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    ctx = override_ctx(make_settings)
-    routes = {"ipv6": True}
-    monkeypatch.setattr(metadata, "ipv6_route_to_metadata", lambda: routes["ipv6"])
-    monkeypatch.setattr(metadata, "on_ec2", lambda: True)
 
-    def found() -> list[str]:
-        return [p.message for p in override.cf_launch_preflight(ctx)
-                if p.check == "metadata" and not p.fatal]
+def test_journal_undoes_each_family_with_its_tool(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An IPv6 ruleset is removed with ip6tables, its claims put back in IPv6's tables;
+    journals without a family (older ones) stay IPv4."""
+    from coldfront_launch import firewall, host, netinfo
+    from coldfront_launch.state import InstanceState
+    from coldfront_launch.undo import undo_all
 
-    [message] = found()
-    assert "fd00:ec2::254" in message and "IPv4 addresses only" in message
-    routes["ipv6"] = False
-    assert found() == []
-    monkeypatch.setattr(metadata, "on_ec2", lambda: False)
-    routes["ipv6"] = True
-    assert found() == [], "off EC2 nothing is said"
+    removed: list[tuple[list[tuple[str, str]], str]] = []
+    dropped: list[tuple[str, ...]] = []
+    monkeypatch.setattr(firewall, "remove", lambda chains, family="ipv4":
+                        removed.append((list(chains), family)))
+    monkeypatch.setattr(firewall, "drop_table_if_empty", lambda *a: dropped.append(a))
+    monkeypatch.setattr(firewall, "drop_base_chain_if_empty", lambda *a: dropped.append(a))
+    state = InstanceState(tmp_path / "state" / "cf1")
+    state.ensure()
+    state.record({"kind": "netns", "id": netinfo.netns_id()})
+    state.record({"kind": "remove_firewall", "chains": [["filter", "A"]], "jumps": []})
+    state.record({"kind": "remove_firewall", "chains": [["filter", "B"]], "jumps": [],
+                  "family": "ipv6"})
+    assert undo_all(state, tmp_path / "state", lambda _n: None) == []
+    assert removed == [([("filter", "B")], "ipv6"), ([("filter", "A")], "ipv4")]
+    for resource in ("ip6tables-table@1:filter", "nft6-chain@1:filter/OUTPUT",
+                     "iptables-table@1:nat", "nft-chain@1:nat/OUTPUT"):
+        host.restore_resource(resource, "absent")
+    assert dropped == [("filter", "ipv6"), ("filter", "OUTPUT", "ipv6"),
+                       ("nat", "ipv4"), ("nat", "OUTPUT", "ipv4")]
