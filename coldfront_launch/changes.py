@@ -98,13 +98,14 @@ class HostChange:
     def netns_id(self) -> str:
         return str(getattr(self, "netns", ""))
 
+    @property
     def detail(self) -> dict[str, Any]:
         """Extra fields for ``plan --json``."""
         return {}
 
     def to_json(self) -> dict[str, Any]:
         """The form ``plan --json`` and ``start --json`` print."""
-        return {"kind": self.kind, "target": self.target, **self.detail()}
+        return {"kind": self.kind, "target": self.target, **self.detail}
 
     def to_record(self) -> dict[str, Any]:
         """The journal form."""
@@ -250,6 +251,7 @@ class _FileFields:
     def target(self) -> str:
         return self.path
 
+    @property
     def detail(self) -> dict[str, Any]:
         return {"mode": f"{self.mode:04o}", "content": self.content}
 
@@ -372,6 +374,7 @@ class Sysctl(Claim):
     def describe(self) -> str:
         return f"sysctl {self.name} = {self.value} (previous value restored)"
 
+    @property
     def detail(self) -> dict[str, Any]:
         return {"value": self.value}
 
@@ -432,6 +435,7 @@ class Offloads(Claim):
         return f"offloads on {self.ifname}: " + ", ".join(
             f"{k} {'on' if v else 'off'}" for k, v in self.features.items())
 
+    @property
     def detail(self) -> dict[str, Any]:
         return {"features": dict(self.features), "shared": self.shared}
 
@@ -467,17 +471,25 @@ class IptablesTable(Claim):
     table: str = ""
     original: str | None = None
     netns: str = ""
+    family: str = "ipv4"
 
     @property
     def target(self) -> str:
         return self.table
+
+    def key(self) -> ClaimKey:
+        kind = "ip6tables-table" if self.family == "ipv6" else self.kind
+        return ClaimKey(kind, self.target, self.netns)
+
+    def identity(self) -> tuple[Any, ...]:
+        return (*super().identity(), self.family)
 
     def apply(self, env: HostEnv) -> None:
         self.hold(env)
 
     def restore(self, original: Any) -> None:
         if original == "absent":
-            firewall.drop_table_if_empty(self.table)
+            firewall.drop_table_if_empty(self.table, self.family)
 
 
 @dataclass(frozen=True)
@@ -492,17 +504,25 @@ class NftBaseChain(Claim):
     chain: str = ""
     original: str | None = None
     netns: str = ""
+    family: str = "ipv4"
 
     @property
     def target(self) -> str:
         return f"{self.table}/{self.chain}"
+
+    def key(self) -> ClaimKey:
+        kind = "nft6-chain" if self.family == "ipv6" else self.kind
+        return ClaimKey(kind, self.target, self.netns)
+
+    def identity(self) -> tuple[Any, ...]:
+        return (*super().identity(), self.family)
 
     def apply(self, env: HostEnv) -> None:
         self.hold(env)
 
     def restore(self, original: Any) -> None:
         if original == "absent":
-            firewall.drop_base_chain_if_empty(self.table, self.chain)
+            firewall.drop_base_chain_if_empty(self.table, self.chain, self.family)
 
 
 # --- firewall --------------------------------------------------------------------------
@@ -524,13 +544,14 @@ class Firewall(HostChange):
         return self.owner
 
     def identity(self) -> tuple[Any, ...]:
-        return (self.kind, self.owner, self.netns,
+        return (self.kind, self.owner, self.netns, self.ruleset.family,
                 tuple((c.table, c.name) for c in self.ruleset.chains))
 
     def describe(self) -> str:
         return f"firewall ruleset {self.owner}:\n" + "".join(
             f"    {line}\n" for line in self.ruleset.restore_text().splitlines()).rstrip("\n")
 
+    @property
     def detail(self) -> dict[str, Any]:
         return {"restore": self.ruleset.restore_text(), **self.ruleset.to_json()}
 
@@ -546,4 +567,4 @@ class Firewall(HostChange):
         firewall.apply(self.ruleset, self.live)
 
     def undo(self, env: HostEnv) -> None:
-        firewall.remove((c.table, c.name) for c in self.ruleset.chains)
+        firewall.remove(((c.table, c.name) for c in self.ruleset.chains), self.ruleset.family)

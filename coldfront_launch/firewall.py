@@ -1,5 +1,7 @@
 """iptables rulesets that cf-launch owns: its own chains, each reached by one jump.
 
+A ruleset is IPv4 (``iptables``) unless its ``family`` is ``ipv6`` (``ip6tables``).
+
 Applied atomically with one ``iptables-restore --noflush``; nothing outside the owned
 chains is flushed or edited, and the jumps are added only when missing. Removal reads
 the live ruleset, so it is exact and idempotent even after a half-finished start.
@@ -21,6 +23,8 @@ from . import distro
 from .errors import HostChangeError
 
 IPTABLES = "iptables"
+TOOLS = {"ipv4": IPTABLES, "ipv6": "ip6tables"}
+NFT_FAMILIES = {"ipv4": "ip", "ipv6": "ip6"}
 CHAIN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,28}$")
 
 
@@ -48,9 +52,11 @@ class Ruleset:
 
     chains: tuple[Chain, ...]
     jumps: tuple[Jump, ...]
+    family: str = "ipv4"
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "family": self.family,
             "chains": [{"table": c.table, "name": c.name, "rules": list(c.rules)}
                        for c in self.chains],
             "jumps": [{"table": j.table, "chain": j.builtin, "rule": j.spec}
@@ -64,6 +70,7 @@ class Ruleset:
             tuple(Chain(c["table"], c["name"], tuple(c.get("rules", ())))
                   for c in data.get("chains", [])),
             tuple(Jump(j["table"], j["chain"], j["rule"]) for j in data.get("jumps", [])),
+            str(data.get("family", "ipv4")),
         )
 
     def restore_text(self) -> str:
@@ -110,11 +117,11 @@ class Live:
     rules: dict[str, list[str]]        # table -> "-A CHAIN ..." lines
 
     @classmethod
-    def read(cls) -> Live:
+    def read(cls, family: str = "ipv4") -> Live:
         chains: dict[str, dict[str, str]] = {}
         rules: dict[str, list[str]] = {}
         table = ""
-        for line in save().splitlines():
+        for line in save(family).splitlines():
             if line.startswith("*"):
                 table = line[1:].strip()
                 chains[table], rules[table] = {}, []
@@ -134,11 +141,11 @@ class Live:
 BUILTIN_CHAINS = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
 
 
-def restore(text: str) -> None:
-    """Feed one atomic transaction to ``iptables-restore --noflush``."""
+def restore(text: str, family: str = "ipv4") -> None:
+    """Feed one atomic transaction to ``iptables-restore --noflush`` (ip6tables for ipv6)."""
     if not text:
         return
-    result = _run([f"{IPTABLES}-restore", "-w", "--noflush"], stdin=text)
+    result = _run([f"{TOOLS[family]}-restore", "-w", "--noflush"], stdin=text)
     if result.returncode != 0:
         raise HostChangeError(f"iptables-restore refused the ruleset: {result.stderr.strip()}",
                               "run `cf-launch plan` to see the rules")
@@ -151,21 +158,22 @@ def apply(ruleset: Ruleset, live: Live | None = None) -> None:
     for chain in ruleset.chains:
         if not CHAIN_NAME.match(chain.name):
             raise HostChangeError(f"invalid chain name {chain.name!r}")
-    live = live or Live.read()
+    live = live or Live.read(ruleset.family)
     present = [j for j in ruleset.jumps if live.jumps_to(j.table, _target(j))]
-    restore("".join(_apply_section(t, ruleset, present) for t in ruleset.tables()))
+    restore("".join(_apply_section(t, ruleset, present) for t in ruleset.tables()),
+            ruleset.family)
 
 
 def _target(jump: Jump) -> str:
     return shlex.split(jump.spec)[-1]
 
 
-def remove(chains: Iterable[tuple[str, str]]) -> None:
+def remove(chains: Iterable[tuple[str, str]], family: str = "ipv4") -> None:
     """Delete every jump into the owned chains, then the chains; leave all else alone.
 
     Reads the live ruleset once and deletes by the saved rule text, so a duplicated jump
     goes too, and a half-applied start is undone exactly. One atomic transaction."""
-    live = Live.read()
+    live = Live.read(family)
     owned = list(chains)
     by_table: dict[str, list[str]] = {}
     for table, name in owned:
@@ -177,7 +185,7 @@ def remove(chains: Iterable[tuple[str, str]]) -> None:
     for table, name in present:
         by_table.setdefault(table, []).append(f"-X {name}")
     restore("".join(f"*{t}\n" + "\n".join(lines) + "\nCOMMIT\n"
-                    for t, lines in by_table.items() if lines))
+                    for t, lines in by_table.items() if lines), family)
 
 
 @functools.lru_cache(maxsize=1)
@@ -190,26 +198,26 @@ def nft_available() -> bool:
     return is_nft_backend() and shutil.which("nft") is not None
 
 
-def drop_table_if_empty(table: str) -> None:
+def drop_table_if_empty(table: str, family: str = "ipv4") -> None:
     """Delete a table cf-launch's rules brought into being, once nothing is left in it.
 
     Only the nf_tables backend creates tables on first use; a legacy table is left alone.
     A table with any rule, user chain or non-ACCEPT policy is someone else's now: kept.
     """
-    live = Live.read()
+    live = Live.read(family)
     if table not in live.chains or not nft_available():
         return
     if live.rules[table] or any(name not in BUILTIN_CHAINS or policy != "ACCEPT"
                                 for name, policy in live.chains[table].items()):
         return
-    _nft_delete("table", table)
+    _nft_delete("table", table, family=family)
 
 
-def base_chains_present() -> set[tuple[str, str]]:
+def base_chains_present(family: str = "ipv4") -> set[tuple[str, str]]:
     """(table, chain) pairs nf_tables holds now (iptables-nft makes built-ins on first use)."""
     if not nft_available():
         return set()
-    result = _run(["nft", "-j", "list", "chains", "ip"])
+    result = _run(["nft", "-j", "list", "chains", NFT_FAMILIES[family]])
     if result.returncode != 0:
         return set()
     found = set()
@@ -220,27 +228,28 @@ def base_chains_present() -> set[tuple[str, str]]:
     return found
 
 
-def drop_base_chain_if_empty(table: str, chain: str) -> None:
+def drop_base_chain_if_empty(table: str, chain: str, family: str = "ipv4") -> None:
     """Delete a built-in chain cf-launch's jump brought into being, once it is empty."""
-    if (table, chain) not in base_chains_present():
+    if (table, chain) not in base_chains_present(family):
         return
-    live = Live.read()
+    live = Live.read(family)
     if live.chains.get(table, {}).get(chain) != "ACCEPT" or any(
             r.split()[1] == chain for r in live.rules.get(table, [])):
         return
-    _nft_delete("chain", table, chain)
+    _nft_delete("chain", table, chain, family)
 
 
-def _nft_delete(kind: str, table: str, chain: str = "") -> None:
-    result = _run(["nft", "delete", kind, "ip", table, *([chain] if chain else [])])
+def _nft_delete(kind: str, table: str, chain: str = "", family: str = "ipv4") -> None:
+    result = _run(["nft", "delete", kind, NFT_FAMILIES[family], table,
+                   *([chain] if chain else [])])
     if result.returncode != 0:
         raise HostChangeError(f"cannot remove the empty {kind} {table} {chain} cf-launch "
                               f"created: {result.stderr.strip()}", "install nftables (nft)")
 
 
-def save() -> str:
-    """The live ruleset, as ``iptables-save`` prints it."""
-    result = _run([f"{IPTABLES}-save"])
+def save(family: str = "ipv4") -> str:
+    """The live ruleset, as ``iptables-save`` (``ip6tables-save``) prints it."""
+    result = _run([f"{TOOLS[family]}-save"])
     if result.returncode != 0:
-        raise HostChangeError(f"iptables-save failed: {result.stderr.strip()}")
+        raise HostChangeError(f"{TOOLS[family]}-save failed: {result.stderr.strip()}")
     return result.stdout

@@ -105,18 +105,20 @@ class RecordingHost:
         self._make(Link(ifname, present, self.netns))
 
     def apply_firewall(self, owner: str, ruleset: firewall.Ruleset) -> None:
-        live = self._read(firewall.Live.read)
+        family = ruleset.family
+        live = self._read(lambda: firewall.Live.read(family))
         if live is not None:
             # iptables-nft creates a table on first use, and a built-in chain on its first
             # rule: claim each, so the last holder removes what cf-launch brought in.
             for table in ruleset.tables():
-                self._make(IptablesTable(table, _presence(table in live.chains), self.netns))
+                self._make(IptablesTable(table, _presence(table in live.chains), self.netns,
+                                         family))
             if firewall.nft_available():
-                base = firewall.base_chains_present()
+                base = firewall.base_chains_present(family)
                 for jump in ruleset.jumps:
                     self._make(NftBaseChain(jump.table, jump.builtin,
                                             _presence((jump.table, jump.builtin) in base),
-                                            self.netns))
+                                            self.netns, family))
         self._make(Firewall(owner, ruleset, self.netns, live))
 
     def set_offloads(self, ifname: str, features: dict[str, bool], shared: bool = False) -> None:

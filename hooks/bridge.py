@@ -2,7 +2,8 @@
 
 The instance gets its own network namespace on bridge ``sbr0`` (``10.22.0.0/16``). The
 host forwards ports 80 and 443 to it (DNAT, also for clients on the host itself),
-masquerades its outbound traffic, clamps TCP MSS, and turns checksum/segmentation
+masquerades its outbound traffic (but drops what goes to the cloud's instance metadata
+service, see :mod:`.metadata`), clamps TCP MSS, and turns checksum/segmentation
 offloads off on the bridge and the instance's veth. Every rule lives in chains of the
 instance's own, reached by one jump each, and ``stop`` removes exactly those.
 
@@ -17,6 +18,7 @@ Settings, ``[hook.bridge]``::
     mtu = 1500
     cni_config_dir = ""          # default: from apptainer.conf
     offloads = true              # turn tx checksum / TSO / GSO off
+    allow_metadata = false       # true lets the instance reach 169.254.169.254 / .170.2
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from coldfront_launch.hookspecs import hookimpl
 from coldfront_launch.host import HostChanges
 from coldfront_launch.types import PLACEHOLDER_IP, Endpoint, InstanceInfo, LaunchContext, Problem
 
-from . import bridge_cni, bridge_rules
+from . import bridge_cni, bridge_rules, metadata
 from .bridge_settings import NAME, BridgeSettings, parse
 
 CONFLICTS = ("override",)
@@ -125,7 +127,7 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
         if not (plugins / plugin).exists():
             problems.append(Problem("cni", f"the CNI plugin {plugins / plugin} is missing",
                                     distro.install_hint("cni")))
-    return problems
+    return problems + metadata.ec2_warning(NAME, s.allow_metadata)
 
 
 @hookimpl

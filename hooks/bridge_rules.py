@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from coldfront_launch.firewall import Chain, Jump, Ruleset
 
+from . import metadata
 from .bridge_settings import BridgeSettings, chain_tag
 
 PREFIX = "CF-LAUNCH"
@@ -20,7 +21,8 @@ def comment(instance: str) -> str:
 
 def ruleset(instance: str, settings: BridgeSettings, ip: str, external: str) -> Ruleset:
     """DNAT in (external interface and the host itself), MASQUERADE out, FORWARD accepts
-    for this instance only, and MSS clamping: every rule in chains this instance owns."""
+    for this instance only (after dropping its packets to the cloud's metadata service,
+    unless ``allow_metadata``), and MSS clamping: every rule in chains this instance owns."""
     names = chain_names(instance)
     note = comment(instance)
     me = f"{ip}/32"
@@ -29,7 +31,9 @@ def ruleset(instance: str, settings: BridgeSettings, ip: str, external: str) -> 
                  f"-j DNAT --to-destination {ip}:{p.container}" for p in settings.ports)
     local = tuple(f"! -d 127.0.0.0/8 -p tcp -m tcp --dport {p.host} {note} "
                   f"-j DNAT --to-destination {ip}:{p.container}" for p in settings.ports)
+    drops = () if settings.allow_metadata else metadata.forward_drops(me, br, note)
     forward = (
+        *drops,
         f"-i {br} -s {me} {note} -j ACCEPT",
         f"-o {br} -d {me} -m conntrack --ctstate RELATED,ESTABLISHED {note} -j ACCEPT",
         *(f"-o {br} -d {me} -p tcp -m tcp --dport {p.container} -m conntrack --ctstate DNAT "

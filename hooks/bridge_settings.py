@@ -15,7 +15,7 @@ from coldfront_launch.validate import PortMap
 
 NAME = "bridge"
 KEYS = {"network", "bridge", "subnet", "ip", "ports", "external_interface", "mtu",
-        "cni_config_dir", "offloads"}
+        "cni_config_dir", "offloads", "allow_metadata"}
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class BridgeSettings:
     mtu: int = 1500
     cni_config_dir: str = ""
     offloads: bool = True
+    allow_metadata: bool = False
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:
@@ -68,6 +69,8 @@ def parse(ctx: LaunchContext) -> BridgeSettings:
         cni_config_dir=str(v.path(f"{key}.cni_config_dir", cni_dir, kind="dir"))
         if cni_dir != "" else "",
         offloads=v.boolean(f"{key}.offloads", raw.get("offloads", d.offloads)),
+        allow_metadata=v.boolean(f"{key}.allow_metadata",
+                                 raw.get("allow_metadata", d.allow_metadata)),
     )
 
 

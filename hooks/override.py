@@ -3,7 +3,9 @@
 ``apptainer instance start --netns-path <path>`` (default ``/proc/1/ns/net``) shares the
 host's network. Override files, bound one by one, keep systemd-networkd, systemd-resolved
 and NetworkManager from running, keep udev from renaming interfaces, and take
-CAP_NET_ADMIN (and CAP_NET_RAW) from PID 1's bounding set.
+CAP_NET_ADMIN (and CAP_NET_RAW) from PID 1's bounding set. A chain of cf-launch's own on
+the shared namespace's OUTPUT path rejects the ColdFront service user's packets to the
+cloud's instance metadata service (see :mod:`.metadata`).
 
 Settings, ``[hook.override]``::
 
@@ -11,20 +13,28 @@ Settings, ``[hook.override]``::
     ports = [80, 443]               # must be free there before start
     keep_net_raw = false            # true keeps CAP_NET_RAW (ping from services)
     disable_units = [...]           # units skipped inside (default: the network managers)
+    allow_metadata = false          # true lets ColdFront reach 169.254.169.254 / .170.2
+    metadata_uid = 8801             # the service uid the rule matches (until a core setting)
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
+from coldfront_launch import netinfo
 from coldfront_launch import validate as v
 from coldfront_launch.errors import ConfigError
 from coldfront_launch.hookspecs import hookimpl
+from coldfront_launch.host import HostChanges
 from coldfront_launch.listeners import busy
 from coldfront_launch.resources import read, render
 from coldfront_launch.types import Bind, Endpoint, InstanceInfo, LaunchContext, Problem
+
+from . import metadata
 
 NAME = "override"
 DATA = "coldfront_launch.overrides"
@@ -46,13 +56,16 @@ class OverrideSettings:
     ports: tuple[int, ...] = (80, 443)
     keep_net_raw: bool = False
     disable_units: tuple[str, ...] = DEFAULT_UNITS
+    allow_metadata: bool = False
+    metadata_uid: int = metadata.DEFAULT_SERVICE_UID
 
     @property
     def dropped_caps(self) -> list[str]:
         return ["CAP_NET_ADMIN"] + ([] if self.keep_net_raw else ["CAP_NET_RAW"])
 
 
-KEYS = {"netns_path", "ports", "keep_net_raw", "disable_units"}
+KEYS = {"netns_path", "ports", "keep_net_raw", "disable_units", "allow_metadata",
+        "metadata_uid"}
 
 
 def settings(ctx: LaunchContext) -> OverrideSettings:
@@ -73,6 +86,9 @@ def settings(ctx: LaunchContext) -> OverrideSettings:
         keep_net_raw=v.boolean(f"hook.{NAME}.keep_net_raw",
                                raw.get("keep_net_raw", d.keep_net_raw)),
         disable_units=units,
+        allow_metadata=v.boolean(f"hook.{NAME}.allow_metadata",
+                                 raw.get("allow_metadata", d.allow_metadata)),
+        metadata_uid=metadata.uid_setting(NAME, raw),
     )
 
 
@@ -82,12 +98,43 @@ def cf_launch_validate(ctx: LaunchContext) -> None:
     settings(ctx)
 
 
+def _metadata_problems(s: OverrideSettings) -> list[Problem]:
+    """The metadata rule needs iptables, and must land in the namespace ColdFront joins."""
+    if s.allow_metadata:
+        return metadata.ec2_warning(NAME, True)
+    hint = f"or set hook.{NAME}.allow_metadata = true"
+    tools = ["iptables"] + (["ip6tables"] if metadata.ipv6_present() else [])
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        return [Problem("iptables", f"not installed: {', '.join(missing)}; cf-launch needs "
+                        "it to keep ColdFront from the cloud's metadata service",
+                        f"install iptables-nft, {hint}")]
+    if str(os.stat(s.netns_path).st_ino) != netinfo.netns_id():
+        return [Problem("metadata", f"cf-launch runs outside {s.netns_path}, so its metadata "
+                        "rule would not apply to ColdFront", f"run cf-launch in that namespace "
+                        f"(nsenter --net={s.netns_path} cf-launch ...), {hint}")]
+    return []
+
+
 @hookimpl
 def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
     s = settings(ctx)
     return [Problem("ports", listener.describe(),
                     "stop that service, or change the ports ColdFront should use")
-            for listener in busy(s.netns_path, list(s.ports))]
+            for listener in busy(s.netns_path, list(s.ports))] + _metadata_problems(s)
+
+
+@hookimpl
+def cf_launch_pre_start(ctx: LaunchContext, host: HostChanges) -> None:
+    s = settings(ctx)
+    if s.allow_metadata:
+        return
+    uid = metadata.service_uid(ctx, s.metadata_uid)
+    owner = f"{NAME}:{ctx.settings.name}"
+    host.apply_firewall(owner, metadata.owner_ruleset(ctx.settings.name, uid))
+    if metadata.ipv6_present():
+        host.apply_firewall(f"{owner}:ipv6",
+                            metadata.owner_ruleset(ctx.settings.name, uid, "ipv6"))
 
 
 @hookimpl

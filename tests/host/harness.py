@@ -153,7 +153,7 @@ class Sandbox:
 
 
 def network_snapshot(netns: str | None, testhost: TestHost | None = None) -> dict[str, str]:
-    """Links, addresses, routes, firewall and forwarding sysctls of a namespace.
+    """Links, addresses, routes, firewall (IPv4 and IPv6) and forwarding sysctls of a namespace.
 
     ``netns=None`` reads this machine's own namespace (read-only commands only)."""
     prefix = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
@@ -171,12 +171,13 @@ def network_snapshot(netns: str | None, testhost: TestHost | None = None) -> dic
         "nft": re.sub(r"counter packets \d+ bytes \d+", "counter",
                       out(["nft", "list", "ruleset"])) if _has("nft") else "",
     }
-    if testhost is not None:
-        saved = testhost.run(["iptables-save"], netns=netns).stdout
-    else:
-        saved = out(["iptables-save"]) if _has("iptables-save") else ""
-    snap["iptables"] = "\n".join(line.split(" [")[0] if line.startswith(":") else line
-                                 for line in saved.splitlines() if not line.startswith("#"))
+    for tool in ("iptables", "ip6tables"):
+        if testhost is not None:
+            saved = testhost.run([f"{tool}-save"], netns=netns).stdout
+        else:
+            saved = out([f"{tool}-save"]) if _has(f"{tool}-save") else ""
+        snap[tool] = "\n".join(line.split(" [")[0] if line.startswith(":") else line
+                               for line in saved.splitlines() if not line.startswith("#"))
     sysctls = ["net/ipv4/ip_forward", "net/ipv4/conf/all/rp_filter",
                "net/ipv4/conf/default/rp_filter", "net/ipv6/conf/all/forwarding"]
     snap["sysctl"] = out(["cat", *(f"/proc/sys/{k}" for k in sysctls)])

@@ -2,6 +2,7 @@
 bridge plugin standing in for Apptainer's network setup. Used by test_bridge_netns.py.
 
     python -m tests.netns.bridge_driver start STATE_ROOT CONTAINER_NS PID [--kill]
+        [--allow-metadata]
     python -m tests.netns.bridge_driver stop STATE_ROOT CONTAINER_NS
 """
 
@@ -35,10 +36,11 @@ class Killer:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def launcher(state_root: str, hooks: list[str]) -> Launcher:
+def launcher(state_root: str, hooks: list[str], allow_metadata: bool = False) -> Launcher:
     settings = settings_from_mapping({
         "name": NAME, "state_root": state_root, "hooks": hooks,
-        "hook": {"bridge": {"cni_config_dir": f"{state_root}/cni", "ports": [80, "8443:443"]}},
+        "hook": {"bridge": {"cni_config_dir": f"{state_root}/cni", "ports": [80, "8443:443"],
+                            "allow_metadata": allow_metadata}},
     })
     return Launcher(settings)
 
@@ -63,12 +65,13 @@ def cni(command: str, state_root: str, container_ns: str) -> dict:  # type: igno
     return json.loads(result.stdout) if result.stdout.strip() else {}
 
 
-def start(state_root: str, container_ns: str, pid: int, kill: bool) -> None:
+def start(state_root: str, container_ns: str, pid: int, kill: bool,
+          allow_metadata: bool = False) -> None:
     hooks = ["bridge"]
     if kill:
         plugins.register(Killer(), "killer")
         hooks.append("killer")
-    lch = launcher(state_root, hooks)
+    lch = launcher(state_root, hooks, allow_metadata)
     ctx = lch.context()
     runner = plugins.Hooks(tuple(hooks), internal=False)  # no Apptainer here
     runner.validate(ctx)
@@ -99,6 +102,6 @@ def stop(state_root: str, container_ns: str) -> None:
 if __name__ == "__main__":
     verb, root, ns = sys.argv[1:4]
     if verb == "start":
-        start(root, ns, int(sys.argv[4]), "--kill" in sys.argv)
+        start(root, ns, int(sys.argv[4]), "--kill" in sys.argv, "--allow-metadata" in sys.argv)
     else:
         stop(root, ns)

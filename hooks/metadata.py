@@ -1,0 +1,106 @@
+"""Cloud instance metadata: what ColdFront must not reach, the rules that keep it away in
+each network mode, and the EC2 check behind ``doctor``'s warning.
+
+Shared by the ``bridge`` and ``override`` hooks. Blocked are exactly the credential
+endpoints, never ``169.254.0.0/16`` as a whole: AWS serves DNS (169.254.169.253) and time
+(169.254.169.123) from that range too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from coldfront_launch.errors import ConfigError
+from coldfront_launch.firewall import Chain, Jump, Ruleset
+from coldfront_launch.types import LaunchContext, Problem
+
+from .bridge_settings import chain_tag
+
+# AWS, GCP and Azure IMDS; AWS ECS/container credentials.
+METADATA_V4 = ("169.254.169.254", "169.254.170.2")
+# AWS's IPv6 IMDS. Blocked under override when the kernel has IPv6; the bridge network
+# is IPv4 only, so an instance on it has no route there.
+METADATA_V6 = ("fd00:ec2::254",)
+IF_INET6 = Path("/proc/net/if_inet6")  # present when the kernel has IPv6
+
+# The uid ColdFront's services run as in the image (issue 10 makes it a setting).
+DEFAULT_SERVICE_UID = 8801
+# The core setting that will carry that uid; until it exists, [hook.override] metadata_uid.
+CORE_UID_SETTING = "service_uid"
+
+DMI_DIR = Path("/sys/class/dmi/id")
+DMI_ENV = "CF_LAUNCH_DMI_DIR"  # test seam: a folder with sys_vendor / board_asset_tag files
+
+
+def uid_setting(hook: str, raw: dict[str, Any]) -> int:
+    """``[hook.<hook>] metadata_uid``, the fallback for the core service uid setting."""
+    value = raw.get("metadata_uid", DEFAULT_SERVICE_UID)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**32 - 2:
+        raise ConfigError(f"hook.{hook}.metadata_uid", f"{value!r} is not a non-root uid",
+                          f"e.g. {DEFAULT_SERVICE_UID}")
+    return int(value)
+
+
+def service_uid(ctx: LaunchContext, fallback: int) -> int:
+    """The uid ColdFront's services run as: the one place the metadata rule takes it from.
+
+    The core setting (``CORE_UID_SETTING``) when the core has it, else ``fallback``."""
+    core = getattr(ctx.settings, CORE_UID_SETTING, None)
+    if isinstance(core, int) and not isinstance(core, bool):
+        return core
+    return fallback
+
+
+def forward_drops(source: str, bridge: str, note: str) -> tuple[str, ...]:
+    """Bridge mode: FORWARD rules dropping the instance's packets to the metadata addresses."""
+    return tuple(f"-i {bridge} -s {source} -d {addr}/32 {note} -j DROP"
+                 for addr in METADATA_V4)
+
+
+def owner_chain_name(instance: str) -> str:
+    return f"CF-LAUNCH-{chain_tag(instance)}-META"
+
+
+def owner_ruleset(instance: str, uid: int, family: str = "ipv4") -> Ruleset:
+    """Override mode: on the shared namespace's OUTPUT path, reject the service user's
+    packets to the metadata addresses; every other process (root, the host's) passes."""
+    name = owner_chain_name(instance)
+    note = f"-m comment --comment cf-launch:{instance}"
+    v6 = family == "ipv6"
+    addresses, prefix = (METADATA_V6, 128) if v6 else (METADATA_V4, 32)
+    reject = "icmp6-port-unreachable" if v6 else "icmp-port-unreachable"
+    rules = tuple(f"-d {addr}/{prefix} -m owner --uid-owner {uid} {note} "
+                  f"-j REJECT --reject-with {reject}" for addr in addresses)
+    return Ruleset((Chain("filter", name, rules),),
+                   (Jump("filter", "OUTPUT", f"{note} -j {name}"),), family)
+
+
+def ipv6_present() -> bool:
+    """Whether the kernel has IPv6 (then the override rule gets an ip6tables twin)."""
+    return IF_INET6.exists()
+
+
+def _dmi(name: str) -> str:
+    folder = Path(os.environ.get(DMI_ENV) or DMI_DIR)
+    try:
+        return (folder / name).read_text().strip()
+    except OSError:
+        return ""
+
+
+def on_ec2() -> bool:
+    """Whether this host is an EC2 instance, from DMI alone (never the network)."""
+    return _dmi("sys_vendor") == "Amazon EC2" or _dmi("board_asset_tag").startswith("i-")
+
+
+def ec2_warning(hook: str, allowed: bool) -> list[Problem]:
+    """doctor/preflight: a non-fatal warning when metadata is allowed on EC2."""
+    if not allowed or not on_ec2():
+        return []
+    return [Problem("metadata", f"this host is an EC2 instance and hook.{hook}.allow_metadata "
+                    "is true: ColdFront can fetch the host role's credentials from "
+                    "169.254.169.254", f"set hook.{hook}.allow_metadata = false unless "
+                    "ColdFront must reach the instance metadata service", fatal=False)]
+
