@@ -180,3 +180,15 @@ def test_build_runs_in_the_definitions_folder_but_callbacks_do_not(
     built = json.loads((tmp_path / "out.sif").read_text())
     assert built["cwd"] == str(defs), "the build process itself ran in the definitions folder"
     assert Path.cwd() == here
+
+
+def test_build_without_apptainer_refuses_before_anything(tmp_path, defs, monkeypatch) -> None:
+    from coldfront_launch.errors import ApptainerNotFound
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    settings = _settings(tmp_path, defs)
+    events: list[str] = []
+    with pytest.raises(ApptainerNotFound):
+        builder.build(settings, progress=lambda e: events.append(e.kind))
+    assert events == [], "nothing printed"
+    assert not settings.cache_dir.exists(), "no lock, no log, no folder"

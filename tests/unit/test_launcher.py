@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from coldfront_launch import plugins
-from coldfront_launch.errors import LockedError, NotRunningError, StartError
+from coldfront_launch.errors import HostChangeError, LockedError, NotRunningError, StartError
 from coldfront_launch.launcher import PLACEHOLDER_IP, Launcher
 from coldfront_launch.state import InstanceState
 from tests import recorder_plugin
@@ -266,3 +266,60 @@ def test_stop_after_the_namespace_is_gone(fake_apptainer, recorder, tmp_path: Pa
     assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
     assert not claims.exists(), "the dead namespace's claims are dropped"
     assert json.loads(Path(os.environ["FAKE_APPTAINER_STATE"]).read_text()) == {}
+
+
+def test_undo_never_depends_on_todays_settings(make_settings, fake_apptainer, recorder,
+                                                sysctl_root, tmp_path: Path) -> None:
+    """Stop works from the journal after the config changed; an undo that fails is reported,
+    the rest is undone, and the next start is not blocked (what failed is set aside)."""
+    made = tmp_path / "etc" / "made-by-recorder.conf"
+    Launcher(make_settings(hooks=["recorder"])).start()
+    assert made.exists()
+    # The settings change under a running instance: other hooks, another timeout.
+    changed = Launcher(make_settings(hooks=["bridge"], ready_timeout=5))
+    changed.stop()
+    assert not made.exists() and (sysctl_root / "net/ipv4/ip_forward").read_text() == "0\n"
+
+    launcher = Launcher(make_settings(hooks=["recorder"]))
+    launcher.start()
+    # An undo that cannot work: the file's folder has become a file.
+    made.unlink()
+    made.parent.rmdir()
+    made.parent.write_text("someone else's file now")
+    state = InstanceState(launcher.settings.state_dir)
+    with pytest.raises(HostChangeError) as err:
+        launcher.stop()
+    assert "NotADirectoryError" in str(err.value) and str(made) in str(err.value)
+    assert (sysctl_root / "net/ipv4/ip_forward").read_text() == "0\n", "the rest was undone"
+    assert [e.kind for e in state.entries()] == ["file"], "only the failure is kept"
+
+    notes: list[str] = []
+    made.parent.unlink()
+    Launcher(make_settings(hooks=["recorder"]), report=notes.append).start()
+    assert not any("could not undo" in n for n in notes), "fixed: the retry worked"
+    Launcher(make_settings(hooks=["recorder"])).stop()
+    assert state.entries() == [] and state.unresolved() == 0
+
+
+def test_stuck_leftovers_are_set_aside_not_blocking(make_settings, fake_apptainer, recorder,
+                                                    sysctl_root, tmp_path: Path) -> None:
+    from coldfront_launch.changes import Unknown
+
+    launcher = Launcher(make_settings(hooks=["recorder"]))
+    state = InstanceState(launcher.settings.state_dir)
+    state.record(Unknown({"type": "from-a-newer-release"}))
+    notes: list[str] = []
+    Launcher(make_settings(hooks=["recorder"]), report=notes.append).start()
+    assert any("could not undo" in n and "unresolved.jsonl" in n for n in notes), notes
+    assert state.unresolved() == 1 and "from-a-newer-release" in \
+        state.unresolved_path.read_text()
+    launcher.stop()
+    assert state.entries() == []
+
+
+def test_stop_of_an_unknown_name_creates_nothing(make_settings, fake_apptainer,
+                                                 tmp_path: Path) -> None:
+    launcher = Launcher(make_settings(name="never-started"))
+    with pytest.raises(NotRunningError):
+        launcher.stop()
+    assert not launcher.settings.state_dir.exists()
