@@ -5,99 +5,29 @@ Exit codes: :class:`~coldfront_launch.exitcodes.ExitCode` (and the README's tabl
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from . import apptainer, plugins
+from . import apptainer, cli_embed, plugins
 from .builder import BuildEvent
-from .errors import LaunchError
+from .clitools import emit as _emit
+from .clitools import friendly
+from .clitools import hook_option as _hook_option
+from .clitools import json_option as _json_option
+from .clitools import launcher_of as _launcher
+from .clitools import name_option as _name_option
+from .clitools import print_started as _print_started
+from .clitools import settings_of as _settings
+from .clitools import start_overrides as _start_overrides
 from .exitcodes import ExitCode
 from .launcher import Launcher
-from .settings import Settings, load_settings, replace_build
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fail(err: LaunchError) -> None:
-    click.secho(f"cf-launch: error: {err}", fg="red", err=True)
-    if err.details:
-        click.echo(err.details, err=True)
-    if err.hint:
-        click.echo(f"hint: {err.hint}", err=True)
-    sys.exit(err.exit_code)
-
-
-def friendly(func: F) -> F:
-    """Turn every error into a one-line cause and a hint; never a traceback."""
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except LaunchError as err:
-            _fail(err)
-        except KeyboardInterrupt:
-            click.echo("cf-launch: interrupted", err=True)
-            sys.exit(ExitCode.INTERRUPTED)
-        except Exception as err:  # noqa: BLE001 - the last line of defence
-            if os.environ.get("CF_LAUNCH_DEBUG"):
-                raise
-            click.secho(f"cf-launch: internal error: {type(err).__name__}: {err}", fg="red",
-                        err=True)
-            click.echo("hint: rerun with CF_LAUNCH_DEBUG=1 for a traceback, and report it",
-                       err=True)
-            sys.exit(ExitCode.INTERNAL)
-    return wrapper  # type: ignore[return-value]
-
-
-def _settings(ctx: click.Context, **overrides: Any) -> Settings:
-    obj = ctx.obj
-    return load_settings(obj["config"], name=obj["name"], state_root=obj["state_root"],
-                         **overrides)
-
-
-def _progress(message: str) -> None:
-    click.echo(f"… {message}", err=True)
-
-
-def _launcher(ctx: click.Context, **overrides: Any) -> Launcher:
-    return Launcher(_settings(ctx, **overrides), report=_progress)
-
-
-def _emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
-    if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
-    else:
-        human()
-
-
-def _decorated(decorator: Callable[[F], Any], func: F) -> F:
-    """Apply a click decorator, keeping ``func``'s type for mypy."""
-    result: F = decorator(func)
-    return result
-
-
-def _json_option(func: F) -> F:
-    """``--json``: machine-readable output on stdout (progress stays on stderr)."""
-    return _decorated(click.option("--json", "as_json", is_flag=True,
-                                   help="Print the result as JSON."), func)
-
-
-def _name_option(func: F) -> F:
-    """``--name`` after the subcommand too (``cf-launch start --name x``)."""
-    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-        if value is not None:
-            ctx.ensure_object(dict)["name"] = value
-    return _decorated(click.option("--name", expose_value=False, callback=remember,
-                                   help="Instance name (overrides the global --name)."), func)
+from .settings import replace_build
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -162,16 +92,6 @@ def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[s
           lambda: click.echo(f"image: {image} -> {image.resolve()}"))
 
 
-def _hook_option(func: F) -> F:
-    return _decorated(click.option(
-        "--hook", "hooks", multiple=True,
-        help="Plugin to run (repeatable); default from settings: bridge."), func)
-
-
-def _start_overrides(hooks: tuple[str, ...], image: Path | None) -> dict[str, Any]:
-    return {"hooks": list(hooks) if hooks else None, "image": str(image) if image else None}
-
-
 @cli.command()
 @_name_option
 @_hook_option
@@ -185,17 +105,6 @@ def start(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, no_wai
     """Start ColdFront: hooks prepare the host, the instance boots, then wait until ready."""
     started = _launcher(ctx, **_start_overrides(hooks, image)).start(wait=not no_wait)
     _emit(started.to_json(), as_json, lambda: _print_started(started.to_json()))
-
-
-def _print_started(data: dict[str, Any]) -> None:
-    inst = data["instance"]
-    click.echo(f"instance {inst['name']} running (pid {inst['pid']}"
-               + (f", ip {inst['ip']}" if inst["ip"] else "") + ")")
-    if data["ready"]:
-        click.echo(f"systemd: {data['system_state']}; ColdFront answers at {data['url']} "
-                   f"({data['seconds_to_ready']}s)")
-        if data["failed_units"]:
-            click.echo(f"failed units: {', '.join(data['failed_units'])}")
 
 
 @cli.command()
@@ -381,6 +290,10 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
           as_json, human)
     if any(p.fatal for p in problems):
         sys.exit(ExitCode.PREFLIGHT)
+
+
+for _command in cli_embed.COMMANDS:
+    cli.add_command(_command)
 
 
 def _terminate(signum: int, _frame: object) -> None:

@@ -77,6 +77,21 @@ def cf_launch_start_options(ctx: LaunchContext) -> list[str]:
 
 
 @hookspec
+def cf_launch_check_instance(ctx: LaunchContext, instance: InstanceInfo) -> list[Problem]:
+    """Check that an instance someone else started got this plugin's options (``attach``).
+
+    ``cf-launch prepare`` printed the options; a site's own ``apptainer instance start``
+    should have used them. Return what is missing, so ``attach`` refuses before it changes
+    anything (``start`` does not call this hook: it passes the options itself).
+
+    :param ctx: the launch context.
+    :param instance: the running instance, as Apptainer lists it.
+    :return: the problems found (an empty list when the instance fits).
+    """
+    raise NotImplementedError
+
+
+@hookspec
 def cf_launch_post_start(ctx: LaunchContext, host: HostChanges, instance: InstanceInfo) -> None:
     """Finish host setup once the instance runs and its address, if any, is known.
 

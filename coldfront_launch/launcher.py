@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import appdata, apptainer, builder, plugins, readiness, record
-from .changes import HostChange
+from .changes import HostChange, StopInstance
+from .embed import Embedding
 from .errors import ConfigError, HostChangeError, LaunchError, NotRunningError, PreflightError
 from .host import RealHost, RecordingHost
 from .sequence import LaunchSequence
@@ -118,20 +120,13 @@ class Launcher:
         image = self._check_image()
         apptainer.locate()
         with self.state.locked():
-            if apptainer.find(self.settings.name) is not None:
-                raise LaunchError(f"instance {self.settings.name} is already running",
-                                  "see `cf-launch status`; use `cf-launch restart` to restart")
-            self._clean_leftovers()
-            fatal = [p for p in seq.preflight() if p.fatal]
-            if fatal:
-                raise PreflightError("; ".join(p.message for p in fatal),
-                                     fatal[0].hint or "run `cf-launch doctor`")
+            self._ready_to_prepare(seq, "see `cf-launch status`; use `cf-launch restart` "
+                                   "to restart")
             appdata.ensure(self.settings.state_dir)
             record.write(self.settings.state_dir, seq.ctx.hooks, self.settings.image_path)
             host = RealHost(self.state, self.settings.state_root)
             clock = Stopwatch()
-            owner = os.getpid()
-            try:
+            with self._undone_on_failure("start"):
                 self.report("preparing the host")
                 prepared = seq.before_start(host)
                 clock.lap("pre_start")
@@ -141,21 +136,149 @@ class Launcher:
                 clock.lap("apptainer_start")
                 seq.after_start(host, info)
                 clock.lap("post_start")
-            except BaseException:
-                if os.getpid() != owner:  # a forked copy of this process: not ours to undo
-                    raise
-                self.report("start failed: undoing every change made so far")
-                left = undo_all(self.state, self.settings.state_root, apptainer.stop)
-                if left:
-                    self.report("could not undo: " + "; ".join(left) +
-                                " (kept in the journal: fix the cause, then `cf-launch stop`)")
-                else:
-                    record.remove(self.settings.state_dir)
-                raise
         ready = self.wait_ready(info, seq) if wait else None
         if ready is not None:
             clock.lap("ready")
         return Started(info, ready, host.changes, clock.laps)
+
+    def _ready_to_prepare(self, seq: LaunchSequence, running_hint: str,
+                          ignore: tuple[str, ...] = ()) -> None:
+        """Under the lock: the instance is not running, leftovers are undone, and no
+        preflight check (but those in ``ignore``) is fatal."""
+        if apptainer.find(self.settings.name) is not None:
+            raise LaunchError(f"instance {self.settings.name} is already running",
+                              running_hint)
+        self._clean_leftovers()
+        fatal = [p for p in seq.preflight() if p.fatal and p.check not in ignore]
+        if fatal:
+            raise PreflightError("; ".join(p.message for p in fatal),
+                                 fatal[0].hint or "run `cf-launch doctor`")
+
+    @contextlib.contextmanager
+    def _undone_on_failure(self, what: str) -> Iterator[None]:
+        """Undo every journaled change if the block fails (also on SIGTERM or Ctrl-C)."""
+        owner = os.getpid()
+        try:
+            yield
+        except BaseException:
+            if os.getpid() != owner:  # a forked copy of this process: not ours to undo
+                raise
+            self.report(f"{what} failed: undoing every change made so far")
+            left = undo_all(self.state, self.settings.state_root, apptainer.stop)
+            if left:
+                self.report("could not undo: " + "; ".join(left) +
+                            " (kept in the journal: fix the cause, then `cf-launch stop`)")
+            else:
+                record.remove(self.settings.state_dir)
+            raise
+
+    # --- embedding -------------------------------------------------------------------
+
+    def prepare(self, only_hooks: bool = False,
+                check: Callable[[Embedding], None] | None = None) -> Embedding:
+        """Everything ``start`` does before ``apptainer instance start``, under the same lock
+        and journal; returns the options for the site's own start command.
+
+        ``only_hooks``: only what the plugins contribute (an image not built by cf-launch,
+        with its own data layout). ``check`` sees the result first (as ``plan`` would make
+        it) and may refuse before anything changes."""
+        if check is not None:
+            planned = self.plan()
+            check(self._embedding(planned.command, self.sequence(planning=True)
+                                  .before_start(RecordingHost()).for_embedding(only_hooks)))
+        seq = self.sequence()
+        for warning in seq.validate():
+            self.report(f"warning: {warning.check}: {warning.message}")
+        if not only_hooks:
+            self._check_image()
+        with self.state.locked():
+            self._ready_to_prepare(seq, "prepare comes before your own `apptainer instance "
+                                   "start`; to redo it: stop the instance, `cf-launch detach`, "
+                                   "then prepare again", ignore=("image",) if only_hooks else ())
+            if not only_hooks:
+                appdata.ensure(self.settings.state_dir)
+            record.write(self.settings.state_dir, seq.ctx.hooks, self.settings.image_path,
+                         mode="prepared")
+            host = RealHost(self.state, self.settings.state_root)
+            with self._undone_on_failure("prepare"):
+                prepared = seq.before_start(host)
+        embedding = self._embedding(seq.command(prepared.options),
+                                    prepared.for_embedding(only_hooks))
+        embedding.changes = host.changes
+        return embedding
+
+    def _embedding(self, command: list[str], options: list[str]) -> Embedding:
+        return Embedding(self.settings.name, str(self.settings.image_path), options, command)
+
+    def attach(self, wait: bool = True) -> Started:
+        """Finish the host for an instance the site started with the prepared options, then
+        wait until ready. Refuses, changing nothing, if it was not prepared or not started
+        with those options."""
+        name = self.settings.name
+        with self.state.locked():
+            launched = record.read(self.settings.state_dir)
+            if launched.mode == "started":
+                raise LaunchError(f"instance {name} was started by cf-launch itself",
+                                  "nothing to attach; `cf-launch status` shows it")
+            if launched.mode not in ("prepared", "attached"):
+                raise LaunchError(f"nothing was prepared for instance {name}",
+                                  f"run `cf-launch prepare --name {name}` before your own "
+                                  "`apptainer instance start`, and add the options it prints")
+            seq = self.sequence(launched.hooks_or(self.settings.hooks))
+            info = apptainer.find(name)
+            if info is None:
+                raise NotRunningError(f"instance {name} is not running",
+                                      "start it with the options `cf-launch prepare` printed")
+            fatal = [p for p in seq.hooks.check_instance(seq.ctx, info) if p.fatal]
+            if fatal:
+                options = seq.before_start(RecordingHost()).for_embedding(True)
+                raise PreflightError(
+                    f"instance {name} was not started the way `cf-launch prepare` said: "
+                    + "; ".join(p.message for p in fatal),
+                    "stop it and start it again with these options: " + shlex.join(options))
+            host = RealHost(self.state, self.settings.state_root)
+            clock = Stopwatch()
+            self.report(f"finishing the host for {name}")
+            seq.after_start(host, info)
+            clock.lap("post_start")
+            record.write(self.settings.state_dir, seq.ctx.hooks, Path(launched.image),
+                         mode="attached")
+        ready = self.wait_ready(info, seq) if wait else None
+        if ready is not None:
+            clock.lap("ready")
+        return Started(info, ready, host.changes, clock.laps)
+
+    def detach(self) -> dict[str, Any]:
+        """Undo what ``prepare`` and ``attach`` changed; never stops the instance."""
+        name = self.settings.name
+        if not self.settings.state_dir.exists():
+            raise NotRunningError(f"nothing to detach for instance {name}",
+                                  "`cf-launch status --name NAME` shows what cf-launch knows")
+        with self.state.locked():
+            launched = record.read(self.settings.state_dir)
+            if launched.mode == "started":
+                raise LaunchError(f"instance {name} was started by cf-launch itself",
+                                  "stop it with `cf-launch stop`")
+            if not self.state.entries() and not launched.mode:
+                raise NotRunningError(f"nothing to detach for instance {name}",
+                                      "`cf-launch status` shows what cf-launch knows")
+            if check_namespace(self.state):
+                self.report("the network namespace the instance was prepared in is gone; "
+                            "undoing the rest")
+            info = apptainer.find(name)
+            seq = self.sequence(launched.hooks_or(self.settings.hooks))
+            if info is not None:
+                seq.hooks.pre_stop(seq.ctx, info)
+            failures = undo_all(self.state, self.settings.state_root, _never_stop)
+            if failures:
+                raise HostChangeError("some changes could not be undone: " + "; ".join(failures),
+                                      "fix the cause and run `cf-launch detach` again")
+            record.remove(self.settings.state_dir)
+            seq.hooks.post_stop(seq.ctx)
+        if info is not None:
+            self.report(f"instance {name} still runs, and its network is gone now "
+                        f"(stop it first: apptainer instance stop {name})")
+        return {"name": name, "detached": True, "still_running": info is not None}
 
     def wait_ready(self, info: InstanceInfo, seq: LaunchSequence | None = None
                    ) -> readiness.Readiness:
@@ -209,6 +332,8 @@ class Launcher:
                 began = Stopwatch()
                 apptainer.stop(name)
                 stopping["apptainer_stop"] = began.total()
+            if info is not None and not any(isinstance(e, StopInstance) for e in journal):
+                timed_stop(info.name)  # attached: the site started it; stop it, then undo
             failures = undo_all(self.state, self.settings.state_root, timed_stop)
             if failures:
                 raise HostChangeError("some changes could not be undone: " + "; ".join(failures),
@@ -265,3 +390,7 @@ class Launcher:
     def build(self, force: bool = False,
               progress: builder.Progress | None = None) -> Path:
         return builder.build(self.settings.build, force=force, progress=progress)
+
+
+def _never_stop(name: str) -> None:
+    """``detach`` never stops the instance (and its journal holds no instance entry)."""

@@ -243,6 +243,10 @@ class Hooks:
     def start_options(self, ctx: LaunchContext) -> list[str]:
         return [o for found in self._ordered("cf_launch_start_options", ctx=ctx) for o in found]
 
+    def check_instance(self, ctx: LaunchContext, instance: InstanceInfo) -> list[Problem]:
+        return [p for found in self._call("cf_launch_check_instance", ctx=ctx,
+                                          instance=instance) for p in found]
+
     def post_start(self, ctx: LaunchContext, host: HostChanges,
                    instance: InstanceInfo) -> None:
         self._call("cf_launch_post_start", ctx=ctx, host=host, instance=instance)

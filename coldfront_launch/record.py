@@ -14,20 +14,25 @@ FILE = "launch.json"
 
 @dataclass(frozen=True)
 class LaunchRecord:
+    """``mode``: ``started`` (cf-launch started it), ``prepared`` (``prepare`` ran; the
+    site starts it) or ``attached`` (``attach`` finished the host for it)."""
+
     hooks: tuple[str, ...] = ()
     image: str = ""
     pid: int = 0
+    mode: str = ""
 
     def hooks_or(self, default: tuple[str, ...]) -> tuple[str, ...]:
         """The plugins the instance was started with; ``default`` if unrecorded."""
         return self.hooks or default
 
     def to_json(self) -> dict[str, Any]:
-        return {"hooks": list(self.hooks), "image": self.image, "pid": self.pid}
+        return {"hooks": list(self.hooks), "image": self.image, "pid": self.pid,
+                "mode": self.mode}
 
 
-def write(state_dir: Path, hooks: tuple[str, ...], image: Path) -> None:
-    record = LaunchRecord(tuple(hooks), str(image), os.getpid())
+def write(state_dir: Path, hooks: tuple[str, ...], image: Path, mode: str = "started") -> None:
+    record = LaunchRecord(tuple(hooks), str(image), os.getpid(), mode)
     (state_dir / FILE).write_text(json.dumps(record.to_json()))
 
 
@@ -36,7 +41,7 @@ def read(state_dir: Path) -> LaunchRecord:
     try:
         data = json.loads((state_dir / FILE).read_text())
         return LaunchRecord(tuple(data.get("hooks") or ()), str(data.get("image") or ""),
-                            int(data.get("pid") or 0))
+                            int(data.get("pid") or 0), str(data.get("mode") or "started"))
     except (OSError, ValueError, TypeError, AttributeError):
         return LaunchRecord()
 

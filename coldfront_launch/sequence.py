@@ -16,16 +16,32 @@ from .settings import Settings
 from .types import Bind, Endpoint, InstanceInfo, LaunchContext, Problem
 
 BIND_DIR = "binds"
-BASE_OPTIONS = ["--boot", "-B", "/sys/fs/cgroup"]
+CGROUP_BIND = ["-B", "/sys/fs/cgroup"]
 DEFAULT_ENDPOINT = Endpoint("127.0.0.1", 80)
 
 
 @dataclass
 class Prepared:
-    """The first half's result: what to add to ``apptainer instance start``."""
+    """The first half's result: what ``apptainer instance start`` needs, in parts.
 
-    options: list[str]
+    ``boot`` is how cf-launch itself starts the instance (``--boot``, the cgroup folder,
+    ``--writable-tmpfs``); ``core`` the core's binds (ColdFront's data, certificates and
+    env file, the settings' binds); ``plugins`` what the active plugins contribute (their
+    binds, then their options)."""
+
+    boot: list[str] = field(default_factory=list)
+    core: list[str] = field(default_factory=list)
+    plugins: list[str] = field(default_factory=list)
     bind_specs: list[str] = field(default_factory=list)
+
+    @property
+    def options(self) -> list[str]:
+        """Everything, in the order ``start`` passes it."""
+        return [*self.boot, *self.core, *self.plugins]
+
+    def for_embedding(self, only_hooks: bool = False) -> list[str]:
+        """What a site's own ``apptainer instance start --boot`` must add."""
+        return list(self.plugins) if only_hooks else [*CGROUP_BIND, *self.core, *self.plugins]
 
 
 @dataclass
@@ -71,13 +87,13 @@ class LaunchSequence:
         """binds → pre_start → start_options: the host is ready for ``instance start``."""
         bind_specs = self._bind_specs(host, self.hooks.binds(self.ctx))
         self.hooks.pre_start(self.ctx, host)
-        options = list(BASE_OPTIONS)
-        if self.settings.writable_tmpfs:
-            options.append("--writable-tmpfs")
-        specs = [*appdata.binds(self.settings.state_dir), *self.settings.binds, *bind_specs]
-        for spec in specs:
-            options += ["--bind", spec]
-        return Prepared(options + self.hooks.start_options(self.ctx), bind_specs)
+        boot = ["--boot", *CGROUP_BIND] + (["--writable-tmpfs"] if self.settings.writable_tmpfs
+                                           else [])
+        core: list[str] = []
+        for spec in [*appdata.binds(self.settings.state_dir), *self.settings.binds]:
+            core += ["--bind", spec]
+        plugins = [word for spec in bind_specs for word in ("--bind", spec)]
+        return Prepared(boot, core, plugins + self.hooks.start_options(self.ctx), bind_specs)
 
     def command(self, options: list[str]) -> list[str]:
         """The full ``apptainer instance start`` argv for ``options``."""

@@ -169,6 +169,26 @@ def instance_ip(instance: InstanceInfo) -> str:
 
 
 @hookimpl
+def cf_launch_check_instance(ctx: LaunchContext, instance: InstanceInfo) -> list[Problem]:
+    """``attach``: the instance has an address in this network (``--net --network``)."""
+    s = parse(ctx)
+    address = instance.ip.split("/")[0]
+    hint = f"its start needs: --net --network {s.network}" + \
+        (f" --network-args IP={s.ip}" if s.ip else "")
+    try:
+        ip = ipaddress.IPv4Address(address) if address else None
+    except ValueError:
+        ip = None
+    if ip is None:
+        return [Problem("network", f"{instance.name} has no IPv4 address on a CNI network",
+                        hint)]
+    if ip not in s.subnet or (s.ip is not None and ip != s.ip):
+        return [Problem("network", f"{instance.name} has {ip}, not an address of network "
+                        f"{s.network} ({s.ip or s.subnet})", hint)]
+    return []
+
+
+@hookimpl
 def cf_launch_post_start(ctx: LaunchContext, host: HostChanges, instance: InstanceInfo) -> None:
     s = parse(ctx)
     ip = instance_ip(instance)

@@ -25,7 +25,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from coldfront_launch import netinfo
+from coldfront_launch import apptainer, netinfo
 from coldfront_launch import validate as v
 from coldfront_launch.errors import ConfigError
 from coldfront_launch.hookspecs import hookimpl
@@ -46,6 +46,7 @@ DEFAULT_UNITS = (
     "NetworkManager-dispatcher.service",
 )
 CONFLICTS = ("bridge",)
+CAP_NET_ADMIN = 12  # the bit in /proc/PID/status CapBnd
 UNIT_NAME = re.compile(r"[A-Za-z0-9:_.@\\-]{1,200}\.(service|socket|target|mount|timer|path|"
                        r"device|swap|slice|scope|automount)")
 
@@ -159,6 +160,29 @@ def cf_launch_binds(ctx: LaunchContext) -> list[Bind]:
                           content=render(DATA, "systemd/host-network-skip.conf.j2",
                                          unit=unit, marker=MARKER)))
     return binds
+
+
+@hookimpl
+def cf_launch_check_instance(ctx: LaunchContext, instance: InstanceInfo) -> list[Problem]:
+    """``attach``: the instance shares ``netns_path`` and PID 1 lacks CAP_NET_ADMIN (so
+    the capability drop-in was bound)."""
+    s = settings(ctx)
+    probe = apptainer.exec_capture(instance.name, [
+        "sh", "-c", "readlink /proc/1/ns/net; grep '^CapBnd:' /proc/1/status"])
+    words = probe.out.split()
+    inode = words[0].strip("net:[]") if words else ""
+    caps = int(words[-1], 16) if len(words) == 3 else None
+    problems = []
+    if not inode.isdigit() or int(inode) != os.stat(s.netns_path).st_ino:
+        problems.append(Problem("netns", f"{instance.name} does not share the network "
+                                f"namespace {s.netns_path}",
+                                f"its start needs: --netns-path {s.netns_path}"))
+    if caps is None or caps & (1 << CAP_NET_ADMIN):
+        problems.append(Problem("capabilities", f"PID 1 of {instance.name} still holds "
+                                "CAP_NET_ADMIN: the override files were not bound",
+                                "its start needs the --bind options `cf-launch prepare` "
+                                "printed"))
+    return problems
 
 
 @hookimpl

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from coldfront_launch import hookimpl
-from coldfront_launch.types import Bind, Endpoint
+from coldfront_launch.types import Bind, Endpoint, Problem
 
 LOG = "RECORDER_LOG"
 
@@ -54,6 +54,13 @@ def cf_launch_pre_start(ctx, host):  # type: ignore[no-untyped-def]
     if target:
         host.write_file(Path(target), "made by recorder\n")
     host.set_sysctl("net.ipv4.ip_forward", "1")
+
+
+@hookimpl
+def cf_launch_check_instance(ctx, instance):  # type: ignore[no-untyped-def]
+    _note("check_instance")
+    return [Problem("recorder", "told to refuse", fatal=True)] \
+        if os.environ.get("RECORDER_REFUSE_ATTACH") else []
 
 
 @hookimpl

@@ -38,6 +38,9 @@ def cf_launch_binds(ctx):
 @hookimpl
 def cf_launch_pre_start(ctx, host): _note("pre_start")
 @hookimpl
+def cf_launch_check_instance(ctx, instance):
+    _note("check_instance"); return []
+@hookimpl
 def cf_launch_post_start(ctx, host, instance): _note("post_start")
 @hookimpl
 def cf_launch_readiness_endpoint(ctx, instance):
