@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import appdata, apptainer, builder, plugins, readiness
+from . import appdata, apptainer, builder, hardening, plugins, readiness
 from .apptainer import InstanceInfo
 from .errors import ConfigError, HostChangeError, LaunchError, NotRunningError, PreflightError
 from .host import Change, HostChanges, RealHost, RecordingHost
@@ -135,7 +135,7 @@ class Launcher:
         hooks.validate(ctx)
         problems = hooks.preflight(ctx)
         host = RecordingHost()
-        bind_specs = self._bind_specs(host, hooks.binds(ctx))
+        bind_specs = self._bind_specs(host, hardening.binds(self.settings) + hooks.binds(ctx))
         hooks.pre_start(ctx, host)
         options = self._start_options(ctx, hooks, bind_specs)
         placeholder = InstanceInfo(self.settings.name, 0, str(self.settings.image_path),
@@ -157,18 +157,21 @@ class Launcher:
                 raise LaunchError(f"instance {self.settings.name} is already running",
                                   "see `cf-launch status`; use `cf-launch restart` to restart")
             self._clean_leftovers()
-            fatal = [p for p in hooks.preflight(ctx) if p.fatal]
+            fatal = [p for p in hooks.preflight(ctx) + hardening.preflight(self.settings)
+                     if p.fatal]
             if fatal:
                 raise PreflightError("; ".join(p.message for p in fatal),
                                      fatal[0].hint or "run `cf-launch doctor`")
-            appdata.ensure(self.settings.state_dir)
+            sec = self.settings.security
+            appdata.ensure(self.settings.state_dir, (sec.uid, sec.gid))
             self._write_record(ctx)
             host = RealHost(self.state, self.settings.state_root)
             clock = _Stopwatch()
             owner = os.getpid()
             try:
                 self.report("preparing the host")
-                bind_specs = self._bind_specs(host, hooks.binds(ctx))
+                bind_specs = self._bind_specs(host, hardening.binds(self.settings)
+                                              + hooks.binds(ctx))
                 hooks.pre_start(ctx, host)
                 options = self._start_options(ctx, hooks, bind_specs)
                 clock.lap("pre_start")
@@ -294,6 +297,7 @@ class Launcher:
             url = endpoint.url(self.settings.readiness_path)
             result["url"] = url
             result["http_status"] = readiness.http_status(url)
+            result["security"] = hardening.report(info.name)
         return result
 
     def doctor(self) -> list[Problem]:
@@ -321,6 +325,7 @@ class Launcher:
             problems += hooks.preflight(ctx)
         except ConfigError as err:
             problems.append(Problem("config", str(err), err.hint))
+        problems += hardening.doctor(self.settings)
         return problems
 
     def build(self, force: bool = False,
