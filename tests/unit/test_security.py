@@ -121,3 +121,22 @@ def test_report_and_doctor_problems(monkeypatch: pytest.MonkeyPatch) -> None:
     fine = {"exposure": {"nginx.service": 2.4}, "gunicorn_users": ["coldfront"],
             "gunicorn_as_root": False}
     assert hardening.problems(fine) == []
+
+
+def test_documented_defaults_match() -> None:
+    import re
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "configuration.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", text, re.S)
+    assert block is not None
+    documented = tomllib.loads(block.group(1))["security"]
+    assert documented == SecuritySettings().to_raw()
+    security_md = (root / "docs" / "security.md").read_text()
+    for cap in DEFAULT_DROP:
+        assert cap in security_md, f"docs/security.md: say why {cap} is dropped"
