@@ -19,7 +19,7 @@ from typing import Any
 from . import apptainer
 from .errors import LaunchError
 from .resources import render
-from .security import ACCOUNT, SecuritySettings
+from .security import ACCOUNT, DEFAULT_GID, DEFAULT_UID, SecuritySettings
 from .settings import Settings
 from .types import Bind, Problem
 
@@ -48,6 +48,11 @@ def preflight(settings: Settings) -> list[Problem]:
     """A host account using the service uid could read and change ColdFront's data."""
     sec = settings.security
     found: list[Problem] = []
+    if not settings.writable_tmpfs and (sec.uid, sec.gid) != (DEFAULT_UID, DEFAULT_GID):
+        found.append(Problem(
+            "security.uid", f"ids {sec.uid}:{sec.gid} differ from the image's "
+            f"{DEFAULT_UID}:{DEFAULT_GID}, and without writable_tmpfs they cannot be applied",
+            "set writable_tmpfs = true, or use the default ids"))
     try:
         user = pwd.getpwuid(sec.uid).pw_name
     except KeyError:

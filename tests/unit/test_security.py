@@ -84,6 +84,12 @@ def test_uid_check_with_a_fake_account(make_settings, monkeypatch: pytest.Monkey
     assert not hardening.preflight(make_settings(security={"uid": 8805, "gid": 59999}))
 
 
+def test_other_ids_need_writable_tmpfs(make_settings) -> None:
+    refused = hardening.preflight(make_settings(writable_tmpfs=False, security={"uid": 9000}))
+    assert [p.fatal for p in refused] == [True] and "writable_tmpfs" in refused[0].message
+    assert not hardening.preflight(make_settings(writable_tmpfs=False))
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
 def test_root_owned_data_handed_over(tmp_path: Path) -> None:
     state = tmp_path / "state"
