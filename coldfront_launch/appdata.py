@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 ENV_FILE = "coldfront.env"
@@ -50,12 +51,18 @@ def ensure(state_dir: Path, owner: tuple[int, int] | None = None) -> list[str]:
 
 
 def own(folder: Path, uid: int, gid: int) -> None:
-    """Give ``folder`` and everything below it to uid:gid (symbolic links not followed)."""
+    """Give ``folder`` and everything below it to uid:gid.
+
+    Symbolic links are not followed, and a file with other hard links is left alone: the
+    service must not be able to hand itself a file from elsewhere on the host."""
     os.chmod(folder, 0o700)
     for path in [folder, *folder.rglob("*")]:
         info = path.lstat()
-        if (info.st_uid, info.st_gid) != (uid, gid):
-            os.chown(path, uid, gid, follow_symlinks=False)
+        if (info.st_uid, info.st_gid) == (uid, gid):
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+            continue
+        os.chown(path, uid, gid, follow_symlinks=False)
 
 
 def binds(state_dir: Path) -> list[str]:

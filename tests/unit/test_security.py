@@ -97,8 +97,14 @@ def test_root_owned_data_handed_over(tmp_path: Path) -> None:
     old.mkdir(parents=True)
     (old / "coldfront.db").write_text("x")
     (state / "data" / "link").symlink_to("/etc/hostname")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("a root file outside the data folder")
+    os.link(elsewhere, state / "data" / "hardlink")
     appdata.ensure(state, (8801, 8802))
+    assert elsewhere.stat().st_uid == 0, "a hard link to a file elsewhere is not handed over"
     for path in [state / "data", *(state / "data").rglob("*")]:
+        if path.name == "hardlink":
+            continue
         assert (path.lstat().st_uid, path.lstat().st_gid) == (8801, 8802), path
     assert Path("/etc/hostname").stat().st_uid == 0, "links are not followed"
     assert (state / "data").stat().st_mode & 0o777 == 0o700
