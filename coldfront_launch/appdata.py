@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 ENV_FILE = "coldfront.env"
@@ -30,18 +31,38 @@ def env_text(secret_key: str) -> str:
     )
 
 
-def ensure(state_dir: Path) -> list[str]:
-    """Create what is missing (never overwrite); return the ``--bind`` specs."""
+def ensure(state_dir: Path, owner: tuple[int, int] | None = None) -> list[str]:
+    """Create what is missing (never overwrite); return the ``--bind`` specs.
+
+    ``owner`` (uid, gid): the service account that owns the data folder (mode 0700) and
+    everything in it; data from earlier versions, owned by root, is handed over."""
     state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o700)
     for name in (DATA_DIR, CERTS_DIR):
         (state_dir / name).mkdir(exist_ok=True)
+    if owner is not None:
+        own(state_dir / DATA_DIR, *owner)
     env = state_dir / ENV_FILE
     if not env.exists():
         fd = os.open(env, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(env_text(secrets.token_urlsafe(48)))
     return binds(state_dir)
+
+
+def own(folder: Path, uid: int, gid: int) -> None:
+    """Give ``folder`` and everything below it to uid:gid.
+
+    Symbolic links are not followed, and a file with other hard links is left alone: the
+    service must not be able to hand itself a file from elsewhere on the host."""
+    os.chmod(folder, 0o700)
+    for path in [folder, *folder.rglob("*")]:
+        info = path.lstat()
+        if (info.st_uid, info.st_gid) == (uid, gid):
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+            continue
+        os.chown(path, uid, gid, follow_symlinks=False)
 
 
 def binds(state_dir: Path) -> list[str]:

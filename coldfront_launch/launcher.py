@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import appdata, apptainer, builder, plugins, readiness, record
+from . import appdata, apptainer, builder, hardening, plugins, readiness, record
 from .changes import HostChange, StopInstance
 from .embed import Embedding
 from .errors import ConfigError, HostChangeError, LaunchError, NotRunningError, PreflightError
@@ -122,7 +122,7 @@ class Launcher:
         with self.state.locked():
             self._ready_to_prepare(seq, "see `cf-launch status`; use `cf-launch restart` "
                                    "to restart")
-            appdata.ensure(self.settings.state_dir)
+            self._ensure_data()
             record.write(self.settings.state_dir, seq.ctx.hooks, self.settings.image_path)
             host = RealHost(self.state, self.settings.state_root)
             clock = Stopwatch()
@@ -153,6 +153,11 @@ class Launcher:
         if fatal:
             raise PreflightError("; ".join(p.message for p in fatal),
                                  fatal[0].hint or "run `cf-launch doctor`")
+
+    def _ensure_data(self) -> None:
+        """ColdFront's data folder, env file and certificates, owned by the service account."""
+        security = self.settings.security
+        appdata.ensure(self.settings.state_dir, (security.uid, security.gid))
 
     @contextlib.contextmanager
     def _undone_on_failure(self, what: str) -> Iterator[None]:
@@ -196,7 +201,7 @@ class Launcher:
                                    "start`; to redo it: stop the instance, `cf-launch detach`, "
                                    "then prepare again", ignore=("image",) if only_hooks else ())
             if not only_hooks:
-                appdata.ensure(self.settings.state_dir)
+                self._ensure_data()
             record.write(self.settings.state_dir, seq.ctx.hooks, self.settings.image_path,
                          mode="prepared")
             host = RealHost(self.state, self.settings.state_root)
@@ -369,6 +374,7 @@ class Launcher:
             url = self._recorded_sequence().endpoint(info).url(self.settings.readiness_path)
             result["url"] = url
             result["http_status"] = readiness.http_status(url)
+            result["security"] = hardening.report(info.name)
         return result
 
     def doctor(self) -> list[Problem]:
@@ -385,6 +391,10 @@ class Launcher:
         except ConfigError as err:
             problems.append(Problem("config", str(err), err.hint))
             problems += plugins.Hooks(()).preflight(self.context())  # the core's own checks
+        with contextlib.suppress(LaunchError):  # no Apptainer: the core's check says so
+            running = apptainer.find(self.settings.name)
+            if running is not None:
+                problems += hardening.problems(hardening.report(running.name))
         return problems
 
     def build(self, force: bool = False,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import appdata, plugins
+from . import appdata, hardening, plugins
 from .errors import ConfigError
 from .host import HostChanges
 from .settings import Settings
@@ -85,15 +85,18 @@ class LaunchSequence:
 
     def before_start(self, host: HostChanges) -> Prepared:
         """binds → pre_start → start_options: the host is ready for ``instance start``."""
+        core_specs = self._bind_specs(host, hardening.binds(self.settings))
         bind_specs = self._bind_specs(host, self.hooks.binds(self.ctx))
         self.hooks.pre_start(self.ctx, host)
         boot = ["--boot", *CGROUP_BIND] + (["--writable-tmpfs"] if self.settings.writable_tmpfs
                                            else [])
         core: list[str] = []
-        for spec in [*appdata.binds(self.settings.state_dir), *self.settings.binds]:
+        for spec in [*appdata.binds(self.settings.state_dir), *self.settings.binds,
+                     *core_specs]:
             core += ["--bind", spec]
         plugins = [word for spec in bind_specs for word in ("--bind", spec)]
-        return Prepared(boot, core, plugins + self.hooks.start_options(self.ctx), bind_specs)
+        return Prepared(boot, core, plugins + self.hooks.start_options(self.ctx),
+                        core_specs + bind_specs)
 
     def command(self, options: list[str]) -> list[str]:
         """The full ``apptainer instance start`` argv for ``options``."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from . import validate as v
 from .errors import ConfigError
+from .security import SecuritySettings, security_from_mapping
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,6 +49,7 @@ class Settings:
     binds: tuple[str, ...] = ()
     build: BuildSettings = field(default_factory=BuildSettings)
     hook_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     @property
     def state_dir(self) -> Path:
@@ -79,7 +81,7 @@ class Settings:
 
 
 TOP_KEYS = {"name", "image", "hooks", "state_root", "ready_timeout", "readiness_path",
-            "writable_tmpfs", "binds", "build"}
+            "writable_tmpfs", "binds", "build", "security"}
 BUILD_KEYS = {"layers", "definitions_dir", "cache_dir", "fakeroot", "binds", "ca_bundle"}
 
 
@@ -117,6 +119,7 @@ def settings_from_mapping(data: dict[str, Any]) -> Settings:
                     for i, b in enumerate(v.string_list("binds", data.get("binds", [])))),
         build=build,
         hook_settings={k: dict(val) for k, val in hook_settings.items()},
+        security=security_from_mapping(data.get("security", {})),
     )
 
 
@@ -175,6 +178,7 @@ def _to_raw(settings: Settings) -> dict[str, Any]:
             **({"ca_bundle": str(b.ca_bundle)} if b.ca_bundle else {}),
         },
         "hook": settings.hook_settings,
+        "security": settings.security.to_raw(),
     }
 
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
-from coldfront_launch.errors import ConfigError
 from coldfront_launch.firewall import Chain, Jump, Ruleset
-from coldfront_launch.types import LaunchContext, Problem
+from coldfront_launch.types import Problem
 
 from .bridge_settings import chain_tag
 
@@ -25,32 +23,8 @@ METADATA_V4 = ("169.254.169.254", "169.254.170.2")
 METADATA_V6 = ("fd00:ec2::254",)
 IF_INET6 = Path("/proc/net/if_inet6")  # present when the kernel has IPv6
 
-# The uid ColdFront's services run as in the image (issue 10 makes it a setting).
-DEFAULT_SERVICE_UID = 8801
-# The core setting that will carry that uid; until it exists, [hook.override] metadata_uid.
-CORE_UID_SETTING = "service_uid"
-
 DMI_DIR = Path("/sys/class/dmi/id")
 DMI_ENV = "CF_LAUNCH_DMI_DIR"  # test seam: a folder with sys_vendor / board_asset_tag files
-
-
-def uid_setting(hook: str, raw: dict[str, Any]) -> int:
-    """``[hook.<hook>] metadata_uid``, the fallback for the core service uid setting."""
-    value = raw.get("metadata_uid", DEFAULT_SERVICE_UID)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**32 - 2:
-        raise ConfigError(f"hook.{hook}.metadata_uid", f"{value!r} is not a non-root uid",
-                          f"e.g. {DEFAULT_SERVICE_UID}")
-    return int(value)
-
-
-def service_uid(ctx: LaunchContext, fallback: int) -> int:
-    """The uid ColdFront's services run as: the one place the metadata rule takes it from.
-
-    The core setting (``CORE_UID_SETTING``) when the core has it, else ``fallback``."""
-    core = getattr(ctx.settings, CORE_UID_SETTING, None)
-    if isinstance(core, int) and not isinstance(core, bool):
-        return core
-    return fallback
 
 
 def forward_drops(source: str, bridge: str, note: str) -> tuple[str, ...]:

@@ -14,7 +14,6 @@ Settings, ``[hook.override]``::
     keep_net_raw = false            # true keeps CAP_NET_RAW (ping from services)
     disable_units = [...]           # units skipped inside (default: the network managers)
     allow_metadata = false          # true lets ColdFront reach 169.254.169.254 / .170.2
-    metadata_uid = 8801             # the service uid the rule matches (until a core setting)
 """
 
 from __future__ import annotations
@@ -58,15 +57,13 @@ class OverrideSettings:
     keep_net_raw: bool = False
     disable_units: tuple[str, ...] = DEFAULT_UNITS
     allow_metadata: bool = False
-    metadata_uid: int = metadata.DEFAULT_SERVICE_UID
 
     @property
     def dropped_caps(self) -> list[str]:
         return ["CAP_NET_ADMIN"] + ([] if self.keep_net_raw else ["CAP_NET_RAW"])
 
 
-KEYS = {"netns_path", "ports", "keep_net_raw", "disable_units", "allow_metadata",
-        "metadata_uid"}
+KEYS = {"netns_path", "ports", "keep_net_raw", "disable_units", "allow_metadata"}
 
 
 def settings(ctx: LaunchContext) -> OverrideSettings:
@@ -89,7 +86,6 @@ def settings(ctx: LaunchContext) -> OverrideSettings:
         disable_units=units,
         allow_metadata=v.boolean(f"hook.{NAME}.allow_metadata",
                                  raw.get("allow_metadata", d.allow_metadata)),
-        metadata_uid=metadata.uid_setting(NAME, raw),
     )
 
 
@@ -130,7 +126,7 @@ def cf_launch_pre_start(ctx: LaunchContext, host: HostChanges) -> None:
     s = settings(ctx)
     if s.allow_metadata:
         return
-    uid = metadata.service_uid(ctx, s.metadata_uid)
+    uid = ctx.settings.security.uid  # the image's service account ([security] uid)
     owner = f"{NAME}:{ctx.settings.name}"
     host.apply_firewall(owner, metadata.owner_ruleset(ctx.settings.name, uid))
     if metadata.ipv6_present():

@@ -20,17 +20,40 @@ python3 -m venv /srv/coldfront/venv
 /srv/coldfront/venv/bin/pip install --no-cache-dir -q --upgrade pip
 /srv/coldfront/venv/bin/pip install --no-cache-dir -q "coldfront${COLDFRONT_VERSION:+==$COLDFRONT_VERSION}" gunicorn
 
-install -d -m 0755 /srv/coldfront/data /srv/coldfront/static /etc/coldfront /etc/letsencrypt
+# The service account (docs/security.md): fixed default ids, re-applied at boot from the
+# [security] setting by coldfront-account.service. nginx's workers reach gunicorn's
+# socket through its group.
+groupadd --system --gid 8801 coldfront
+useradd --system --uid 8801 --gid coldfront --home-dir /nonexistent --no-create-home \
+    --shell /usr/sbin/nologin --comment "ColdFront service account" coldfront
+usermod -a -G coldfront "$NGINX_USER"
+
+install -d -m 0755 /srv/coldfront/static /etc/coldfront /etc/letsencrypt
+install -d -m 0700 -o coldfront -g coldfront /srv/coldfront/data
 cp /etc/cf-launch/coldfront-nginx.conf /etc/nginx/conf.d/coldfront.conf
-echo "WEB_GROUP=$NGINX_USER" >/etc/cf-launch/web-group.env
+for unit in coldfront-gunicorn coldfront-setup; do
+    install -d "/etc/systemd/system/$unit.service.d"
+    ln -sf /etc/cf-launch/coldfront-sandbox.conf \
+        "/etc/systemd/system/$unit.service.d/cf-launch-sandbox.conf"
+done
 install -d /etc/systemd/system/nginx.service.d
+cp /etc/cf-launch/nginx-sandbox.conf /etc/systemd/system/nginx.service.d/cf-launch-sandbox.conf
+# The TLS step writes /etc/nginx/conf.d: "+" runs it outside nginx's read-only sandbox.
 cat >/etc/systemd/system/nginx.service.d/cf-launch-tls.conf <<'UNIT'
 [Service]
-ExecStartPre=/usr/local/sbin/coldfront-nginx-tls
+ExecStartPre=+/usr/local/sbin/coldfront-nginx-tls
 UNIT
+
+# Newer gunicorn (27 here) opens a control socket in its home folder, which the sandbox makes read-only.
+if /srv/coldfront/venv/bin/gunicorn --help | grep -q -- --no-control-socket; then
+    echo "GUNICORN_CMD_ARGS=--no-control-socket" >/etc/cf-launch/gunicorn.env
+else
+    : >/etc/cf-launch/gunicorn.env
+fi
 
 # Static files at build time, with a throw-away key (the real one is bound in at start).
 set -a; . /etc/cf-launch/coldfront-build.env; set +a
 /srv/coldfront/venv/bin/coldfront collectstatic --noinput >/dev/null
 
-systemctl enable nginx.service coldfront-setup.service coldfront-gunicorn.service
+systemctl enable coldfront-account.service nginx.service coldfront-setup.service \
+    coldfront-gunicorn.service

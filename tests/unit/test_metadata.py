@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -54,10 +53,6 @@ def test_bridge_allow_metadata_removes_only_the_drops(make_settings) -> None:
 @pytest.mark.parametrize(("hook", "key", "value"), [
     ("bridge", "allow_metadata", "no"),
     ("override", "allow_metadata", 0),
-    ("override", "metadata_uid", 0),
-    ("override", "metadata_uid", True),
-    ("override", "metadata_uid", "8801"),
-    ("override", "metadata_uid", -5),
 ])
 def test_settings_validated(make_settings, hook: str, key: str, value: object) -> None:
     make = bridge_ctx if hook == "bridge" else override_ctx
@@ -107,21 +102,18 @@ def test_override_ipv6_twin_only_with_ipv6(make_settings, ipv6) -> None:  # type
     assert v6.detail["jumps"][0]["chain"] == "OUTPUT"
 
 
-def test_override_uid_fallback_and_allow(make_settings, ipv6) -> None:  # type: ignore[no-untyped-def]
+def test_override_rule_uses_the_service_account_and_allow(make_settings, ipv6) -> None:  # type: ignore[no-untyped-def]
     ipv6["yes"] = True
     host = RecordingHost()
-    override.cf_launch_pre_start(override_ctx(make_settings, metadata_uid=991), host)
-    assert all("--uid-owner 991 " in c.detail["restore"] for c in host.changes)
+    ctx = override_ctx(make_settings)
+    ctx = LaunchContext(make_settings(hooks=["override"], security={"uid": 9100, "gid": 9100},
+                                      hook=ctx.settings.hook_settings), ("override",),
+                        Path("/x"))
+    override.cf_launch_pre_start(ctx, host)
+    assert all("--uid-owner 9100 " in c.detail["restore"] for c in host.changes)
     allowed = RecordingHost()
     override.cf_launch_pre_start(override_ctx(make_settings, allow_metadata=True), allowed)
     assert allowed.changes == []
-
-
-def test_core_uid_setting_wins(make_settings) -> None:
-    ctx = override_ctx(make_settings)
-    assert metadata.service_uid(ctx, 991) == 991, "no core setting yet: the fallback"
-    core = SimpleNamespace(**{metadata.CORE_UID_SETTING: 9100})
-    assert metadata.service_uid(LaunchContext(core, (), Path("/x")), 991) == 9100  # type: ignore[arg-type]
 
 
 def dmi(folder: Path, vendor: str | None, tag: str | None) -> Path:

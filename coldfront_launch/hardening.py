@@ -1,0 +1,118 @@
+"""Least privilege inside the container (docs/security.md).
+
+- :func:`binds`: the files every instance gets, in every mode: a ``system.conf.d`` drop-in
+  that takes the ``[security] drop_capabilities`` from PID 1's bounding set (and so from
+  every service), and the service account's ids, which ``coldfront-account.service`` in
+  the image applies before any ColdFront unit starts.
+- :func:`preflight`: a host account or group that already uses those ids.
+- :func:`report` / :func:`problems`: the ``systemd-analyze security`` exposure of the
+  ColdFront units and whether gunicorn runs as root, for ``status`` and ``doctor``.
+"""
+
+from __future__ import annotations
+
+import grp
+import pwd
+import re
+from typing import Any
+
+from . import apptainer
+from .errors import LaunchError
+from .resources import render
+from .security import ACCOUNT, DEFAULT_GID, DEFAULT_UID, SecuritySettings
+from .settings import Settings
+from .types import Bind, Problem
+
+DATA = "coldfront_launch.overrides"
+CAPS_DROPIN = "/etc/systemd/system.conf.d/cf-launch-hardening.conf"
+ACCOUNT_FILE = "/etc/cf-launch/account.env"
+UNITS = ("coldfront-gunicorn.service", "coldfront-setup.service", "nginx.service")
+# The highest accepted `systemd-analyze security` exposure of each unit.
+LIMITS = {"coldfront-gunicorn.service": 2.5, "coldfront-setup.service": 2.5,
+          "nginx.service": 5.0}
+EXPOSURE = re.compile(r"Overall exposure level for (\S+): ([0-9.]+) (\S+)")
+
+
+def binds(settings: Settings) -> list[Bind]:
+    """The capability drop-in and the account ids, bound in both network modes."""
+    sec: SecuritySettings = settings.security
+    return [
+        Bind(CAPS_DROPIN, content=render(DATA, "systemd/hardening.conf.j2",
+                                         dropped=sec.drop_capabilities)),
+        Bind(ACCOUNT_FILE, content=f"# cf-launch [security]: ids of the {ACCOUNT} account\n"
+                                   f"COLDFRONT_UID={sec.uid}\nCOLDFRONT_GID={sec.gid}\n"),
+    ]
+
+
+def preflight(settings: Settings) -> list[Problem]:
+    """A host account using the service uid could read and change ColdFront's data."""
+    sec = settings.security
+    found: list[Problem] = []
+    if not settings.writable_tmpfs and (sec.uid, sec.gid) != (DEFAULT_UID, DEFAULT_GID):
+        found.append(Problem(
+            "security.uid", f"ids {sec.uid}:{sec.gid} differ from the image's "
+            f"{DEFAULT_UID}:{DEFAULT_GID}, and without writable_tmpfs they cannot be applied",
+            "set writable_tmpfs = true, or use the default ids"))
+    try:
+        user = pwd.getpwuid(sec.uid).pw_name
+    except KeyError:
+        pass
+    else:
+        found.append(Problem(
+            "security.uid", f"uid {sec.uid} is already used by the host account {user!r}: it "
+            "would own ColdFront's data and reach its socket",
+            "set [security] uid (and gid) to an id no host account uses"))
+    try:
+        group = grp.getgrgid(sec.gid).gr_name
+    except KeyError:
+        pass
+    else:
+        found.append(Problem(
+            "security.gid", f"gid {sec.gid} is already used by the host group {group!r}",
+            "set [security] gid to an id no host group uses", fatal=False))
+    return found
+
+
+REPORT_SCRIPT = (
+    "systemd-analyze security --no-pager {units} 2>/dev/null | grep 'Overall exposure'; "
+    "ps -eo user:32=,args= | grep '[g]unicorn' || true"
+)
+
+
+def report(name: str) -> dict[str, Any]:
+    """Exposure per ColdFront unit, and the users gunicorn runs as, inside the instance."""
+    out = apptainer.exec_capture(
+        name, ["sh", "-c", REPORT_SCRIPT.format(units=" ".join(UNITS))], timeout=60).out
+    exposure = {unit: float(score) for unit, score, _word in EXPOSURE.findall(out)}
+    users = sorted({line.split()[0] for line in out.splitlines()
+                    if "gunicorn" in line and "Overall exposure" not in line})
+    return {"exposure": exposure, "gunicorn_users": users,
+            "gunicorn_as_root": "root" in users}
+
+
+def problems(found: dict[str, Any]) -> list[Problem]:
+    """What ``doctor`` says about a running instance's :func:`report`."""
+    result = []
+    if found["gunicorn_as_root"]:
+        result.append(Problem("security", "gunicorn runs as root inside the instance",
+                              "rebuild the image (`cf-launch build`) and restart",
+                              fatal=False))
+    for unit, limit in LIMITS.items():
+        score = found["exposure"].get(unit)
+        if score is not None and score > limit:
+            result.append(Problem("security", f"{unit} exposure {score} is above {limit}",
+                                  "rebuild the image (`cf-launch build`) and restart",
+                                  fatal=False))
+    return result
+
+
+def doctor(settings: Settings) -> list[Problem]:
+    """The id checks, and, when the instance runs, what :func:`problems` finds in it."""
+    found = preflight(settings)
+    try:
+        running = apptainer.find(settings.name)
+    except LaunchError:  # no Apptainer: the core's own check says so
+        return found
+    if running is not None:
+        found += problems(report(running.name))
+    return found
