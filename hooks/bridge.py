@@ -41,6 +41,7 @@ CONFLICTS = ("override",)
 OFFLOADS_OFF = {"tx-checksumming": False, "tcp-segmentation-offload": False,
                 "generic-segmentation-offload": False}
 PLACEHOLDER_VETH = "<instance-veth>"
+CNI_LEASES = Path("/var/lib/cni/networks")  # host-local IPAM: one file per leased address
 
 
 def external_interface(settings: BridgeSettings) -> str:
@@ -78,7 +79,7 @@ def _ip_in_use(settings: BridgeSettings, instance: str) -> str:
     for other in apptainer.list_instances():
         if other.name != instance and other.ip.split("/")[0] == str(settings.ip):
             return f"instance {other.name}"
-    lease = Path("/var/lib/cni/networks", settings.network, str(settings.ip))
+    lease = CNI_LEASES / settings.network / str(settings.ip)
     return f"a CNI lease ({lease})" if lease.exists() else ""
 
 
@@ -182,9 +183,11 @@ def cf_launch_check_instance(ctx: LaunchContext, instance: InstanceInfo) -> list
     if ip is None:
         return [Problem("network", f"{instance.name} has no IPv4 address on a CNI network",
                         hint)]
-    if ip not in s.subnet or (s.ip is not None and ip != s.ip):
+    # Apptainer's default network may share the subnet: the lease tells the networks apart.
+    lease = CNI_LEASES / s.network / str(ip)
+    if ip not in s.subnet or (s.ip is not None and ip != s.ip) or not lease.exists():
         return [Problem("network", f"{instance.name} has {ip}, not an address of network "
-                        f"{s.network} ({s.ip or s.subnet})", hint)]
+                        f"{s.network} ({s.ip or s.subnet}; no lease {lease})", hint)]
     return []
 
 

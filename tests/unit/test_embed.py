@@ -187,3 +187,20 @@ def test_dropin_verifies_with_a_sample_unit(tmp_path: Path) -> None:
     problems = [line for line in result.stderr.splitlines()
                 if "coldfront.service" in line or "cf-launch.conf" in line]
     assert result.returncode == 0 and not problems, result.stderr
+
+
+def test_docs_python_recipe_runs(make_settings, fake_apptainer, recorder, sysctl_root,  # noqa: F811
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/embedding.md's Python recipe, as written, against the fake Apptainer."""
+    import re
+
+    import coldfront_launch
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "embedding.md").read_text()
+    (block,) = re.findall(r"## Recipe 3: Python\n.*?```python\n(.*?)```", text, re.S)
+    monkeypatch.setattr(coldfront_launch, "load_settings",
+                        lambda **kw: make_settings(hooks=["recorder"], **kw))
+    exec(compile(block, "embedding.md", "exec"), {})  # noqa: S102 - the documented recipe
+    log = recorder.read_text().split()
+    assert log.index("binds") < log.index("check_instance") < log.index("post_stop")
+    assert InstanceState(Path(make_settings().state_dir)).entries() == []
