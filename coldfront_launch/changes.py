@@ -35,6 +35,18 @@ def _no_instance(_name: str) -> None:
     """The default ``stop_instance``: nothing to stop."""
 
 
+class Reading:
+    """One look at the live host for a drift check: each firewall family read once."""
+
+    def __init__(self) -> None:
+        self._firewall: dict[str, firewall.Live] = {}
+
+    def firewall(self, family: str) -> firewall.Live:
+        if family not in self._firewall:
+            self._firewall[family] = firewall.Live.read(family)
+        return self._firewall[family]
+
+
 @dataclass
 class HostEnv:
     """What a change needs to act: the instance's state, the claims registry, where."""
@@ -87,6 +99,17 @@ class HostChange:
 
     def forget(self, env: HostEnv) -> None:
         """The change's network namespace is gone, and the change with it."""
+
+    #: ``repair`` can put it back from the journal alone.
+    repairable: ClassVar[bool] = True
+
+    def drift(self, live: Reading) -> str:
+        """How the live host differs from this change ("" when it is intact)."""
+        return ""
+
+    def repair(self, env: HostEnv) -> None:
+        """Put the change back as the journal says (idempotent)."""
+        self.apply(env)
 
     # --- shared ------------------------------------------------------------------------
 
@@ -263,8 +286,13 @@ class File(_FileFields, HostChange):
 
     kind: ClassVar[str] = "file"
 
+    repairable: ClassVar[bool] = False  # its content is not journaled (it may be secret)
+
     def describe(self) -> str:
         return f"write {self.path} (mode {self.mode:04o})"
+
+    def drift(self, live: Reading) -> str:
+        return "" if Path(self.path).exists() else f"{self.path} is gone"
 
     def check(self, env: HostEnv) -> None:
         if Path(self.path).exists() and self.identity() not in env.journaled:
@@ -320,7 +348,15 @@ class SharedFile(_FileFields, Claim):
 
     kind: ClassVar[str] = "shared-file"
     claim_kind: ClassVar[str] = "file"
+    plan_only: ClassVar[tuple[str, ...]] = ()  # journaled: repair writes it again
     sha256: str = ""
+
+    def drift(self, live: Reading) -> str:
+        try:
+            found = hashlib.sha256(Path(self.path).read_bytes()).hexdigest()
+        except OSError:
+            return f"{self.path} is gone"
+        return "" if found == self.sha256 else f"{self.path} was changed"
 
     def describe(self) -> str:
         return f"write {self.path} (mode {self.mode:04o}, shared by instances)"
@@ -383,6 +419,10 @@ class Sysctl(Claim):
         if sysctl.read(self.name) != self.value:
             sysctl.write(self.name, self.value)
 
+    def drift(self, live: Reading) -> str:
+        found = sysctl.read(self.name)
+        return "" if found == self.value else f"sysctl {self.name} is {found}, not {self.value}"
+
     def restore(self, original: Any) -> None:
         sysctl.write(self.name, str(original))
 
@@ -406,12 +446,18 @@ class Link(Claim):
         return (f"claim link {self.ifname} (deleted by the last instance if cf-launch "
                 "created it)")
 
+    repairable: ClassVar[bool] = False  # the CNI plugin makes it, at instance start
+
     def apply(self, env: HostEnv) -> None:
         self.hold(env)
 
     def restore(self, original: Any) -> None:
         if original == "absent":
             netinfo.delete_link_if_unused(self.ifname)
+
+    def drift(self, live: Reading) -> str:
+        return "" if netinfo.link_exists(self.ifname) else \
+            f"link {self.ifname} is gone (restart the instance)"
 
 
 @dataclass(frozen=True)
@@ -447,6 +493,13 @@ class Offloads(Claim):
     def restore(self, original: Any) -> None:
         if original and netinfo.link_exists(self.ifname):
             netinfo.write_offloads(self.ifname, original)
+
+    def drift(self, live: Reading) -> str:
+        if not netinfo.link_exists(self.ifname):
+            return ""  # the link's own drift (or the instance's end) says it
+        found = netinfo.read_offloads(self.ifname)
+        wrong = [k for k, on in self.features.items() if found.get(k, on) != on]
+        return f"offloads on {self.ifname}: {', '.join(wrong)} changed" if wrong else ""
 
     def undo(self, env: HostEnv) -> None:
         if self.shared:
@@ -568,3 +621,21 @@ class Firewall(HostChange):
 
     def undo(self, env: HostEnv) -> None:
         firewall.remove(((c.table, c.name) for c in self.ruleset.chains), self.ruleset.family)
+
+    def drift(self, live: Reading) -> str:
+        state = live.firewall(self.ruleset.family)
+        found = []
+        for chain in self.ruleset.chains:
+            if chain.name not in state.chains.get(chain.table, {}):
+                found.append(f"chain {chain.table}/{chain.name} is gone")
+                continue
+            rules = [r for r in state.rules.get(chain.table, [])
+                     if r.startswith(f"-A {chain.name} ")]
+            if chain.rules and len(rules) != len(chain.rules):
+                found.append(f"chain {chain.table}/{chain.name} has {len(rules)} of its "
+                             f"{len(chain.rules)} rules")
+        for jump in self.ruleset.jumps:
+            target = jump.spec.split()[-1]
+            if not state.jumps_to(jump.table, target):
+                found.append(f"the jump from {jump.table}/{jump.builtin} to {target} is gone")
+        return "; ".join(found)

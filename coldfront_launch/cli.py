@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from .clitools import start_overrides as _start_overrides
 from .exitcodes import ExitCode
 from .launcher import Launcher
 from .settings import replace_build
+from .state import known_instances
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -154,9 +156,40 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{data['name']}: running, pid {inst['pid']}, ip {inst['ip'] or '(host)'}")
         click.echo(f"  hooks: {', '.join(data['hooks']) or '-'}; systemd: "
                    f"{data['system_state']}; {data['url']} -> HTTP {data['http_status'] or '-'}")
+        for found in data.get("drift", []):
+            click.echo(f"  drift: {found} (`cf-launch repair` puts it back)")
     _emit(data, as_json, human)
     if not data["running"] and not as_json:
         sys.exit(ExitCode.NOT_RUNNING)
+    if data.get("drift"):
+        sys.exit(ExitCode.DRIFTED)
+
+
+@cli.command()
+@_name_option
+@click.option("--all", "every", is_flag=True, help="Every instance cf-launch knows.")
+@_json_option
+@click.pass_context
+@friendly
+def repair(ctx: click.Context, every: bool, as_json: bool) -> None:
+    """Put back what cf-launch applied and something else removed (firewall reloads)."""
+    launcher = _launcher(ctx)
+    names = known_instances(launcher.settings.state_root) if every else [launcher.settings.name]
+    results = []
+    for name in names:
+        one = Launcher(replace(launcher.settings, name=name), report=launcher.report)
+        results.append({"name": name, **one.repair()})
+
+    def human() -> None:
+        for item in results:
+            done = item["restored"]
+            click.echo(f"{item['name']}: " + ("; ".join(f"restored {d}" for d in done)
+                                              if done else "nothing missing"))
+            for found in item["cannot"]:
+                click.echo(f"{item['name']}: cannot restore {found}")
+    _emit(results, as_json, human)
+    if any(item["cannot"] for item in results):
+        sys.exit(ExitCode.HOST_CHANGE)
 
 
 @cli.command()

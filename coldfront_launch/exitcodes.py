@@ -29,6 +29,8 @@ class ExitCode(enum.IntEnum):
     LOCKED = 7
     #: The instance is not running.
     NOT_RUNNING = 8
+    #: ``status``: running, but a host change cf-launch made is missing (``cf-launch repair``).
+    DRIFTED = 9
     #: Interrupted by Ctrl-C (SIGINT).
     INTERRUPTED = 130
     #: A bug in cf-launch or a plugin: please report it (``CF_LAUNCH_DEBUG=1`` shows a traceback).

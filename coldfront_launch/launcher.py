@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import appdata, apptainer, builder, hardening, plugins, readiness, record
-from .changes import HostChange, StopInstance
+from .changes import HostChange, HostEnv, Reading, StopInstance
 from .embed import Embedding
 from .errors import ConfigError, HostChangeError, LaunchError, NotRunningError, PreflightError
 from .host import RealHost, RecordingHost
@@ -370,12 +370,53 @@ class Launcher:
             "state_dir": str(self.settings.state_dir),
         }
         if info is not None:
+            try:
+                result["drift"] = self.drift()
+            except LaunchError as err:
+                result["drift"] = [f"unknown: {err}"]
             result["system_state"] = readiness.system_state(info.name)
             url = self._recorded_sequence().endpoint(info).url(self.settings.readiness_path)
             result["url"] = url
             result["http_status"] = readiness.http_status(url)
             result["security"] = hardening.report(info.name)
         return result
+
+    def drift(self) -> list[str]:
+        """How the live host differs from what the journal says cf-launch applied.
+
+        One firewall read per family. Raises HostChangeError from another live network
+        namespace (reading here would describe the wrong host)."""
+        entries = self.state.entries()
+        if check_namespace(self.state):
+            return ["the network namespace the instance was started in is gone"]
+        live = Reading()
+        return [found for change in entries if (found := change.drift(live))]
+
+    def repair(self) -> dict[str, list[str]]:
+        """Put back, from the journal and nothing else, what is missing; idempotent.
+
+        Returns what was ``restored`` and what ``cannot`` be (restart the instance)."""
+        with self.state.locked():
+            entries = self.state.entries()
+            if not entries:
+                raise NotRunningError(f"cf-launch has no host changes for {self.settings.name}",
+                                      "nothing to repair; `cf-launch status --name NAME`")
+            if check_namespace(self.state):
+                raise HostChangeError("the network namespace the instance was started in "
+                                      "is gone", "restart the instance: `cf-launch restart`")
+            env = HostEnv(self.state, self.settings.state_root)
+            live = Reading()
+            restored, cannot = [], []
+            for change in entries:
+                found = change.drift(live)
+                if not found:
+                    continue
+                if change.repairable:
+                    change.repair(env)
+                    restored.append(found)
+                else:
+                    cannot.append(found)
+            return {"restored": restored, "cannot": cannot}
 
     def doctor(self) -> list[Problem]:
         """Every preflight check, core and plugins; an empty list means ready to start."""
@@ -395,6 +436,8 @@ class Launcher:
             running = apptainer.find(self.settings.name)
             if running is not None:
                 problems += hardening.problems(hardening.report(running.name))
+                problems += [Problem("drift", found, "`cf-launch repair` puts it back",
+                                     fatal=False) for found in self.drift()]
         return problems
 
     def build(self, force: bool = False,

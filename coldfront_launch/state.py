@@ -125,3 +125,10 @@ def _read_pid(fd: int) -> str:
         return os.pread(fd, 32, 0).decode().strip()
     except OSError:
         return ""
+
+
+def known_instances(state_root: Path) -> list[str]:
+    """Instances with host changes journaled under ``state_root``."""
+    if not state_root.is_dir():
+        return []
+    return sorted(p.parent.name for p in state_root.glob(f"*/{JOURNAL}"))

@@ -36,6 +36,9 @@ class TestHost:
     def run(self, argv: list[str], netns: str | None = None, check: bool = True,
             timeout: float = 900, env: dict[str, str] | None = None
             ) -> subprocess.CompletedProcess[str]:
+        if netns is None and "instance start" in " ".join(argv):
+            # Apptainer sets up a CNI bridge and rules in the namespace it runs in.
+            raise AssertionError("apptainer instance start must run in a sandbox netns")
         cmd = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
         cmd += [str(HERE / "enter.sh")]
         if env:

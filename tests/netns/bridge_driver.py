@@ -4,6 +4,7 @@ bridge plugin standing in for Apptainer's network setup. Used by test_bridge_net
     python -m tests.netns.bridge_driver start STATE_ROOT CONTAINER_NS PID [--kill]
         [--allow-metadata]
     python -m tests.netns.bridge_driver stop STATE_ROOT CONTAINER_NS
+    python -m tests.netns.bridge_driver drift|repair STATE_ROOT CONTAINER_NS
 """
 
 from __future__ import annotations
@@ -99,9 +100,17 @@ def stop(state_root: str, container_ns: str) -> None:
         raise SystemExit("; ".join(failures))
 
 
+def inspect(state_root: str, verb: str) -> None:
+    """``drift`` or ``repair``, as `cf-launch status`/`repair` run them, printed as JSON."""
+    lch = launcher(state_root, ["bridge"])
+    print(json.dumps(lch.drift() if verb == "drift" else lch.repair()))
+
+
 if __name__ == "__main__":
     verb, root, ns = sys.argv[1:4]
-    if verb == "start":
+    if verb in ("drift", "repair"):
+        inspect(root, verb)
+    elif verb == "start":
         start(root, ns, int(sys.argv[4]), "--kill" in sys.argv, "--allow-metadata" in sys.argv)
     else:
         stop(root, ns)

@@ -203,3 +203,46 @@ def test_instance_started_by_0_1_stops_cleanly_after_upgrade(world: World,
     assert world.snapshot() == before
     assert not (world.state / "claims.json").exists()
     assert not (world.state / "netnstest" / "journal.jsonl").exists()
+
+
+BREAKAGES = {
+    "nat flushed": ["iptables", "-t", "nat", "-F"],
+    "FORWARD flushed": ["iptables", "-F", "FORWARD"],
+    "nft flush ruleset": ["nft", "flush", "ruleset"],
+    "offloads on": ["ethtool", "-K", "sbr0", "tso", "on", "tx", "on"],
+    "ip_forward off": ["sysctl", "-qw", "net.ipv4.ip_forward=0"],
+}
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES), ids=list(BREAKAGES))
+def test_drift_is_reported_and_repaired(world: World, breakage: str) -> None:
+    """Others touch the firewall (a reload, an admin's flush): drift lists it, repair puts
+    back only cf-launch's own chains, jumps and settings, from the journal."""
+    before = world.snapshot()
+    assert world.driver("start").returncode == 0
+    url = f"http://{world.box.host_addr}/user/login"
+    assert world.box.client_get(url)[0] == 200
+    assert json.loads(world.driver("drift").stdout) == []
+
+    ns_run(world.box.host, BREAKAGES[breakage], check=True)
+    broken = world.snapshot()
+    drift = json.loads(world.driver("drift").stdout)
+    assert drift, f"{breakage} is reported"
+    repaired = json.loads(world.driver("repair").stdout)
+    assert repaired["restored"] == drift and repaired["cannot"] == []
+    assert json.loads(world.driver("drift").stdout) == []
+    assert world.box.client_get(url)[0] == 200, "ColdFront is reachable again"
+    assert foreign_rules(world.snapshot()) == foreign_rules(broken), \
+        "repair touched only cf-launch's own chains and jumps"
+    assert json.loads(world.driver("repair").stdout)["restored"] == [], "idempotent"
+
+    assert world.driver("stop").returncode == 0
+    after = world.snapshot()
+    assert "CF-LAUNCH-" not in after["iptables"] and after["sysctl"] == before["sysctl"]
+    assert foreign_rules(after) == foreign_rules(broken)
+
+
+def foreign_rules(snapshot: dict[str, str]) -> list[str]:
+    """Others' rules and chain policies (table headers aside: iptables-nft brings a flushed
+    table back with cf-launch's first rule in it)."""
+    return [line for line in foreign_lines(snapshot["iptables"]) if not line.startswith("*")]
