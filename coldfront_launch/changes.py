@@ -122,6 +122,10 @@ class HostChange:
         return str(getattr(self, "netns", ""))
 
     @property
+    def boot_id(self) -> str:
+        return str(getattr(self, "boot", ""))
+
+    @property
     def detail(self) -> dict[str, Any]:
         """Extra fields for ``plan --json``."""
         return {}
@@ -330,7 +334,8 @@ class Claim(HostChange):
     def hold(self, env: HostEnv, check: Callable[[dict[str, Any]], None] | None = None,
              extra: dict[str, Any] | None = None) -> None:
         claims.claim(env.state_root, env.instance, self.key(), self.original_value,
-                     check=check, extra=extra)
+                     check=check, extra={**(extra or {}), **({"boot": self.boot_id}
+                                                            if self.boot_id else {})})
 
     def restore(self, original: Any) -> None:
         """Put the resource back as the first holder found it."""
@@ -402,6 +407,8 @@ class Sysctl(Claim):
     value: str = ""
     original: str | None = None
     netns: str = ""
+    boot: str = ""  # the boot it was made in: a reboot took it away
+
 
     @property
     def target(self) -> str:
@@ -437,6 +444,8 @@ class Link(Claim):
     ifname: str = ""
     original: str | None = None
     netns: str = ""
+    boot: str = ""  # the boot it was made in: a reboot took it away
+
 
     @property
     def target(self) -> str:
@@ -472,6 +481,8 @@ class Offloads(Claim):
     shared: bool = False
     original: dict[str, bool] | None = field(default=None, hash=False)
     netns: str = ""
+    boot: str = ""  # the boot it was made in: a reboot took it away
+
 
     @property
     def target(self) -> str:
@@ -525,6 +536,8 @@ class IptablesTable(Claim):
     original: str | None = None
     netns: str = ""
     family: str = "ipv4"
+    boot: str = ""  # the boot it was made in: a reboot took it away
+
 
     @property
     def target(self) -> str:
@@ -558,6 +571,8 @@ class NftBaseChain(Claim):
     original: str | None = None
     netns: str = ""
     family: str = "ipv4"
+    boot: str = ""  # the boot it was made in: a reboot took it away
+
 
     @property
     def target(self) -> str:
@@ -591,6 +606,8 @@ class Firewall(HostChange):
     ruleset: firewall.Ruleset = field(default_factory=lambda: firewall.Ruleset((), ()))
     netns: str = ""
     live: firewall.Live | None = field(default=None, compare=False, repr=False)
+    boot: str = ""  # the boot it was made in: a reboot took it away
+
 
     @property
     def target(self) -> str:

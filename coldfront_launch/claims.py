@@ -94,6 +94,9 @@ def claim(state_root: Path, instance: str, key: ClaimKey,
     with shared_lock(state_root):
         registry = read(state_root)
         entry = registry.get(key)
+        boot = (extra or {}).get("boot")
+        if entry is not None and boot and entry.get("boot", boot) != boot:
+            entry = None  # held in an earlier boot: that namespace and its holders are gone
         if entry is None:
             entry = {"original": original(), "holders": [], **(extra or {})}
         elif check is not None:

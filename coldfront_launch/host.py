@@ -12,6 +12,7 @@ back as they were by the last one to stop (see :mod:`coldfront_launch.claims`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -138,6 +139,7 @@ class RealHost(RecordingHost):
     def __init__(self, state: InstanceState, state_root: Path) -> None:
         super().__init__()
         self.netns = netinfo.netns_id()
+        self.boot = netinfo.boot_id()
         self.env = HostEnv(state, state_root,
                            journaled={c.identity() for c in state.entries()})
 
@@ -149,6 +151,8 @@ class RealHost(RecordingHost):
         self._make(StopInstance(name))
 
     def _make(self, change: HostChange) -> None:
+        if change.network:
+            change = dataclasses.replace(change, boot=self.boot)  # type: ignore[type-var]
         change.check(self.env)
         if change.identity() not in self.env.journaled:
             self.env.state.record(change)

@@ -35,6 +35,29 @@ def netns_id() -> str:
     return str(os.stat("/proc/self/ns/net").st_ino)
 
 
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str:
+    """This boot's id (``CF_LAUNCH_BOOT_ID_FILE`` points tests at another file)."""
+    path = Path(os.environ.get("CF_LAUNCH_BOOT_ID_FILE", str(BOOT_ID)))
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def boot_time() -> float:
+    """When this machine booted (seconds since the epoch), from ``/proc/stat``."""
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
 def netns_alive(netns: str) -> bool:
     """Whether a network namespace (by inode) still exists: a process is in it, or a
     bind mount under /run/netns keeps it."""

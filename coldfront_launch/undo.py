@@ -21,7 +21,11 @@ def check_namespace(state: InstanceState) -> bool:
     Refuses (raises) when it still exists but is not this process's: undoing there from
     here would change the wrong host. A namespace that is gone took its links, rules and
     sysctls with it; only the changes outside it are left to undo."""
-    where = made_in(state.entries())
+    entries = state.entries()
+    boot = netinfo.boot_id()
+    if any(e.network and e.boot_id and e.boot_id != boot for e in entries):
+        return True  # made before a reboot: the namespace, its rules and sysctls are gone
+    where = made_in(entries)
     here = netinfo.netns_id()
     if where is None or where == here:
         return False

@@ -80,7 +80,24 @@ def _ip_in_use(settings: BridgeSettings, instance: str) -> str:
         if other.name != instance and other.ip.split("/")[0] == str(settings.ip):
             return f"instance {other.name}"
     lease = CNI_LEASES / settings.network / str(settings.ip)
-    return f"a CNI lease ({lease})" if lease.exists() else ""
+    return f"a CNI lease ({lease})" if lease.exists() and lease not in stale_leases(settings) \
+        else ""
+
+
+def stale_leases(settings: BridgeSettings) -> list[Path]:
+    """This network's IPAM leases from before the current boot: their containers are gone
+    (host-local IPAM keeps them on disk across a reboot). Other networks' are left alone."""
+    folder = CNI_LEASES / settings.network
+    booted = netinfo.boot_time()
+    found = []
+    for lease in sorted(folder.glob("*")) if folder.is_dir() and booted else []:
+        try:
+            ipaddress.ip_address(lease.name)
+            if lease.is_file() and lease.stat().st_mtime < booted:
+                found.append(lease)
+        except (ValueError, OSError):
+            continue  # last_reserved_ip.0, lock: IPAM's own files
+    return found
 
 
 @hookimpl
@@ -144,6 +161,8 @@ def cf_launch_start_options(ctx: LaunchContext) -> list[str]:
 def cf_launch_pre_start(ctx: LaunchContext, host: HostChanges) -> None:
     s = parse(ctx)
     external = external_interface(s)
+    for lease in stale_leases(s):  # left by an instance that a reboot took away
+        lease.unlink(missing_ok=True)
     host.share_file(bridge_cni.conflist_path(s), bridge_cni.conflist(s))
     host.set_sysctl("net.ipv4.ip_forward", "1")
     # Loose mode (2) wins over strict (1): the kernel uses the maximum. Claim it when

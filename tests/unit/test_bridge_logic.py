@@ -94,3 +94,24 @@ def test_forwarded_ports_read_back(ctx) -> None:
     saved = "\n".join(f"-A {c.name} {r}" for c in rules.chains for r in c.rules)
     saved = saved.replace("--comment cf-launch:cfone", '--comment "cf-launch:cfone"')
     assert bridge_rules.forwarded_ports(saved) == {80: "cfone", 8443: "cfone"}
+
+
+def test_stale_leases_of_this_network_only(ctx, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """After a reboot, host-local IPAM's leases of gone containers stay on disk: a fixed
+    ip would read as in use. Only this network's leases from before the boot are stale."""
+    import os
+    import time
+
+    from coldfront_launch import netinfo
+
+    monkeypatch.setattr(bridge, "CNI_LEASES", tmp_path / "cni")
+    monkeypatch.setattr(netinfo, "boot_time", lambda: time.time() - 100)
+    ours, other = tmp_path / "cni" / "cf-launch", tmp_path / "cni" / "bridge"
+    for folder in (ours, other):
+        folder.mkdir(parents=True)
+        for name in ("10.22.0.9", "last_reserved_ip.0"):
+            (folder / name).write_text("container-id\neth0\n")
+            os.utime(folder / name, (time.time() - 1000,) * 2)
+    (ours / "10.22.0.10").write_text("a live container\neth0\n")  # this boot's
+    settings = parse(ctx)
+    assert bridge.stale_leases(settings) == [ours / "10.22.0.9"]

@@ -323,3 +323,43 @@ def test_stop_of_an_unknown_name_creates_nothing(make_settings, fake_apptainer,
     with pytest.raises(NotRunningError):
         launcher.stop()
     assert not launcher.settings.state_dir.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creates network namespaces")
+def test_start_after_a_simulated_reboot(fake_apptainer, recorder, tmp_path: Path) -> None:
+    """A reboot took the namespace, its sysctls and the instance: the next start forgets the
+    old boot's network changes (and claims), undoes its files, and starts cleanly."""
+    boot = tmp_path / "boot_id"
+    boot.write_text("boot-one\n")
+    env = {**os.environ, "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none"),
+           "CF_LAUNCH_BOOT_ID_FILE": str(boot)}
+    config = _config(tmp_path)
+    claims = tmp_path / "state" / "claims.json"
+    first, second = f"cfl{os.getpid()}r1", f"cfl{os.getpid()}r2"
+    subprocess.run(["ip", "netns", "add", first], check=True)
+    try:
+        started = _cli(["--config", str(config), "start", "--no-wait"], env,
+                       prefix=("nsenter", f"--net=/run/netns/{first}"))
+    finally:
+        subprocess.run(["ip", "netns", "del", first], check=True)
+    assert started.returncode == 0, started.stderr
+    assert '"boot": "boot-one"' in claims.read_text()
+    # The reboot: a new boot id, the instance gone, a new namespace that may reuse numbers.
+    boot.write_text("boot-two\n")
+    Path(os.environ["FAKE_APPTAINER_STATE"]).write_text("{}")
+    subprocess.run(["ip", "netns", "add", second], check=True)
+    try:
+        again = _cli(["--config", str(config), "start", "--no-wait"], env,
+                     prefix=("nsenter", f"--net=/run/netns/{second}"))
+        assert again.returncode == 0, again.stderr
+        assert "could not undo" not in again.stderr
+        assert '"boot": "boot-two"' in claims.read_text()
+        assert "boot-one" not in claims.read_text(), "the old boot's claims are dropped"
+        stopped = _cli(["--config", str(config), "stop"], env,
+                       prefix=("nsenter", f"--net=/run/netns/{second}"))
+        assert stopped.returncode == 0, stopped.stderr
+    finally:
+        subprocess.run(["ip", "netns", "del", second], check=True)
+    assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
+    assert not claims.exists()
+    assert not (tmp_path / "etc" / "made-by-recorder.conf").exists()
