@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from coldfront_launch.hooks.metadata import DEFAULT_SERVICE_UID
+from coldfront_launch.security import DEFAULT_UID as DEFAULT_SERVICE_UID
 from tests.host.cloud import (
     AWS_DNS,
     ECS_CREDENTIALS,
@@ -108,9 +108,8 @@ def test_override_rejects_the_service_user(testhost: TestHost, coldfront_image: 
         assert all(f"--uid-owner {DEFAULT_SERVICE_UID} " in r["restore"] for r in rules)
         running_as = gunicorn_uids(testhost, "cfmetaover")
         assert running_as, "gunicorn runs"
-        # Until ColdFront runs as its service user (issue 10), gunicorn is root and the rule
-        # has no one to match; from then on, the uids must agree.
-        assert running_as - {0} <= {DEFAULT_SERVICE_UID}, \
+        # ColdFront runs as its service account: the very uid the rule matches.
+        assert running_as == {DEFAULT_SERVICE_UID}, \
             f"gunicorn runs as {running_as}; the metadata rule matches {DEFAULT_SERVICE_UID}"
 
         for blocked in (IMDS, ECS_CREDENTIALS, f"[{IMDS6}]"):
