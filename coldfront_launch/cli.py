@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from . import apptainer, cli_embed, plugins
+from . import apptainer, cli_embed, cli_service, plugins
 from .builder import BuildEvent
 from .clitools import emit as _emit
 from .clitools import friendly
@@ -325,7 +325,7 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
         sys.exit(ExitCode.PREFLIGHT)
 
 
-for _command in cli_embed.COMMANDS:
+for _command in (*cli_embed.COMMANDS, *cli_service.COMMANDS):
     cli.add_command(_command)
 
 

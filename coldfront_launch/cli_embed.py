@@ -1,11 +1,9 @@
-"""``cf-launch prepare``, ``attach``, ``detach`` and ``service dropin``: cf-launch's
-network in a site's own ``apptainer instance start`` (docs/embedding.md)."""
+"""``cf-launch prepare``, ``attach`` and ``detach``: cf-launch's network in a site's own
+``apptainer instance start`` (docs/embedding.md)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -18,11 +16,8 @@ from .clitools import (
     launcher_of,
     name_option,
     print_started,
-    settings_of,
     start_overrides,
 )
-
-RUN_DIR = Path("/run/cf-launch")
 
 
 @click.command()
@@ -77,35 +72,4 @@ def detach(ctx: click.Context, as_json: bool) -> None:
     emit(result, as_json, lambda: click.echo(f"{result['name']}: host changes undone"))
 
 
-@click.group()
-def service() -> None:
-    """systemd units for cf-launch."""
-
-
-@service.command("dropin")
-@click.option("--unit", required=True, help="The site's unit, e.g. coldfront.service.")
-@name_option
-@hook_option
-@click.pass_context
-@friendly
-def service_dropin(ctx: click.Context, unit: str, hooks: tuple[str, ...]) -> None:
-    """Print a drop-in that adds cf-launch's network to an existing unit."""
-    from .errors import ConfigError
-
-    if not unit.endswith(".service") or "/" in unit or unit.startswith("."):
-        raise ConfigError("--unit", f"{unit!r} is not a service unit name",
-                          "e.g. --unit coldfront.service")
-    settings = settings_of(ctx, **start_overrides(hooks, None))
-    obj: dict[str, Any] = ctx.obj
-    command = [str(Path(sys.argv[0]).resolve()) if sys.argv[0].endswith("cf-launch")
-               else "cf-launch"]
-    if obj.get("config"):
-        command += ["--config", str(Path(obj["config"]).resolve())]
-    if obj.get("state_root"):
-        command += ["--state-root", str(settings.state_root)]
-    click.echo(embed.dropin(unit, command, settings.name, settings.hooks,
-                            RUN_DIR / f"{settings.name}.env", settings.ready_timeout),
-               nl=False)
-
-
-COMMANDS = (prepare, attach, detach, service)
+COMMANDS = (prepare, attach, detach)

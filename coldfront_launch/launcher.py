@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import signal
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +15,14 @@ from typing import Any
 from . import appdata, apptainer, builder, hardening, plugins, readiness, record
 from .changes import HostChange, HostEnv, Reading, StopInstance
 from .embed import Embedding
-from .errors import ConfigError, HostChangeError, LaunchError, NotRunningError, PreflightError
+from .errors import (
+    ConfigError,
+    HostChangeError,
+    LaunchError,
+    LockedError,
+    NotRunningError,
+    PreflightError,
+)
 from .host import RealHost, RecordingHost
 from .sequence import LaunchSequence
 from .settings import Settings
@@ -308,7 +317,11 @@ class Launcher:
     def stop(self) -> dict[str, float]:
         """Stop the instance and undo every journaled host change (also after a crash).
 
-        Returns the seconds spent: ``apptainer_stop`` and ``undo`` (everything else)."""
+        Returns the seconds spent: ``apptainer_stop`` and ``undo`` (everything else).
+        An instance that ``cf-launch run`` supervises is stopped by its supervisor."""
+        supervisor = self.state.supervisor()
+        if supervisor:
+            return self._stop_through(supervisor)
         if not self.settings.state_dir.exists() and apptainer.find(self.settings.name) is None:
             raise NotRunningError(f"instance {self.settings.name} is not running",
                                   "nothing to stop; `cf-launch status` lists instances")
@@ -349,7 +362,26 @@ class Launcher:
             return {"apptainer_stop": stopping.get("apptainer_stop", 0.0),
                     "undo": total - stopping.get("apptainer_stop", 0.0)}
 
+    def _stop_through(self, supervisor: int, timeout: float = 600) -> dict[str, float]:
+        """Ask the supervisor (SIGTERM) to stop the instance; wait until it is done."""
+        self.report(f"asking the supervisor (pid {supervisor}) to stop {self.settings.name}")
+        clock = Stopwatch()
+        os.kill(supervisor, signal.SIGTERM)
+        while self.state.supervisor() == supervisor and clock.total() < timeout:
+            time.sleep(0.1)
+        if self.state.supervisor() == supervisor:
+            raise LaunchError(f"the supervisor (pid {supervisor}) did not stop "
+                              f"{self.settings.name} in {timeout:.0f}s",
+                              f"see `journalctl -u cf-launch@{self.settings.name}`")
+        return {"supervisor": clock.total()}
+
     def restart(self, wait: bool = True) -> Started:
+        supervisor = self.state.supervisor()
+        if supervisor:
+            raise LockedError(f"cf-launch run (pid {supervisor}) supervises "
+                              f"{self.settings.name}",
+                              f"restart it the service's way: systemctl restart "
+                              f"cf-launch@{self.settings.name}")
         if apptainer.find(self.settings.name) is not None or self.state.entries():
             self.stop()
         return self.start(wait=wait)

@@ -21,6 +21,7 @@ from .changes import HostChange
 from .errors import LockedError
 
 JOURNAL = "journal.jsonl"
+SUPERVISOR = "supervisor.pid"
 UNRESOLVED = "unresolved.jsonl"
 LOCK = "lock"
 
@@ -87,6 +88,20 @@ class InstanceState:
     def entries(self) -> list[HostChange]:
         """All journaled changes, oldest first (0.1 journals migrated)."""
         return migrate.from_v1(self.records())
+
+    @property
+    def supervisor_path(self) -> Path:
+        return self.directory / SUPERVISOR
+
+    def supervisor(self) -> int:
+        """The pid of a live ``cf-launch run`` supervising this instance (not this
+        process), or 0."""
+        try:
+            pid = int(self.supervisor_path.read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return 0
+        return pid if pid != os.getpid() else 0
 
     @property
     def unresolved_path(self) -> Path:

@@ -1,0 +1,48 @@
+"""The systemd units cf-launch writes: a template ``cf-launch@.service`` that runs the
+supervisor (``cf-launch run --name %i``), one instance per ColdFront instance name."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from .settings import Settings
+
+UNIT_DIR = Path("/etc/systemd/system")
+TEMPLATE = "cf-launch@.service"
+GRACE = 60  # seconds beyond the graceful stop for undoing and Apptainer's own stop
+
+
+def unit_text(cf_launch: list[str], settings: Settings) -> str:
+    """The template unit, with the config path fixed at install time."""
+    run = shlex.join(cf_launch)
+    folders = " ".join(str(p) for p in (settings.state_root, settings.build.cache_dir))
+    return f"""\
+# {TEMPLATE}, written by `cf-launch service install`. One instance per ColdFront
+# instance name: systemctl enable --now cf-launch@coldfront
+[Unit]
+Description=ColdFront instance %i (cf-launch)
+Documentation=https://coldfront.readthedocs.io/
+Wants=network-online.target
+After=network-online.target firewalld.service nftables.service iptables.service
+RequiresMountsFor={folders}
+
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart={run} run --name %i
+Restart=on-failure
+RestartSec=5
+TimeoutStartSec={int(settings.ready_timeout) + GRACE}
+TimeoutStopSec={2 * GRACE}
+# SIGTERM to the supervisor only: it stops the instance and undoes the host changes.
+# (SIGTERM to systemd inside the instance would make it re-execute, not stop.)
+KillMode=mixed
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def unit_path(unit_dir: Path = UNIT_DIR) -> Path:
+    return unit_dir / TEMPLATE

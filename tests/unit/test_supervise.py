@@ -1,0 +1,153 @@
+"""`cf-launch run` under a stand-in for systemd's notify socket: READY only once ColdFront
+answers, restart-worthy exit when the instance dies, a clean stop on SIGTERM and through
+`cf-launch stop`. The unit it is made for passes `systemd-analyze verify`."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coldfront_launch import service
+from coldfront_launch.settings import settings_from_mapping
+from coldfront_launch.state import InstanceState
+from tests.unit.test_launcher import _cli, _cli_argv, _config, recorder  # noqa: F401
+
+
+class Systemd:
+    """The notify socket end: every datagram, with when it came."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, dict[str, str]]] = []
+
+    def wait_for(self, key: str, timeout: float = 30) -> float:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for when, fields in self.messages:
+                if key in fields:
+                    return when
+            try:
+                data = self.sock.recv(4096).decode()
+            except socket.timeout:
+                continue
+            fields = dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
+            self.messages.append((time.monotonic(), fields))
+        raise AssertionError(f"no {key} in {self.messages}")
+
+
+@pytest.fixture
+def coldfront(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
+    """ColdFront's login page, answering only after a moment; records when it first did."""
+    answered: list[float] = []
+    opens = time.monotonic() + 1.0
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            ok = time.monotonic() >= opens
+            self.send_response(200 if ok else 503)
+            self.end_headers()
+            if ok and not answered:
+                answered.append(time.monotonic())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("RECORDER_ENDPOINT", json.dumps(["127.0.0.1", server.server_port]))
+    yield answered
+    server.shutdown()
+
+
+def supervise(tmp_path: Path, systemd_socket: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none"),
+           "NOTIFY_SOCKET": str(systemd_socket)}
+    return subprocess.Popen(_cli_argv(["--config", str(_config(tmp_path)), "run",
+                                       "--interval", "0.2"]),
+                            env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def test_ready_after_http_then_sigterm_stops_cleanly(fake_apptainer, recorder, coldfront,  # noqa: F811
+                                                    tmp_path: Path) -> None:
+    systemd = Systemd(tmp_path / "notify")
+    run = supervise(tmp_path, tmp_path / "notify")
+    try:
+        ready = systemd.wait_for("READY")
+        assert coldfront and ready >= coldfront[0], "READY=1 only once ColdFront answered"
+        assert any("STATUS" in f for _w, f in systemd.messages if _w < ready), "STATUS first"
+        assert (tmp_path / "etc" / "made-by-recorder.conf").exists()
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=30) == 0, run.stderr.read() if run.stderr else ""
+    finally:
+        run.kill()
+    systemd.wait_for("STOPPING")
+    assert not (tmp_path / "etc" / "made-by-recorder.conf").exists()
+    assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
+    assert json.loads(Path(os.environ["FAKE_APPTAINER_STATE"]).read_text()) == {}
+
+
+def test_instance_death_undoes_and_exits_non_zero(fake_apptainer, recorder, coldfront,  # noqa: F811
+                                                 tmp_path: Path) -> None:
+    systemd = Systemd(tmp_path / "notify")
+    run = supervise(tmp_path, tmp_path / "notify")
+    try:
+        systemd.wait_for("READY")
+        Path(os.environ["FAKE_APPTAINER_STATE"]).write_text("{}")  # the instance dies
+        assert run.wait(timeout=30) == 1, "Restart=on-failure restarts it"
+    finally:
+        run.kill()
+    assert not (tmp_path / "etc" / "made-by-recorder.conf").exists()
+    assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
+
+
+def test_stop_asks_the_supervisor(fake_apptainer, recorder, coldfront, tmp_path: Path  # noqa: F811
+                                  ) -> None:
+    systemd = Systemd(tmp_path / "notify")
+    run = supervise(tmp_path, tmp_path / "notify")
+    env = {**os.environ, "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none")}
+    try:
+        systemd.wait_for("READY")
+        restart = _cli(["--config", str(_config(tmp_path)), "restart"], env)
+        assert restart.returncode == 7 and "systemctl restart cf-launch@coldfront" in \
+            restart.stderr
+        stopped = _cli(["--config", str(_config(tmp_path)), "stop"], env)
+        assert stopped.returncode == 0, stopped.stderr
+        assert "asking the supervisor" in stopped.stderr
+        assert run.wait(timeout=30) == 0, "a deliberate stop: systemd does not restart it"
+    finally:
+        run.kill()
+    assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_unit_verifies(tmp_path: Path) -> None:
+    settings = settings_from_mapping({"state_root": str(tmp_path / "state"),
+                                      "build": {"cache_dir": str(tmp_path / "cache")}})
+    text = service.unit_text(["/usr/bin/env", "cf-launch", "--config", "/etc/cf.toml"],
+                             settings)
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / service.TEMPLATE).write_text(text)
+    assert "Type=notify" in text and "ExecStart=/usr/bin/env cf-launch --config " \
+        "/etc/cf.toml run --name %i" in text
+    assert f"RequiresMountsFor={tmp_path / 'state'} {tmp_path / 'cache'}" in text
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no",
+                             str(units / "cf-launch@coldfront.service")],
+                            capture_output=True, text=True, check=False,
+                            env={"SYSTEMD_UNIT_PATH": f"{units}:", "PATH": "/usr/bin:/bin"})
+    problems = [line for line in result.stderr.splitlines() if "cf-launch@" in line]
+    assert result.returncode == 0 and not problems, result.stderr
