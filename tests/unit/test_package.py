@@ -181,8 +181,8 @@ def broken_cli(venv: Path, site: Path, args: list[str], cwd: Path
                           text=True, cwd=cwd, env=environ, timeout=120)
 
 
-def test_broken_plugins_are_reported_and_contained(venv: Path, broken: Path,
-                                                   tmp_path: Path) -> None:
+def test_broken_plugins_are_reported_and_contained(venv: Path, broken: Path, tmp_path: Path,
+                                                   fake_apptainer: Path) -> None:
     hooks = broken_cli(venv, broken, ["hooks", "--json"], tmp_path)
     assert hooks.returncode == 0, hooks.stderr
     data = json.loads(hooks.stdout)
@@ -210,6 +210,17 @@ def test_broken_plugins_are_reported_and_contained(venv: Path, broken: Path,
                                        "typo"], tmp_path)
     assert active.returncode == 2 and "typo" in active.stderr
     assert "Traceback" not in active.stderr
+
+    image = tmp_path / "c.sif"
+    image.write_text("")
+    safe = tmp_path / "safe.toml"  # no firewall change: this test runs in the machine's namespace
+    safe.write_text('[hook.override]\nnetns_path = "/proc/self/ns/net"\nports = [65005]\n'
+                    'allow_metadata = true\n')
+    base = ["--config", str(safe), "--state-root", str(tmp_path / "s2")]
+    started = broken_cli(venv, broken, [*base, "start", "--hook", "override", "--image",
+                                        str(image), "--no-wait"], tmp_path)
+    assert started.returncode == 0, started.stderr
+    assert broken_cli(venv, broken, [*base, "stop"], tmp_path).returncode == 0
 
     crash = broken_cli(venv, broken, ["--state-root", str(tmp_path / "s"), "plan", "--hook",
                                       "override", "--hook", "crashy"], tmp_path)
