@@ -409,7 +409,6 @@ class Sysctl(Claim):
     netns: str = ""
     boot: str = ""  # the boot it was made in: a reboot took it away
 
-
     @property
     def target(self) -> str:
         return self.name
@@ -446,7 +445,6 @@ class Link(Claim):
     netns: str = ""
     boot: str = ""  # the boot it was made in: a reboot took it away
 
-
     @property
     def target(self) -> str:
         return self.ifname
@@ -482,7 +480,6 @@ class Offloads(Claim):
     original: dict[str, bool] | None = field(default=None, hash=False)
     netns: str = ""
     boot: str = ""  # the boot it was made in: a reboot took it away
-
 
     @property
     def target(self) -> str:
@@ -524,34 +521,40 @@ class Offloads(Claim):
             super().forget(env)
 
 
+class _FamilyClaim(Claim):
+    """A firewall claim in one address family (``family``): IPv6's are keyed apart."""
+
+    v6_kind: ClassVar[str] = ""
+    listed: ClassVar[bool] = False
+    network: ClassVar[bool] = True
+
+    def key(self) -> ClaimKey:
+        ipv6 = getattr(self, "family", "ipv4") == "ipv6"
+        return ClaimKey(self.v6_kind if ipv6 else self.kind, self.target, self.netns_id)
+
+    def identity(self) -> tuple[Any, ...]:
+        return (*super().identity(), getattr(self, "family", "ipv4"))
+
+    def apply(self, env: HostEnv) -> None:
+        self.hold(env)
+
+
 @dataclass(frozen=True)
-class IptablesTable(Claim):
+class IptablesTable(_FamilyClaim):
     """An iptables table that iptables-nft creates on first use; dropped by the last
     holder if it was absent and is empty. Part of a :class:`Firewall` change."""
 
     kind: ClassVar[str] = "iptables-table"
-    listed: ClassVar[bool] = False
-    network: ClassVar[bool] = True
+    v6_kind: ClassVar[str] = "ip6tables-table"
     table: str = ""
     original: str | None = None
     netns: str = ""
     family: str = "ipv4"
     boot: str = ""  # the boot it was made in: a reboot took it away
 
-
     @property
     def target(self) -> str:
         return self.table
-
-    def key(self) -> ClaimKey:
-        kind = "ip6tables-table" if self.family == "ipv6" else self.kind
-        return ClaimKey(kind, self.target, self.netns)
-
-    def identity(self) -> tuple[Any, ...]:
-        return (*super().identity(), self.family)
-
-    def apply(self, env: HostEnv) -> None:
-        self.hold(env)
 
     def restore(self, original: Any) -> None:
         if original == "absent":
@@ -559,34 +562,17 @@ class IptablesTable(Claim):
 
 
 @dataclass(frozen=True)
-class NftBaseChain(Claim):
+class NftBaseChain(IptablesTable):
     """A built-in chain that nf_tables creates on its first rule; dropped by the last
     holder if it was absent and is empty. Part of a :class:`Firewall` change."""
 
     kind: ClassVar[str] = "nft-chain"
-    listed: ClassVar[bool] = False
-    network: ClassVar[bool] = True
-    table: str = ""
+    v6_kind: ClassVar[str] = "nft6-chain"
     chain: str = ""
-    original: str | None = None
-    netns: str = ""
-    family: str = "ipv4"
-    boot: str = ""  # the boot it was made in: a reboot took it away
-
 
     @property
     def target(self) -> str:
         return f"{self.table}/{self.chain}"
-
-    def key(self) -> ClaimKey:
-        kind = "nft6-chain" if self.family == "ipv6" else self.kind
-        return ClaimKey(kind, self.target, self.netns)
-
-    def identity(self) -> tuple[Any, ...]:
-        return (*super().identity(), self.family)
-
-    def apply(self, env: HostEnv) -> None:
-        self.hold(env)
 
     def restore(self, original: Any) -> None:
         if original == "absent":
@@ -607,7 +593,6 @@ class Firewall(HostChange):
     netns: str = ""
     live: firewall.Live | None = field(default=None, compare=False, repr=False)
     boot: str = ""  # the boot it was made in: a reboot took it away
-
 
     @property
     def target(self) -> str:

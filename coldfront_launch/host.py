@@ -117,9 +117,9 @@ class RecordingHost:
             if firewall.nft_available():
                 base = firewall.base_chains_present(family)
                 for jump in ruleset.jumps:
-                    self._make(NftBaseChain(jump.table, jump.builtin,
-                                            _presence((jump.table, jump.builtin) in base),
-                                            self.netns, family))
+                    self._make(NftBaseChain(
+                        table=jump.table, chain=jump.builtin, netns=self.netns, family=family,
+                        original=_presence((jump.table, jump.builtin) in base)))
         self._make(Firewall(owner, ruleset, self.netns, live))
 
     def set_offloads(self, ifname: str, features: dict[str, bool], shared: bool = False) -> None:

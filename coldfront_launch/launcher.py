@@ -283,12 +283,7 @@ class Launcher:
             seq = self.sequence(launched.hooks_or(self.settings.hooks))
             if info is not None:
                 seq.hooks.pre_stop(seq.ctx, info)
-            failures = undo_all(self.state, self.settings.state_root, _never_stop)
-            if failures:
-                raise HostChangeError("some changes could not be undone: " + "; ".join(failures),
-                                      "fix the cause and run `cf-launch detach` again")
-            record.remove(self.settings.state_dir)
-            seq.hooks.post_stop(seq.ctx)
+            self._undo_then_post_stop(seq, _never_stop, "detach")
         if info is not None:
             self.report(f"instance {name} still runs, and its network is gone now "
                         f"(stop it first: apptainer instance stop {name})")
@@ -352,15 +347,20 @@ class Launcher:
                 stopping["apptainer_stop"] = began.total()
             if info is not None and not any(isinstance(e, StopInstance) for e in journal):
                 timed_stop(info.name)  # attached: the site started it; stop it, then undo
-            failures = undo_all(self.state, self.settings.state_root, timed_stop)
-            if failures:
-                raise HostChangeError("some changes could not be undone: " + "; ".join(failures),
-                                      "fix the cause and run `cf-launch stop` again")
-            record.remove(self.settings.state_dir)
-            seq.hooks.post_stop(seq.ctx)
+            self._undo_then_post_stop(seq, timed_stop, "stop")
             total = clock.total()
             return {"apptainer_stop": stopping.get("apptainer_stop", 0.0),
                     "undo": total - stopping.get("apptainer_stop", 0.0)}
+
+    def _undo_then_post_stop(self, seq: LaunchSequence, stop_instance: Callable[[str], None],
+                             verb: str) -> None:
+        """Undo the journal (the instance entry through ``stop_instance``); then post_stop."""
+        failures = undo_all(self.state, self.settings.state_root, stop_instance)
+        if failures:
+            raise HostChangeError("some changes could not be undone: " + "; ".join(failures),
+                                  f"fix the cause and run `cf-launch {verb}` again")
+        record.remove(self.settings.state_dir)
+        seq.hooks.post_stop(seq.ctx)
 
     def _stop_through(self, supervisor: int, timeout: float = 600) -> dict[str, float]:
         """Ask the supervisor (SIGTERM) to stop the instance; wait until it is done."""

@@ -63,5 +63,5 @@ def _claim(key: ClaimKey) -> c.HostChange:
         return c.IptablesTable(key.name, None, net)
     if key.kind == "nft-chain":
         table, _, chain = key.name.partition("/")
-        return c.NftBaseChain(table, chain, None, net)
+        return c.NftBaseChain(table=table, chain=chain, netns=net)
     return c.Unknown({"kind": "release", "resource": f"{key.kind}:{key.name}"})

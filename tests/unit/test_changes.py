@@ -28,7 +28,7 @@ EXAMPLES = [
                "4026531840"),
     c.Offloads("veth1", {"tx-checksumming": False}, False, {"tx-checksumming": True}, "1"),
     c.IptablesTable("mangle", "absent", "4026531840"),
-    c.NftBaseChain("nat", "OUTPUT", "present", "4026531840"),
+    c.NftBaseChain(table="nat", chain="OUTPUT", original="present", netns="4026531840"),
     c.Firewall("bridge:cf1", RULESET, "4026531840"),
 ]
 
@@ -91,7 +91,7 @@ def test_v1_journal_is_migrated(tmp_path: Path) -> None:
         c.Link("sbr0", None, "777"),
         c.StopInstance("cf1"),
         c.IptablesTable("mangle", None, "777"),
-        c.NftBaseChain("nat", "OUTPUT", None, "777"),
+        c.NftBaseChain(table="nat", chain="OUTPUT", netns="777"),
         c.Firewall("", Ruleset((Chain("nat", "CF-LAUNCH-ABC-DNAT", ()),),
                                (Jump("nat", "PREROUTING", "-j CF-LAUNCH-ABC-DNAT"),)), "777"),
         c.Offloads("sbr0", {}, True, None, "777"),
