@@ -1,9 +1,10 @@
 """Test helpers for cf-launch plugins, and the pytest plugin that offers them as fixtures.
 
-Opt in from your tests (either line; both are the same plugin)::
+Opt in from your tests, in ``conftest.py``::
 
-    # conftest.py (or pyproject.toml: [tool.pytest.ini_options] addopts = "-p coldfront_launch.testing")
     pytest_plugins = ["coldfront_launch.testing"]
+
+or in ``pyproject.toml``: ``[tool.pytest.ini_options] addopts = "-p coldfront_launch.testing"``.
 
 cf-launch also declares this module under pytest's ``pytest11`` entry point, named
 ``coldfront_launch.testing`` like the module, so ``-p coldfront_launch.testing`` and

@@ -48,7 +48,7 @@ def instance_start(args: list[str]) -> None:
     state = load()
     ip = ""
     if "--net" in args:
-        ip = "10.22.0.%d" % (2 + len(state))
+        ip = f"10.22.0.{2 + len(state)}"
         if "--network-args" in args:
             ip = args[args.index("--network-args") + 1].split("=", 1)[1]
     state[name] = {"instance": name, "pid": 4242 + len(state), "img": image, "ip": ip,

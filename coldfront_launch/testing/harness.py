@@ -60,8 +60,8 @@ class FakeApptainer:
         bindir.mkdir(parents=True, exist_ok=True)
         for name in ("apptainer", "singularity"):
             launcher = bindir / name
-            launcher.write_text(f"#!{sys.executable}\nimport runpy\n"
-                                f"runpy.run_path({str(FAKE)!r}, run_name='__main__')\n")
+            launcher.write_text(f"#!{sys.executable}\nimport runpy, sys\n"
+                                f"runpy.run_path({str(FAKE)!r})['main'](sys.argv)\n")
             launcher.chmod(0o755)
         return cls(bindir, folder / "apptainer.log", folder / "instances.json")
 
@@ -239,11 +239,11 @@ class Harness:
             yield
         finally:
             sysctl.SYSCTL_ROOT = saved_root
-            for key, value in saved_env.items():
-                if value is None:
+            for key, saved in saved_env.items():
+                if saved is None:
                     os.environ.pop(key, None)
                 else:
-                    os.environ[key] = value
+                    os.environ[key] = saved
 
 
 def recording_host() -> RecordingHost:
