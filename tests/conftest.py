@@ -39,6 +39,19 @@ def calls(log: Path) -> list[list[str]]:
     return [c for c in lines if "--version" not in c]
 
 
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cf-launch's wheel, built once per run (the package and docs tests install it)."""
+    import subprocess
+    import sys
+
+    dist = tmp_path_factory.mktemp("dist")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(root)],
+                   check=True, capture_output=True)
+    return next(dist.glob("coldfront_launch-*.whl"))
+
+
 @pytest.fixture
 def sysctl_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private /proc/sys stand-in, so unit tests never touch this machine's kernel."""

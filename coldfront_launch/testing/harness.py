@@ -116,10 +116,18 @@ def parse(config: str | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def in_own_netns() -> bool:
-    """Whether this process runs in a network namespace other than PID 1's."""
+    """Whether this process runs in a network namespace of its own: one whose only
+    interface is ``lo`` (what ``unshare --net`` and ``ip netns add`` make), or one other
+    than PID 1's (when that can be read; a container may forbid it even to root)."""
+    try:
+        lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        lines = []
+    if lines and {line.split(":", 1)[0].strip() for line in lines} <= {"lo"}:
+        return True
     try:
         return os.stat("/proc/self/ns/net").st_ino != os.stat("/proc/1/ns/net").st_ino
-    except OSError:  # not root: cannot tell, so assume the machine's own
+    except OSError:  # cannot tell: assume the machine's own
         return False
 
 
