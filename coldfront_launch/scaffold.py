@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from . import resources
-from .errors import ConfigError
+from .errors import ConfigError, LaunchError
 
 TEMPLATES = "plugin_template"
 #: A plugin name: lower-case letters and digits, words joined by single '-' or '_'.
@@ -62,8 +62,12 @@ def new_plugin(name: str, directory: Path | None = None, force: bool = False) ->
     written = []
     for template, relative in FILES.items():
         path = target / relative.format(module=module)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(resources.render("coldfront_launch", f"{TEMPLATES}/{template}",
-                                         **values))
+        text = resources.render("coldfront_launch", f"{TEMPLATES}/{template}", **values)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        except OSError as err:
+            raise LaunchError(f"cannot write {path}: {err.strerror}",
+                              "choose a --dir you can write to") from None
         written.append(path)
     return written
