@@ -304,12 +304,13 @@ def _running(name: str) -> str:
 
 @cli.command()
 @_name_option
+@_hook_option
 @_json_option
 @click.pass_context
 @friendly
-def doctor(ctx: click.Context, as_json: bool) -> None:
-    """Check the host and settings; say what is wrong and how to fix it."""
-    problems = _launcher(ctx).doctor()
+def doctor(ctx: click.Context, hooks: tuple[str, ...], as_json: bool) -> None:
+    """Check the host and settings (core and the plugins to run); say how to fix each."""
+    problems = _launcher(ctx, hooks=list(hooks) or None).doctor()
 
     def human() -> None:
         if not problems:
@@ -323,6 +324,24 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
           as_json, human)
     if any(p.fatal for p in problems):
         sys.exit(ExitCode.PREFLIGHT)
+
+
+@cli.group()
+def plugin() -> None:
+    """Write cf-launch plugins."""
+
+
+@plugin.command("new")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(path_type=Path),
+              help="Where to write it (default: ./cf-launch-NAME).")
+@click.option("--force", is_flag=True, help="Overwrite the plugin's files in a used --dir.")
+@friendly
+def plugin_new(name: str, directory: Path | None, force: bool) -> None:
+    """Write a ready-to-install plugin distribution NAME (entry point, hooks, tests)."""
+    from .scaffold import new_plugin
+    for path in new_plugin(name, directory, force):
+        click.echo(path)
 
 
 for _command in (*cli_embed.COMMANDS, *cli_service.COMMANDS):

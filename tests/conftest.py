@@ -1,4 +1,5 @@
-"""Shared fixtures. Unit tests replace only the apptainer executable (tests/fakes)."""
+"""Shared fixtures. Unit tests replace only the apptainer executable
+(coldfront_launch/testing/fake_apptainer.py, linked as tests/fakes/apptainer)."""
 
 from __future__ import annotations
 
@@ -17,18 +18,17 @@ from coldfront_launch.settings import settings_from_mapping
 FAKES = Path(__file__).parent / "fakes"
 
 
+
 @pytest.fixture
 def fake_apptainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Put the fake apptainer (and its singularity link) first on PATH; return its log."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    for name in ("apptainer", "singularity"):
-        (bindir / name).symlink_to(FAKES / "apptainer")
-    log = tmp_path / "apptainer.log"
-    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_APPTAINER_LOG", str(log))
-    monkeypatch.setenv("FAKE_APPTAINER_STATE", str(tmp_path / "instances.json"))
-    return log
+    """Put the fake apptainer (and singularity) first on PATH; return its log. The fake is
+    the one plugin authors get (coldfront_launch.testing); tests/fakes/apptainer links it."""
+    from coldfront_launch.testing import FakeApptainer
+
+    fake = FakeApptainer.create(tmp_path)
+    for key, value in fake.environ().items():
+        monkeypatch.setenv(key, value)
+    return fake.log
 
 
 def calls(log: Path) -> list[list[str]]:
@@ -37,6 +37,19 @@ def calls(log: Path) -> list[list[str]]:
         return []
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     return [c for c in lines if "--version" not in c]
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cf-launch's wheel, built once per run (the package and docs tests install it)."""
+    import subprocess
+    import sys
+
+    dist = tmp_path_factory.mktemp("dist")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(root)],
+                   check=True, capture_output=True)
+    return next(dist.glob("coldfront_launch-*.whl"))
 
 
 @pytest.fixture

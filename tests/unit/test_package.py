@@ -55,15 +55,6 @@ def cf_launch_post_stop(ctx): _note("post_stop")
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel, built once for this module."""
-    dist = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
-                   check=True, capture_output=True)
-    return next(dist.glob("coldfront_launch-*.whl"))
-
-
-@pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
     """A fresh venv holding the built wheel and the third-party plugin distribution."""
     work = tmp_path_factory.mktemp("pkg")
