@@ -57,9 +57,12 @@ def test_bridge_embedded(testhost: TestHost, coldfront_image: str, sandbox: Sand
         assert detached["still_running"] is False
         assert network_snapshot(sandbox.host, testhost) == before, "detach undoes exactly"
 
-        # A start without the prepared options: attach refuses and changes nothing.
+        # A start without the prepared options: attach refuses and changes nothing. (A
+        # network of its own, `none`: Apptainer's default one would leave the CNI firewall
+        # plugin's chains behind, which are not cf-launch's to remove.)
         testhost.cf(["prepare", "--hook", "bridge"], config, sandbox.host)
-        own_start(testhost, sandbox.host, coldfront_image, "cfembed")
+        own_start(testhost, sandbox.host, coldfront_image, "cfembed", "--net", "--network",
+                  "none")
         prepared_only = network_snapshot(sandbox.host, testhost)
         refused = testhost.cf(["attach"], config, sandbox.host, check=False)
         assert refused.returncode == 3, refused.stderr

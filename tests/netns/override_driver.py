@@ -31,7 +31,7 @@ def launcher(state_root: str, netns_path: str, allow_metadata: bool) -> Launcher
 def start(state_root: str, netns_path: str, allow_metadata: bool) -> None:
     lch = launcher(state_root, netns_path, allow_metadata)
     ctx = lch.context()
-    runner = plugins.Hooks(("override",))
+    runner = plugins.Hooks(("override",), internal=False)  # no Apptainer here
     runner.validate(ctx)
     fatal = [p for p in runner.preflight(ctx) if p.fatal]
     if fatal:

@@ -21,7 +21,11 @@ else:  # pragma: no cover
 
 
 def invoke(*args: str):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(cli, list(args))
+    try:  # click 8.1 (Python 3.9) mixes stderr into output unless told otherwise
+        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+    except TypeError:  # click 8.2+: stderr is always apart
+        runner = CliRunner()
+    return runner.invoke(cli, list(args))
 
 
 @pytest.mark.parametrize("name", ["", "Dns", "9dns", "-dns", "dns-", "a--b", "a_-b", "dns.x",
