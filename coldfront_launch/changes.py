@@ -348,6 +348,17 @@ class Claim(HostChange):
 
 
 @dataclass(frozen=True)
+class _NetworkClaim(Claim):
+    """A claim inside a network namespace: what the first holder found (``original``),
+    where (``netns``), and in which boot (``boot``: a reboot took it away)."""
+
+    network: ClassVar[bool] = True
+    original: Any = field(default=None, hash=False)
+    netns: str = ""
+    boot: str = ""
+
+
+@dataclass(frozen=True)
 class SharedFile(_FileFields, Claim):
     """A file several instances need with the same content (the CNI conflist)."""
 
@@ -398,16 +409,12 @@ class SharedFile(_FileFields, Claim):
 
 
 @dataclass(frozen=True)
-class Sysctl(Claim):
+class Sysctl(_NetworkClaim):
     """A kernel setting; the last holder restores the first one's original value."""
 
     kind: ClassVar[str] = "sysctl"
-    network: ClassVar[bool] = True
     name: str = ""
     value: str = ""
-    original: str | None = None
-    netns: str = ""
-    boot: str = ""  # the boot it was made in: a reboot took it away
 
     @property
     def target(self) -> str:
@@ -434,16 +441,12 @@ class Sysctl(Claim):
 
 
 @dataclass(frozen=True)
-class Link(Claim):
+class Link(_NetworkClaim):
     """A link others create for us (the CNI bridge); deleted by the last holder if it
     did not exist before the first claim, and nothing is attached to it."""
 
     kind: ClassVar[str] = "link"
-    network: ClassVar[bool] = True
     ifname: str = ""
-    original: str | None = None
-    netns: str = ""
-    boot: str = ""  # the boot it was made in: a reboot took it away
 
     @property
     def target(self) -> str:
@@ -468,18 +471,14 @@ class Link(Claim):
 
 
 @dataclass(frozen=True)
-class Offloads(Claim):
+class Offloads(_NetworkClaim):
     """NIC offload features (``ethtool -K``) of one link. ``shared`` for a link many
     instances use (the bridge: a claim); else this instance's own (its veth)."""
 
     kind: ClassVar[str] = "offloads"
-    network: ClassVar[bool] = True
     ifname: str = ""
     features: dict[str, bool] = field(default_factory=dict, hash=False)
     shared: bool = False
-    original: dict[str, bool] | None = field(default=None, hash=False)
-    netns: str = ""
-    boot: str = ""  # the boot it was made in: a reboot took it away
 
     @property
     def target(self) -> str:
@@ -521,12 +520,11 @@ class Offloads(Claim):
             super().forget(env)
 
 
-class _FamilyClaim(Claim):
+class _FamilyClaim(_NetworkClaim):
     """A firewall claim in one address family (``family``): IPv6's are keyed apart."""
 
     v6_kind: ClassVar[str] = ""
     listed: ClassVar[bool] = False
-    network: ClassVar[bool] = True
 
     def key(self) -> ClaimKey:
         ipv6 = getattr(self, "family", "ipv4") == "ipv6"
@@ -547,10 +545,7 @@ class IptablesTable(_FamilyClaim):
     kind: ClassVar[str] = "iptables-table"
     v6_kind: ClassVar[str] = "ip6tables-table"
     table: str = ""
-    original: str | None = None
-    netns: str = ""
     family: str = "ipv4"
-    boot: str = ""  # the boot it was made in: a reboot took it away
 
     @property
     def target(self) -> str:

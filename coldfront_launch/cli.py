@@ -17,8 +17,8 @@ import click
 
 from . import apptainer, cli_embed, cli_service, plugins
 from .builder import BuildEvent
+from .clitools import IMAGE_OPTION, friendly, instance_command
 from .clitools import emit as _emit
-from .clitools import friendly
 from .clitools import hook_option as _hook_option
 from .clitools import json_option as _json_option
 from .clitools import launcher_of as _launcher
@@ -94,14 +94,8 @@ def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[s
           lambda: click.echo(f"image: {image} -> {image.resolve()}"))
 
 
-@cli.command()
-@_name_option
-@_hook_option
-@click.option("--image", type=click.Path(path_type=Path), help="The .sif to boot.")
-@click.option("--no-wait", is_flag=True, help="Return once the instance runs.")
-@_json_option
-@click.pass_context
-@friendly
+@instance_command(cli, _hook_option, IMAGE_OPTION,
+                  click.option("--no-wait", is_flag=True, help="Return once the instance runs."))
 def start(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, no_wait: bool,
           as_json: bool) -> None:
     """Start ColdFront: hooks prepare the host, the instance boots, then wait until ready."""
@@ -109,11 +103,7 @@ def start(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, no_wai
     _emit(started.to_json(), as_json, lambda: _print_started(started.to_json()))
 
 
-@cli.command()
-@_name_option
-@_json_option
-@click.pass_context
-@friendly
+@instance_command(cli)
 def stop(ctx: click.Context, as_json: bool) -> None:
     """Stop the instance and undo every host change cf-launch made."""
     launcher = _launcher(ctx)
@@ -123,13 +113,7 @@ def stop(ctx: click.Context, as_json: bool) -> None:
           lambda: click.echo(f"instance {launcher.settings.name} stopped; host changes undone"))
 
 
-@cli.command()
-@_name_option
-@_hook_option
-@click.option("--image", type=click.Path(path_type=Path), help="The .sif to boot.")
-@_json_option
-@click.pass_context
-@friendly
+@instance_command(cli, _hook_option, IMAGE_OPTION)
 def restart(ctx: click.Context, hooks: tuple[str, ...], image: Path | None,
             as_json: bool) -> None:
     """Stop (if running), then start."""
@@ -137,11 +121,7 @@ def restart(ctx: click.Context, hooks: tuple[str, ...], image: Path | None,
     _emit(started.to_json(), as_json, lambda: _print_started(started.to_json()))
 
 
-@cli.command()
-@_name_option
-@_json_option
-@click.pass_context
-@friendly
+@instance_command(cli)
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show the instance, its address, systemd state and HTTP health."""
     data = _launcher(ctx).status()
@@ -165,12 +145,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
         sys.exit(ExitCode.DRIFTED)
 
 
-@cli.command()
-@_name_option
-@click.option("--all", "every", is_flag=True, help="Every instance cf-launch knows.")
-@_json_option
-@click.pass_context
-@friendly
+@instance_command(cli, click.option("--all", "every", is_flag=True,
+                                   help="Every instance cf-launch knows."))
 def repair(ctx: click.Context, every: bool, as_json: bool) -> None:
     """Put back what cf-launch applied and something else removed (firewall reloads)."""
     launcher = _launcher(ctx)
@@ -192,13 +168,7 @@ def repair(ctx: click.Context, every: bool, as_json: bool) -> None:
         sys.exit(ExitCode.HOST_CHANGE)
 
 
-@cli.command()
-@_name_option
-@_hook_option
-@click.option("--image", type=click.Path(path_type=Path), help="The .sif to boot.")
-@_json_option
-@click.pass_context
-@friendly
+@instance_command(cli, _hook_option, IMAGE_OPTION)
 def plan(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, as_json: bool) -> None:
     """Print the exact apptainer command and every host change `start` would make."""
     result = _launcher(ctx, **_start_overrides(hooks, image)).plan()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import grp
 import pwd
 import re
+from collections.abc import Callable
 from typing import Any
 
 from . import apptainer
@@ -53,24 +54,26 @@ def preflight(settings: Settings) -> list[Problem]:
             "security.uid", f"ids {sec.uid}:{sec.gid} differ from the image's "
             f"{DEFAULT_UID}:{DEFAULT_GID}, and without writable_tmpfs they cannot be applied",
             "set writable_tmpfs = true, or use the default ids"))
-    try:
-        user = pwd.getpwuid(sec.uid).pw_name
-    except KeyError:
-        pass
-    else:
+    user = _name_of(lambda: pwd.getpwuid(sec.uid).pw_name)
+    if user:
         found.append(Problem(
             "security.uid", f"uid {sec.uid} is already used by the host account {user!r}: it "
             "would own ColdFront's data and reach its socket",
             "set [security] uid (and gid) to an id no host account uses"))
-    try:
-        group = grp.getgrgid(sec.gid).gr_name
-    except KeyError:
-        pass
-    else:
+    group = _name_of(lambda: grp.getgrgid(sec.gid).gr_name)
+    if group:
         found.append(Problem(
             "security.gid", f"gid {sec.gid} is already used by the host group {group!r}",
             "set [security] gid to an id no host group uses", fatal=False))
     return found
+
+
+def _name_of(lookup: Callable[[], str]) -> str:
+    """The host account or group an id belongs to ("" for none)."""
+    try:
+        return lookup()
+    except KeyError:
+        return ""
 
 
 REPORT_SCRIPT = (

@@ -99,11 +99,12 @@ class RecordingHost:
         self._make(SharedFile(str(path), mode, content, created, digest))
 
     def set_sysctl(self, key: str, value: str) -> None:
-        self._make(Sysctl(key, value, self._read(lambda: sysctl.read(key)), self.netns))
+        self._make(Sysctl(name=key, value=value, netns=self.netns,
+                          original=self._read(lambda: sysctl.read(key))))
 
     def claim_link(self, ifname: str) -> None:
         present = self._read(lambda: "present" if netinfo.link_exists(ifname) else "absent")
-        self._make(Link(ifname, present, self.netns))
+        self._make(Link(ifname=ifname, original=present, netns=self.netns))
 
     def apply_firewall(self, owner: str, ruleset: firewall.Ruleset) -> None:
         family = ruleset.family
@@ -112,8 +113,8 @@ class RecordingHost:
             # iptables-nft creates a table on first use, and a built-in chain on its first
             # rule: claim each, so the last holder removes what cf-launch brought in.
             for table in ruleset.tables():
-                self._make(IptablesTable(table, _presence(table in live.chains), self.netns,
-                                         family))
+                self._make(IptablesTable(table=table, original=_presence(table in live.chains),
+                                         netns=self.netns, family=family))
             if firewall.nft_available():
                 base = firewall.base_chains_present(family)
                 for jump in ruleset.jumps:
@@ -126,7 +127,8 @@ class RecordingHost:
         before = self._read(lambda: netinfo.read_offloads(ifname))
         previous = {k: before[k] for k in features if k in before} if before is not None \
             else None
-        self._make(Offloads(ifname, dict(features), shared, previous, self.netns))
+        self._make(Offloads(ifname=ifname, features=dict(features), shared=shared,
+                                original=previous, netns=self.netns))
 
 
 def _presence(present: bool) -> str:

@@ -42,7 +42,8 @@ def _one(record: dict[str, Any], netns: str) -> c.HostChange:
                           tuple(Jump(t, b, s) for t, b, s in record["jumps"]))
         return c.Firewall("", ruleset, netns)
     if kind == "restore_offloads":
-        return c.Offloads(record["ifname"], {}, False, dict(record["features"]), netns)
+        return c.Offloads(ifname=record["ifname"], original=dict(record["features"]),
+                          netns=netns)
     if kind == "release":
         return _claim(ClaimKey.parse_v1(record["resource"]))
     return c.Unknown(dict(record))
@@ -54,13 +55,13 @@ def _claim(key: ClaimKey) -> c.HostChange:
     if key.kind == "file":
         return c.SharedFile(key.name)
     if key.kind == "sysctl":
-        return c.Sysctl(key.name, "", None, net)
+        return c.Sysctl(name=key.name, netns=net)
     if key.kind == "link":
-        return c.Link(key.name, None, net)
+        return c.Link(ifname=key.name, netns=net)
     if key.kind == "offloads":
-        return c.Offloads(key.name, {}, True, None, net)
+        return c.Offloads(ifname=key.name, shared=True, netns=net)
     if key.kind == "iptables-table":
-        return c.IptablesTable(key.name, None, net)
+        return c.IptablesTable(table=key.name, netns=net)
     if key.kind == "nft-chain":
         table, _, chain = key.name.partition("/")
         return c.NftBaseChain(table=table, chain=chain, netns=net)

@@ -22,12 +22,13 @@ EXAMPLES = [
     c.Directory("/srv/a/b", ("/srv/a", "/srv/a/b")),
     c.File("/srv/x.conf", 0o600, "", ("/srv",)),
     c.SharedFile("/etc/net/50.conflist", 0o644, "", ("/etc/net",), "ab12"),
-    c.Sysctl("net.ipv4.ip_forward", "1", "0", "4026531840"),
-    c.Link("sbr0", "absent", "4026531840"),
-    c.Offloads("sbr0", {"tx-checksumming": False}, True, {"tx-checksumming": True},
-               "4026531840"),
-    c.Offloads("veth1", {"tx-checksumming": False}, False, {"tx-checksumming": True}, "1"),
-    c.IptablesTable("mangle", "absent", "4026531840"),
+    c.Sysctl(name="net.ipv4.ip_forward", value="1", original="0", netns="4026531840"),
+    c.Link(ifname="sbr0", original="absent", netns="4026531840"),
+    c.Offloads(ifname="sbr0", features={"tx-checksumming": False}, shared=True,
+               original={"tx-checksumming": True}, netns="4026531840"),
+    c.Offloads(ifname="veth1", features={"tx-checksumming": False},
+               original={"tx-checksumming": True}, netns="1"),
+    c.IptablesTable(table="mangle", original="absent", netns="4026531840"),
     c.NftBaseChain(table="nat", chain="OUTPUT", original="present", netns="4026531840"),
     c.Firewall("bridge:cf1", RULESET, "4026531840"),
 ]
@@ -55,7 +56,7 @@ def test_content_is_not_journaled(tmp_path: Path) -> None:
 
 
 def test_namespace_is_a_field(tmp_path: Path) -> None:
-    change = c.Sysctl("net.ipv4.ip_forward", "1", "0", "123")
+    change = c.Sysctl(name="net.ipv4.ip_forward", value="1", original="0", netns="123")
     assert change.key() == ClaimKey("sysctl", "net.ipv4.ip_forward", "123")
     assert change.to_record()["netns"] == "123" and change.network
     assert not c.File("/x").network
@@ -87,15 +88,15 @@ def test_v1_journal_is_migrated(tmp_path: Path) -> None:
         c.Directory("/srv/binds", ("/srv/binds",)),
         c.File("/srv/binds/etc/x.conf"),
         c.SharedFile("/etc/apptainer/network/50_cf.conflist"),
-        c.Sysctl("net.ipv4.ip_forward", "", None, "777"),
-        c.Link("sbr0", None, "777"),
+        c.Sysctl(name="net.ipv4.ip_forward", netns="777"),
+        c.Link(ifname="sbr0", netns="777"),
         c.StopInstance("cf1"),
-        c.IptablesTable("mangle", None, "777"),
+        c.IptablesTable(table="mangle", netns="777"),
         c.NftBaseChain(table="nat", chain="OUTPUT", netns="777"),
         c.Firewall("", Ruleset((Chain("nat", "CF-LAUNCH-ABC-DNAT", ()),),
                                (Jump("nat", "PREROUTING", "-j CF-LAUNCH-ABC-DNAT"),)), "777"),
-        c.Offloads("sbr0", {}, True, None, "777"),
-        c.Offloads("veth1", {}, False, {"tx-checksumming": True}, "777"),
+        c.Offloads(ifname="sbr0", shared=True, netns="777"),
+        c.Offloads(ifname="veth1", original={"tx-checksumming": True}, netns="777"),
     ]
     assert all(not isinstance(e, c.Unknown) for e in got)
     # Rewritten in the current form, the same changes come back.

@@ -198,13 +198,15 @@ def test_journal_undoes_each_family_with_its_tool(tmp_path: Path, monkeypatch) -
                                                          (), "ipv6"), here))
     assert undo_all(state, tmp_path / "state", lambda _n: None) == []
     assert removed == [([("filter", "B")], "ipv6"), ([("filter", "A")], "ipv4")]
-    for change in (changes.IptablesTable("filter", "absent", "1", "ipv6"),
+    for change in (changes.IptablesTable(table="filter", original="absent", netns="1",
+                                         family="ipv6"),
                    changes.NftBaseChain(table="filter", chain="OUTPUT", original="absent",
                                         netns="1", family="ipv6"),
-                   changes.IptablesTable("nat", "absent", "1"),
+                   changes.IptablesTable(table="nat", original="absent", netns="1"),
                    changes.NftBaseChain(table="nat", chain="OUTPUT", original="absent",
                                         netns="1")):
         change.restore("absent")
     assert dropped == [("filter", "ipv6"), ("filter", "OUTPUT", "ipv6"),
                        ("nat", "ipv4"), ("nat", "OUTPUT", "ipv4")]
-    assert changes.IptablesTable("filter", None, "1", "ipv6").key().kind == "ip6tables-table"
+    assert changes.IptablesTable(table="filter", netns="1",
+                                 family="ipv6").key().kind == "ip6tables-table"
