@@ -1,4 +1,6 @@
-"""Apptainer through spython, with spython's sharp edges handled.
+"""Apptainer: builds through spython, with spython's sharp edges handled; ``instance
+start``, ``stop`` and ``list`` run directly (one process each, no spython import), since
+they are on the paths users and monitoring wait for.
 
 spython only runs an executable named ``singularity`` (Apptainer installs that link), logs a
 failed ``instance start`` instead of raising, calls ``sys.exit`` on some paths, prints to
@@ -8,8 +10,8 @@ failure becomes a typed :class:`~coldfront_launch.errors.ApptainerError` carryin
 
 from __future__ import annotations
 
-import ast
 import itertools
+import json
 import os
 import pwd
 import shutil
@@ -75,18 +77,6 @@ def _client() -> Any:
     return Client
 
 
-def _stderr_of(messages: list[str]) -> str:
-    """spython logs ``"[stderr lines] : return code N"``; recover the text."""
-    text = "\n".join(messages)
-    text = text.rsplit(" : return code", 1)[0]
-    if text.startswith("[") and text.endswith("]"):
-        try:
-            return "".join(str(p) for p in ast.literal_eval(text))
-        except (ValueError, SyntaxError):
-            pass
-    return text
-
-
 def build(definition: Path, output: Path, options: list[str], cwd: Path,
           on_line: Callable[[str], None]) -> None:
     """Build one image with ``Client.build``, calling ``on_line`` with each output line.
@@ -134,15 +124,22 @@ def _started_build(client: Any, definition: Path, output: Path, options: list[st
 
 
 def start(image: Path, name: str, options: list[str]) -> InstanceInfo:
-    """``apptainer instance start`` through spython; raise StartError if it did not start."""
-    client = _client()
-    with _spython_guard(f"starting instance {name}", StartError) as errors:
-        instance = client.instance(str(image), name=name, start=False, options=options)
-        instance.start(options=list(options), quiet=True)
+    """``apptainer --quiet instance start``; raise StartError if it did not start.
+
+    Run directly (as spython would run it: stderr read, stdout not captured, since the
+    instance's daemon must not hold a pipe of ours), without spython's ``--version``
+    probe and import: start's overhead over Apptainer's own time is what users wait for."""
+    cmd = [locate(), "--quiet", "instance", "start", *options, str(image), name]
+    try:
+        result = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, check=False)
+    except OSError as err:
+        raise StartError(f"apptainer instance start {name} failed: {err}") from None
     info = find(name)
     if info is None:
         logs = [str(p) for p in log_paths(name) if p.is_file() and p.stat().st_size]
-        raise StartError(f"apptainer instance start {name} failed", stderr=_stderr_of(errors),
+        raise StartError(f"apptainer instance start {name} failed",
+                         stderr=(result.stderr or "").strip(),
                          hint="Apptainer's log: " + ", ".join(logs) if logs else
                          "`cf-launch plan` shows the exact command")
     return info
@@ -156,16 +153,27 @@ def log_paths(name: str) -> tuple[Path, Path]:
 
 
 def list_instances() -> list[InstanceInfo]:
-    """All running instances (``instance list --json``)."""
-    client = _client()
-    with _spython_guard("listing instances") as errors:
-        raw = client.instances(return_json=True, quiet=True)
-    if errors:  # spython logs a failed list and returns [], which would read as "none running"
-        raise ApptainerError("apptainer instance list failed", stderr=_stderr_of(errors),
+    """All running instances: one ``apptainer instance list --json``.
+
+    Run directly rather than through spython, whose call adds a ``--version`` process and
+    the import of spython itself (``status`` runs this every few seconds). Exit codes are
+    read as spython reads them: 255 is a failure, any other non-zero means none running."""
+    cmd = [locate(), "--quiet", "instance", "list", "--json"]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        raise ApptainerError("apptainer instance list failed (timed out after 60s)") from None
+    if result.returncode == 255:
+        raise ApptainerError("apptainer instance list failed", stderr=result.stderr.strip(),
                              hint="check the Apptainer installation: `apptainer instance list`")
-    if isinstance(raw, dict):  # spython unwraps a single match
-        raw = [raw]
-    return [_info(item) for item in raw or []]
+    if result.returncode != 0:
+        return []
+    try:
+        raw = json.loads(result.stdout or "{}").get("instances") or []
+    except (ValueError, AttributeError):
+        raise ApptainerError("apptainer instance list printed no JSON",
+                             stderr=result.stdout[-2000:]) from None
+    return [_info(item) for item in raw if isinstance(item, dict)]
 
 
 def find(name: str) -> InstanceInfo | None:
@@ -174,15 +182,19 @@ def find(name: str) -> InstanceInfo | None:
 
 
 def stop(name: str, timeout: int = 30) -> None:
-    """``apptainer instance stop``; a missing instance is not an error (idempotent)."""
-    if find(name) is None:
-        return
-    client = _client()
-    with _spython_guard(f"stopping instance {name}") as errors:
-        instance = client.instance(f"instance://{name}", name=name, start=False)
-        code = instance.stop(timeout=timeout, quiet=True)
-    if code not in (0, None) and find(name) is not None:
-        raise ApptainerError(f"apptainer instance stop {name} failed", stderr=_stderr_of(errors))
+    """``apptainer instance stop``; a missing instance is not an error (idempotent).
+
+    One process when it works; the list is asked only when the stop reported a failure."""
+    cmd = [locate(), "--quiet", "instance", "stop", "-t", str(timeout), name]
+    try:
+        result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                                text=True, timeout=timeout + 60, check=False)
+    except subprocess.TimeoutExpired:
+        raise ApptainerError(f"apptainer instance stop {name} did not return "
+                             f"within {timeout + 60}s") from None
+    if result.returncode != 0 and find(name) is not None:
+        raise ApptainerError(f"apptainer instance stop {name} failed",
+                             stderr=result.stderr.strip())
 
 
 def _info(item: dict[str, Any]) -> InstanceInfo:

@@ -88,6 +88,21 @@ class HostChange:
     def forget(self, env: HostEnv) -> None:
         """The change's network namespace is gone, and the change with it."""
 
+    # --- undoing several at once (optional) -----------------------------------------------
+
+    def batch_key(self) -> tuple[Any, ...] | None:
+        """Changes undone one after another whose keys are equal (not None) are handed
+        together to the first one's :meth:`undo_batch`. None: always undone alone."""
+        return None
+
+    @classmethod
+    def undo_batch(cls, changes: list[HostChange], env: HostEnv) -> None:
+        """Undo ``changes`` (newest first) in one go. Any exception makes the caller undo
+        them one by one instead, so (as every undo is idempotent) a batch that fails
+        half-way loses nothing."""
+        for change in changes:
+            change.undo(env)
+
     # --- shared ------------------------------------------------------------------------
 
     def identity(self) -> tuple[Any, ...]:
@@ -307,11 +322,28 @@ class Claim(HostChange):
     def restore(self, original: Any) -> None:
         """Put the resource back as the first holder found it."""
 
+    def released(self) -> None:
+        """After the release (e.g. remove the folders a shared file needed)."""
+
     def undo(self, env: HostEnv) -> None:
         claims.release(env.state_root, env.instance, self.key(), self.restore)
+        self.released()
 
     def forget(self, env: HostEnv) -> None:
         claims.release(env.state_root, env.instance, self.key(), lambda _original: None)
+
+    def batch_key(self) -> tuple[Any, ...] | None:
+        return ("claim",)
+
+    @classmethod
+    def undo_batch(cls, changes: list[HostChange], env: HostEnv) -> None:
+        """Release every claim under one lock, with one read and one write of the
+        registry (sysctls, links, tables and chains of one stop in one pass)."""
+        held = [c for c in changes if isinstance(c, Claim)]
+        claims.release_many(env.state_root, env.instance,
+                            [(c.key(), c.restore) for c in held])
+        for change in held:
+            change.released()
 
 
 @dataclass(frozen=True)
@@ -351,8 +383,7 @@ class SharedFile(_FileFields, Claim):
         if original == "absent":
             Path(self.path).unlink(missing_ok=True)
 
-    def undo(self, env: HostEnv) -> None:
-        super().undo(env)
+    def released(self) -> None:
         _remove_dirs(self.created)
 
 
@@ -447,6 +478,9 @@ class Offloads(Claim):
     def restore(self, original: Any) -> None:
         if original and netinfo.link_exists(self.ifname):
             netinfo.write_offloads(self.ifname, original)
+
+    def batch_key(self) -> tuple[Any, ...] | None:
+        return super().batch_key() if self.shared else None
 
     def undo(self, env: HostEnv) -> None:
         if self.shared:
@@ -568,3 +602,14 @@ class Firewall(HostChange):
 
     def undo(self, env: HostEnv) -> None:
         firewall.remove(((c.table, c.name) for c in self.ruleset.chains), self.ruleset.family)
+
+    def batch_key(self) -> tuple[Any, ...] | None:
+        return (self.kind, self.ruleset.family)
+
+    @classmethod
+    def undo_batch(cls, changes: list[HostChange], env: HostEnv) -> None:
+        """Every owner's chains and jumps of one family: one read of the ruleset, one
+        ``iptables-restore`` transaction (refused whole if any line fails)."""
+        rulesets = [c.ruleset for c in changes if isinstance(c, Firewall)]
+        firewall.remove([(c.table, c.name) for r in rulesets for c in r.chains],
+                        rulesets[0].family)

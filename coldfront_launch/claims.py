@@ -121,6 +121,25 @@ def release(state_root: Path, instance: str, key: ClaimKey,
         _write(state_root, registry)
 
 
+def release_many(state_root: Path, instance: str,
+                 items: list[tuple[ClaimKey, Callable[[Any], None]]]) -> None:
+    """:func:`release` for several claims in order, under one lock, with one read and one
+    write of the registry. The registry is written only if every restore succeeded (a
+    failure leaves it as it was; releasing is idempotent, so the caller may retry)."""
+    with shared_lock(state_root):
+        registry = read(state_root)
+        for key, restore in items:
+            entry = registry.get(key)
+            if entry is None:
+                continue
+            if instance in entry["holders"]:
+                entry["holders"].remove(instance)
+            if not entry["holders"]:
+                restore(entry["original"])
+                del registry[key]
+        _write(state_root, registry)
+
+
 def holders(state_root: Path, key: ClaimKey) -> list[str]:
     entry = read(state_root).get(key)
     return list(entry["holders"]) if entry else []

@@ -13,16 +13,17 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from . import apptainer, plugins
-from .builder import BuildEvent
 from .errors import LaunchError
 from .exitcodes import ExitCode
-from .launcher import Launcher
-from .settings import Settings, load_settings, replace_build
+
+if TYPE_CHECKING:  # the rest is imported by the command that needs it (startup time)
+    from .builder import BuildEvent
+    from .launcher import Launcher
+    from .settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,6 +60,7 @@ def friendly(func: F) -> F:
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    from .settings import load_settings
     obj = ctx.obj
     return load_settings(obj["config"], name=obj["name"], state_root=obj["state_root"],
                          **overrides)
@@ -69,6 +71,7 @@ def _progress(message: str) -> None:
 
 
 def _launcher(ctx: click.Context, **overrides: Any) -> Launcher:
+    from .launcher import Launcher
     return Launcher(_settings(ctx, **overrides), report=_progress)
 
 
@@ -129,6 +132,8 @@ def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[s
           ca_bundle: Path | None, layers: tuple[str, ...], verbose: bool,
           as_json: bool) -> None:
     """Build the ColdFront image from layered definitions (cached by content)."""
+    from .launcher import Launcher
+    from .settings import replace_build
     settings = _settings(ctx)
     raw_build: dict[str, Any] = {"fakeroot": fakeroot,
                                  "binds": tuple(binds) if binds else None,
@@ -228,11 +233,16 @@ def restart(ctx: click.Context, hooks: tuple[str, ...], image: Path | None,
 
 @cli.command()
 @_name_option
+@click.option("--all", "every", is_flag=True,
+              help="Every instance cf-launch knows (state folders and running instances).")
 @_json_option
 @click.pass_context
 @friendly
-def status(ctx: click.Context, as_json: bool) -> None:
+def status(ctx: click.Context, every: bool, as_json: bool) -> None:
     """Show the instance, its address, systemd state and HTTP health."""
+    if every:
+        _status_all(ctx, as_json)
+        return
     data = _launcher(ctx).status()
 
     def human() -> None:
@@ -248,6 +258,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
     _emit(data, as_json, human)
     if not data["running"] and not as_json:
         sys.exit(ExitCode.NOT_RUNNING)
+
+
+def _status_all(ctx: click.Context, as_json: bool) -> None:
+    """``status --all``: a table like ``podman ps``, or a JSON list; exit 0 even if none
+    runs (the list says so)."""
+    from .statustable import table
+    rows = _launcher(ctx).status_all()
+    _emit(rows, as_json, lambda: click.echo(table(rows), nl=False))
 
 
 @cli.command()
@@ -280,6 +298,7 @@ def plan(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, as_json
 @friendly
 def hooks_cmd(as_json: bool) -> None:
     """List installed plugins (the names --hook takes) and the hooks each implements."""
+    from . import plugins
     loaded = plugins.load()
     data: list[dict[str, Any]] = [
         {"name": n, "module": plugins.plugin_origin(n), "hooks": plugins.implemented_hooks(n)}
@@ -308,6 +327,7 @@ def hooks_cmd(as_json: bool) -> None:
 @friendly
 def exec_cmd(name: str, command: tuple[str, ...]) -> None:
     """Run COMMAND inside instance NAME: cf-launch exec NAME -- CMD..."""
+    from . import apptainer
     argv = apptainer.exec_argv(_running(name), list(command))
     os.execvp(argv[0], argv)
 
@@ -318,6 +338,7 @@ def exec_cmd(name: str, command: tuple[str, ...]) -> None:
 @friendly
 def shell(ctx: click.Context) -> None:
     """Open a shell inside the instance."""
+    from . import apptainer
     argv = apptainer.shell_argv(_running(_settings(ctx).name))
     os.execvp(argv[0], argv)
 
@@ -330,6 +351,7 @@ def shell(ctx: click.Context) -> None:
 @friendly
 def logs(ctx: click.Context, lines: int, follow: bool) -> None:
     """Show the systemd journal inside the instance; Apptainer's log if it is not running."""
+    from . import apptainer
     name = _settings(ctx).name
     if apptainer.find(name) is None:
         _print_apptainer_logs(name, lines)
@@ -340,6 +362,7 @@ def logs(ctx: click.Context, lines: int, follow: bool) -> None:
 
 
 def _print_apptainer_logs(name: str, lines: int) -> None:
+    from . import apptainer
     from .errors import NotRunningError
     found = [p for p in apptainer.log_paths(name) if p.is_file()]
     if not found:
@@ -352,6 +375,7 @@ def _print_apptainer_logs(name: str, lines: int) -> None:
 
 
 def _running(name: str) -> str:
+    from . import apptainer
     from .errors import NotRunningError
     from .validate import instance_name
     instance_name("NAME", name)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import appdata, apptainer, builder, plugins, readiness, record
+from . import appdata, apptainer, builder, plugins, readiness, record, status
 from .changes import HostChange
 from .errors import ConfigError, HostChangeError, LaunchError, NotRunningError, PreflightError
 from .host import RealHost, RecordingHost
@@ -17,7 +17,7 @@ from .sequence import LaunchSequence
 from .settings import Settings
 from .state import InstanceState
 from .timing import Stopwatch
-from .types import PLACEHOLDER_IP, InstanceInfo, LaunchContext, Problem
+from .types import PLACEHOLDER_IP, Endpoint, InstanceInfo, LaunchContext, Problem
 from .undo import check_namespace, undo_all
 
 Report = Callable[[str], None]
@@ -152,14 +152,16 @@ class Launcher:
                 else:
                     record.remove(self.settings.state_dir)
                 raise
-        ready = self.wait_ready(info, seq) if wait else None
+        endpoint = seq.endpoint(info)
+        record.set_url(self.settings.state_dir, endpoint.url(self.settings.readiness_path))
+        ready = self.wait_ready(info, seq, endpoint) if wait else None
         if ready is not None:
             clock.lap("ready")
         return Started(info, ready, host.changes, clock.laps)
 
-    def wait_ready(self, info: InstanceInfo, seq: LaunchSequence | None = None
-                   ) -> readiness.Readiness:
-        endpoint = (seq or self.sequence()).endpoint(info)
+    def wait_ready(self, info: InstanceInfo, seq: LaunchSequence | None = None,
+                   endpoint: Endpoint | None = None) -> readiness.Readiness:
+        endpoint = endpoint or (seq or self.sequence()).endpoint(info)
         self.report(f"waiting for systemd and {endpoint.url(self.settings.readiness_path)}")
         return readiness.wait_ready(info.name, endpoint, self.settings.readiness_path,
                                     self.settings.ready_timeout, self.report)
@@ -228,23 +230,11 @@ class Launcher:
 
     def status(self) -> dict[str, Any]:
         """Instance, host-change journal and health, for ``cf-launch status``."""
-        info = apptainer.find(self.settings.name)
-        launched = record.read(self.settings.state_dir)
-        result: dict[str, Any] = {
-            "name": self.settings.name,
-            "running": info is not None,
-            "instance": info.to_json() if info else None,
-            "hooks": list(launched.hooks),
-            "host_changes": len(self.state.entries()),
-            "unresolved_changes": self.state.unresolved(),
-            "state_dir": str(self.settings.state_dir),
-        }
-        if info is not None:
-            result["system_state"] = readiness.system_state(info.name)
-            url = self._recorded_sequence().endpoint(info).url(self.settings.readiness_path)
-            result["url"] = url
-            result["http_status"] = readiness.http_status(url)
-        return result
+        return status.one(self.settings, apptainer.list_instances())
+
+    def status_all(self) -> list[dict[str, Any]]:
+        """Every instance cf-launch knows under ``state_root``, and every running one."""
+        return status.every(self.settings, apptainer.list_instances())
 
     def doctor(self) -> list[Problem]:
         """Every preflight check, core and plugins; an empty list means ready to start."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from . import apptainer
@@ -56,28 +56,71 @@ def http_status(url: str, timeout: float = 5) -> int:
         return 0
 
 
+#: systemd states after which booting is over (``is-system-running --wait`` returns).
+BOOTED = ("running", "degraded")
+#: HTTP polling: the first retry after 50 ms, each next one 1.5 times later, at most 0.5 s.
+HTTP_FIRST, HTTP_FACTOR, HTTP_MAX = 0.05, 1.5, 0.5
+#: The longest single blocking ``systemctl --wait`` call (then it is asked again).
+SYSTEMD_CALL_MAX = 60.0
+
+
+def backoff(first: float = HTTP_FIRST, factor: float = HTTP_FACTOR,
+            most: float = HTTP_MAX) -> Iterator[float]:
+    """Delays between polls: ``first``, growing by ``factor``, capped at ``most``."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(most, delay * factor)
+
+
+def wait_system(name: str, timeout: float) -> str:
+    """Block until systemd inside has finished booting: one ``systemctl
+    is-system-running --wait`` under ``timeout`` (it returns as soon as the state
+    leaves ``initializing``/``starting``; right after ``instance start`` it may also
+    return early, e.g. ``offline`` before systemd listens: the caller asks again)."""
+    probe = apptainer.exec_capture(name, ["systemctl", "is-system-running", "--wait"],
+                                   timeout=max(1.0, timeout))
+    if probe.code == 124 and not probe.out:
+        return "starting"
+    return probe.out.splitlines()[-1].strip() if probe.out else "unknown"
+
+
 def wait_ready(name: str, endpoint: Endpoint, path: str, timeout: float,
-               report: Callable[[str], None] = lambda _m: None, interval: float = 1.0
-               ) -> Readiness:
-    """Poll systemd, then HTTP, until both are ready or ``timeout`` runs out."""
-    started = time.monotonic()
+               report: Callable[[str], None] = lambda _m: None,
+               clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], None] = time.sleep) -> Readiness:
+    """Wait for systemd (blocking), then poll HTTP with a short backoff, until both are
+    ready or ``timeout`` runs out."""
+    started = clock()
     found = Readiness(url=endpoint.url(path))
     last = ""
-    while time.monotonic() - started < timeout:
-        if found.system_state not in ("running", "degraded"):
-            found.system_state = system_state(name)
-            if found.system_state == "degraded":
-                found.failed_units = failed_units(name)
-        if found.system_state in ("running", "degraded"):
-            found.http_status = http_status(found.url)
-            if 200 <= found.http_status < 400:
-                found.seconds = time.monotonic() - started
-                return found
-        message = f"systemd: {found.system_state}; {found.url}: {found.http_status or 'no answer'}"
+
+    def say() -> None:
+        nonlocal last
+        message = (f"systemd: {found.system_state}; "
+                   f"{found.url}: {found.http_status or 'no answer'}")
         if message != last:
             report(message)
             last = message
-        time.sleep(interval)
+
+    delays = backoff(0.2, 1.5, 1.0)  # systemd not reachable yet: ask again soon
+    while found.system_state not in BOOTED and clock() - started < timeout:
+        left = timeout - (clock() - started)
+        found.system_state = wait_system(name, min(left, SYSTEMD_CALL_MAX))
+        say()
+        if found.system_state not in BOOTED:
+            sleep(min(next(delays), max(0.0, timeout - (clock() - started))))
+    if found.system_state == "degraded":
+        found.failed_units = failed_units(name)
+    delays = backoff()
+    while found.system_state in BOOTED and clock() - started < timeout:
+        left = timeout - (clock() - started)
+        found.http_status = http_status(found.url, timeout=max(0.1, min(5.0, left)))
+        if 200 <= found.http_status < 400:
+            found.seconds = clock() - started
+            return found
+        say()
+        sleep(min(next(delays), max(0.0, timeout - (clock() - started))))
     units = failed_units(name)
     details = (f"failed units: {', '.join(units) or 'none'}\n"
                f"--- last lines of the journal inside {name} ---\n{journal_tail(name)}")

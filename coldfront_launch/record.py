@@ -17,13 +17,19 @@ class LaunchRecord:
     hooks: tuple[str, ...] = ()
     image: str = ""
     pid: int = 0
+    #: Where ColdFront answers, once the instance runs ("" until then, or from 0.1).
+    url: str = ""
 
     def hooks_or(self, default: tuple[str, ...]) -> tuple[str, ...]:
         """The plugins the instance was started with; ``default`` if unrecorded."""
         return self.hooks or default
 
     def to_json(self) -> dict[str, Any]:
-        return {"hooks": list(self.hooks), "image": self.image, "pid": self.pid}
+        data: dict[str, Any] = {"hooks": list(self.hooks), "image": self.image,
+                                "pid": self.pid}
+        if self.url:
+            data["url"] = self.url
+        return data
 
 
 def write(state_dir: Path, hooks: tuple[str, ...], image: Path) -> None:
@@ -36,9 +42,19 @@ def read(state_dir: Path) -> LaunchRecord:
     try:
         data = json.loads((state_dir / FILE).read_text())
         return LaunchRecord(tuple(data.get("hooks") or ()), str(data.get("image") or ""),
-                            int(data.get("pid") or 0))
+                            int(data.get("pid") or 0), str(data.get("url") or ""))
     except (OSError, ValueError, TypeError, AttributeError):
         return LaunchRecord()
+
+
+def set_url(state_dir: Path, url: str) -> None:
+    """Add where ColdFront answers, so ``status`` need not load the plugins to ask."""
+    launched = read(state_dir)
+    if launched.hooks or launched.image:
+        data = {**launched.to_json(), "url": url}
+        tmp = state_dir / f".{FILE}.tmp"
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, state_dir / FILE)
 
 
 def remove(state_dir: Path) -> None:
