@@ -243,7 +243,8 @@ def status(ctx: click.Context, every: bool, as_json: bool) -> None:
     if every:
         _status_all(ctx, as_json)
         return
-    data = _launcher(ctx).status()
+    from .status import of  # not through Launcher: status imports only what it needs
+    data = of(_settings(ctx))
 
     def human() -> None:
         if not data["running"]:
@@ -263,8 +264,9 @@ def status(ctx: click.Context, every: bool, as_json: bool) -> None:
 def _status_all(ctx: click.Context, as_json: bool) -> None:
     """``status --all``: a table like ``podman ps``, or a JSON list; exit 0 even if none
     runs (the list says so)."""
+    from .status import of_all
     from .statustable import table
-    rows = _launcher(ctx).status_all()
+    rows = of_all(_settings(ctx))
     _emit(rows, as_json, lambda: click.echo(table(rows), nl=False))
 
 

@@ -230,11 +230,11 @@ class Launcher:
 
     def status(self) -> dict[str, Any]:
         """Instance, host-change journal and health, for ``cf-launch status``."""
-        return status.one(self.settings, apptainer.list_instances())
+        return status.of(self.settings)
 
     def status_all(self) -> list[dict[str, Any]]:
         """Every instance cf-launch knows under ``state_root``, and every running one."""
-        return status.every(self.settings, apptainer.list_instances())
+        return status.of_all(self.settings)
 
     def doctor(self) -> list[Problem]:
         """Every preflight check, core and plugins; an empty list means ready to start."""

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from . import readiness, record
+from . import apptainer, readiness, record
 from .errors import LaunchError
 from .settings import Settings
 from .state import InstanceState
@@ -130,3 +130,13 @@ def _unmanaged(name: str, info: InstanceInfo | None) -> dict[str, Any]:
     return {"name": name, "running": info is not None,
             "instance": info.to_json() if info else None, "hooks": [], "host_changes": 0,
             "unresolved_changes": 0, "state_dir": ""}
+
+
+def of(settings: Settings) -> dict[str, Any]:
+    """:func:`one` for the running instances Apptainer lists now."""
+    return one(settings, apptainer.list_instances())
+
+
+def of_all(settings: Settings) -> list[dict[str, Any]]:
+    """:func:`every` for the running instances Apptainer lists now."""
+    return every(settings, apptainer.list_instances())
