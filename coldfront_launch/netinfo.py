@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -46,16 +47,25 @@ def netns_alive(netns: str) -> bool:
     return False
 
 
+IP_FOLDERS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
+
+
+def _ip_path() -> str:
+    """``ip`` from PATH, else from the usual folders (iproute2 is on every Linux host, but
+    root's PATH may lack ``sbin``)."""
+    found = shutil.which("ip") or next(
+        (f"{d}/ip" for d in IP_FOLDERS if os.access(f"{d}/ip", os.X_OK)), None)
+    if found is None:
+        raise HostChangeError("ip (iproute2) is not installed", "install the iproute2 package")
+    return found
+
+
 def _ip(argv: list[str]) -> list[dict[str, Any]]:
     """``ip -j ARGV`` in this process's namespace, parsed ([] when it fails, e.g. no such
     device). iproute2 rather than pyroute2: importing pyroute2 costs 0.13 s (its package
     imports ipdb, ndb and conntrack whatever submodule is asked for), ``ip`` a few ms."""
-    try:
-        result = subprocess.run(["ip", "-j", *argv], capture_output=True, text=True,
-                                check=False)
-    except FileNotFoundError:
-        raise HostChangeError("ip (iproute2) is not installed",
-                              "install the iproute2 package") from None
+    result = subprocess.run([_ip_path(), "-j", *argv], capture_output=True, text=True,
+                            check=False)
     if result.returncode != 0:
         return []
     found = json.loads(result.stdout or "[]")
@@ -89,7 +99,8 @@ def delete_link_if_unused(ifname: str) -> None:
     if link_index(ifname) is None:
         return
     if not _ip(["link", "show", "master", ifname]):
-        subprocess.run(["ip", "link", "del", "dev", ifname], capture_output=True, check=False)
+        subprocess.run([_ip_path(), "link", "del", "dev", ifname], capture_output=True,
+                       check=False)
 
 
 def _metric(route: dict[str, Any]) -> int:
