@@ -88,6 +88,36 @@ def run(rounds: int, instances: int) -> dict[str, Any]:
         box.destroy()
 
 
+def profile() -> str:
+    """One bridge instance: where ``start --no-wait``, ``status --json`` and ``stop`` spend
+    their time (benchmarks/profile_cli.py), with the import total of each."""
+    from benchmarks.fast_cli_driver import import_ms
+    host = TestHost()
+    host.lock()
+    subprocess.run(["bash", str(HERE / "provision.sh")], check=True, capture_output=True)
+    host.reset()
+    host.install_project()
+    base = build_base(host)
+    box = Sandbox.create(net=NET)
+    parts = []
+    try:
+        conf = config(host, "fastprof", base, 10099)
+        for args in (["start", "--no-wait", "--json"], ["status", "--json"],
+                     ["stop", "--json"]):
+            out = host.run(["/opt/cf-launch/bin/python", "-X", "importtime",
+                            "/src/benchmarks/profile_cli.py", "--config", conf, *args],
+                           netns=box.host)
+            table = [line for line in out.stderr.splitlines() if line.startswith("|")]
+            parts.append(f"`cf-launch {' '.join(args)}`: imports "
+                         f"{import_ms(out.stderr):.0f} ms (`-X importtime`, top-level)\n\n"
+                         + "\n".join(table) + "\n")
+    finally:
+        host.run(["/opt/cf-launch/bin/cf-launch", "--config", f"{WORK}/fastprof.toml", "stop"],
+                 netns=box.host, check=False)
+        box.destroy()
+    return "\n".join(parts)
+
+
 def ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.0f} ms"
 
@@ -148,8 +178,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--instances", type=int, default=20)
     parser.add_argument("--json", type=Path, help="Also write the raw figures here.")
+    parser.add_argument("--profile", action="store_true",
+                        help="Only profile one start, status and stop (where time goes).")
     args = parser.parse_args()
     began = time.monotonic()
+    if args.profile:
+        print(profile())
+        return
     result = run(max(5, args.rounds), max(2, args.instances))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

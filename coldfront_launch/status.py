@@ -20,7 +20,7 @@ from .state import InstanceState
 from .types import InstanceInfo
 from .validate import INSTANCE_NAME
 
-Endpoint = Callable[[Settings, InstanceInfo, tuple[str, ...]], str]
+UrlOf = Callable[[Settings, InstanceInfo, tuple[str, ...]], str]
 
 
 def known_names(state_root: Path) -> list[str]:
@@ -54,7 +54,7 @@ def base(settings: Settings, info: InstanceInfo | None) -> dict[str, Any]:
     }
 
 
-def url_of(settings: Settings, info: InstanceInfo, endpoint: Endpoint = plugin_url) -> str:
+def url_of(settings: Settings, info: InstanceInfo, endpoint: UrlOf = plugin_url) -> str:
     """The recorded URL, else the plugins' answer ("" if a plugin cannot say)."""
     launched = record.read(settings.state_dir)
     if launched.url:
@@ -65,14 +65,15 @@ def url_of(settings: Settings, info: InstanceInfo, endpoint: Endpoint = plugin_u
         return ""
 
 
-def probe_all(targets: list[tuple[str, str]]) -> list[tuple[str, int]]:
+def probe_all(targets: list[tuple[InstanceInfo, str]]) -> list[tuple[str, int]]:
     """(systemd state, HTTP status) of each (instance, url), all probes in parallel.
 
     An empty url is not asked (HTTP 0)."""
     if not targets:
         return []
     with ThreadPoolExecutor(max_workers=min(32, 2 * len(targets))) as pool:
-        states = [pool.submit(readiness.system_state, name) for name, _ in targets]
+        states = [pool.submit(readiness.system_state_of, info.name, info.pid)
+                  for info, _ in targets]
         codes = [pool.submit(readiness.http_status, url) if url else None
                  for _, url in targets]
         return [(s.result(), c.result() if c is not None else 0)
@@ -80,19 +81,19 @@ def probe_all(targets: list[tuple[str, str]]) -> list[tuple[str, int]]:
 
 
 def one(settings: Settings, running: list[InstanceInfo],
-        endpoint: Endpoint = plugin_url) -> dict[str, Any]:
+        endpoint: UrlOf = plugin_url) -> dict[str, Any]:
     """Plain ``status``: the instance, its journal, and when running its health."""
     info = next((i for i in running if i.name == settings.name), None)
     result = base(settings, info)
     if info is not None:
         url = url_of(settings, info, endpoint)
-        [(result["system_state"], result["http_status"])] = probe_all([(info.name, url)])
+        [(result["system_state"], result["http_status"])] = probe_all([(info, url)])
         result["url"] = url
     return result
 
 
 def every(settings: Settings, running: list[InstanceInfo],
-          endpoint: Endpoint = plugin_url) -> list[dict[str, Any]]:
+          endpoint: UrlOf = plugin_url) -> list[dict[str, Any]]:
     """``status --all``: every instance with a state folder under ``state_root`` and every
     running Apptainer instance (``managed`` False: not started by cf-launch here).
 
@@ -101,7 +102,7 @@ def every(settings: Settings, running: list[InstanceInfo],
     by_name = {i.name: i for i in running}
     names = sorted(set(known_names(settings.state_root)) | set(by_name))
     rows: list[dict[str, Any]] = []
-    targets: list[tuple[str, str]] = []
+    targets: list[tuple[InstanceInfo, str]] = []
     for name in names:
         info = by_name.get(name)
         managed = (settings.state_root / name).is_dir()
@@ -110,7 +111,7 @@ def every(settings: Settings, running: list[InstanceInfo],
         row["managed"] = managed
         if info is not None:
             row["url"] = url_of(own, info, endpoint) if own is not None and managed else ""
-            targets.append((name, row["url"]))
+            targets.append((info, row["url"]))
         rows.append(row)
     probed = iter(probe_all(targets) if targets else [])
     for row in rows:

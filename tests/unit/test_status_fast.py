@@ -18,6 +18,8 @@ from coldfront_launch.types import InstanceInfo
 ROOT = Path(__file__).resolve().parents[2]
 #: Never imported by `--help`, `--version` or `status`: the libraries that made the CLI slow.
 HEAVY = ("pyroute2", "jinja2", "spython")
+#: Above the kernel's largest pid_max: no process has these (probes fall back to exec).
+NO_PID = 2**22 + 1
 
 
 def cf(args: list[str], tmp_path: Path, modules: Path | None = None
@@ -47,7 +49,7 @@ def imported(args: list[str], tmp_path: Path) -> set[str]:
 def fake_running(names: list[str], state_root: Path, url: str,
                  recorded: bool = True) -> None:
     """Instances the fake apptainer lists, with cf-launch state folders (launch records)."""
-    found = {n: {"instance": n, "pid": 100 + i, "img": "/x.sif", "ip": f"10.22.0.{i + 2}"}
+    found = {n: {"instance": n, "pid": NO_PID + i, "img": "/x.sif", "ip": f"10.22.0.{i + 2}"}
              for i, n in enumerate(names)}
     Path(os.environ["FAKE_APPTAINER_STATE"]).write_text(json.dumps(found))
     for name in names:
@@ -112,7 +114,7 @@ def test_status_all_lists_known_and_running(tmp_path: Path, fake_apptainer: Path
     url = f"http://{http_server[0]}:{http_server[1]}/user/login"
     fake_running([f"cf{i:02d}" for i in range(20)], root, url)
     state = json.loads(Path(os.environ["FAKE_APPTAINER_STATE"]).read_text())
-    state["foreign"] = {"instance": "foreign", "pid": 9, "img": "/y.sif", "ip": ""}
+    state["foreign"] = {"instance": "foreign", "pid": NO_PID, "img": "/y.sif", "ip": ""}
     Path(os.environ["FAKE_APPTAINER_STATE"]).write_text(json.dumps(state))
     (root / "stopped1").mkdir()
     (root / "stopped1" / "journal.jsonl").write_text('{"type": "file", "path": "/x"}\n')
@@ -125,6 +127,7 @@ def test_status_all_lists_known_and_running(tmp_path: Path, fake_apptainer: Path
     assert all(rows[f"cf{i:02d}"]["http_status"] == 200 for i in range(20))
     assert all(rows[f"cf{i:02d}"]["system_state"] == "running" for i in range(20))
     assert rows["cf05"]["instance"]["ip"] == "10.22.0.7" and rows["cf05"]["managed"]
+    assert rows["cf05"]["instance"]["pid"] == NO_PID + 5
     assert rows["stopped1"] == {**rows["stopped1"], "running": False, "host_changes": 1,
                                 "managed": True}
     assert rows["foreign"]["managed"] is False and rows["foreign"]["url"] == ""
@@ -157,9 +160,10 @@ def test_probes_run_in_parallel(monkeypatch: pytest.MonkeyPatch) -> None:
     def answer(*_args: object, **_kw: object) -> int:
         barrier.wait()
         return 200
-    monkeypatch.setattr(status.readiness, "system_state", wait)
+    monkeypatch.setattr(status.readiness, "system_state_of", wait)
     monkeypatch.setattr(status.readiness, "http_status", answer)
-    assert status.probe_all([("a", "http://a/"), ("b", "http://b/")]) == [
+    a, b = InstanceInfo("a", 1, "", ""), InstanceInfo("b", 2, "", "")
+    assert status.probe_all([(a, "http://a/"), (b, "http://b/")]) == [
         ("running", 200), ("running", 200)]
 
 
@@ -179,3 +183,14 @@ def test_old_records_ask_the_plugins(tmp_path: Path, make_settings) -> None:  # 
 
 def test_table_of_nothing_is_a_header() -> None:
     assert table([]).split() == list(COLUMNS)
+
+
+def test_the_fast_probe_asks_only_a_booted_instance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process is not a systemd in a mount namespace of its own: nsenter is never
+    aimed at it (or at a pid that does not exist); apptainer exec answers instead."""
+    asked: list[str] = []
+    monkeypatch.setattr(status.readiness, "system_state", lambda n: asked.append(n) or "x")
+    assert status.readiness.system_state_of("a", os.getpid()) == "x"
+    assert status.readiness.system_state_of("b", NO_PID) == "x"
+    assert status.readiness.system_state_of("c", 0) == "x"
+    assert asked == ["a", "b", "c"]
