@@ -336,12 +336,29 @@ class Claim(HostChange):
         return ("claim",)
 
     @classmethod
+    def restore_together(cls, items: list[tuple[Claim, Any]]) -> None:
+        """Restore several resources of this class (newest first) as the last holder."""
+        for change, original in items:
+            change.restore(original)
+
+    @classmethod
     def undo_batch(cls, changes: list[HostChange], env: HostEnv) -> None:
         """Release every claim under one lock, with one read and one write of the
-        registry (sysctls, links, tables and chains of one stop in one pass)."""
+        registry (sysctls, links, tables and chains of one stop in one pass); neighbours
+        of one class restore together (the nf_tables leftovers: one transaction)."""
         held = [c for c in changes if isinstance(c, Claim)]
-        claims.release_many(env.state_root, env.instance,
-                            [(c.key(), c.restore) for c in held])
+
+        def restore(last: list[tuple[int, Any]]) -> None:
+            runs: list[list[tuple[Claim, Any]]] = []
+            for index, original in last:
+                change = held[index]
+                if runs and _restorer(runs[-1][0][0]) is _restorer(change):
+                    runs[-1].append((change, original))
+                else:
+                    runs.append([(change, original)])
+            for run in runs:
+                type(run[0][0]).restore_together(run)
+        claims.release_many(env.state_root, env.instance, [c.key() for c in held], restore)
         for change in held:
             change.released()
 
@@ -494,8 +511,28 @@ class Offloads(Claim):
             super().forget(env)
 
 
+def _restorer(change: Claim) -> object:
+    """The function behind a claim's ``restore_together`` (shared by subclasses)."""
+    return getattr(type(change).restore_together, "__func__", None)
+
+
+class _NftLeftover(Claim):
+    """A table or built-in chain that nf_tables brought into being for cf-launch."""
+
+    @classmethod
+    def restore_together(cls, items: list[tuple[Claim, Any]]) -> None:
+        """The empty ones go in one reading of the ruleset and one nft transaction per
+        family, chains before tables."""
+        for family in dict.fromkeys(getattr(c, "family", "ipv4") for c, _o in items):
+            absent = [c for c, original in items
+                      if original == "absent" and getattr(c, "family", "ipv4") == family]
+            firewall.drop_empty(
+                [(c.table, c.chain) for c in absent if isinstance(c, NftBaseChain)],
+                [c.table for c in absent if isinstance(c, IptablesTable)], family)
+
+
 @dataclass(frozen=True)
-class IptablesTable(Claim):
+class IptablesTable(_NftLeftover):
     """An iptables table that iptables-nft creates on first use; dropped by the last
     holder if it was absent and is empty. Part of a :class:`Firewall` change."""
 
@@ -527,7 +564,7 @@ class IptablesTable(Claim):
 
 
 @dataclass(frozen=True)
-class NftBaseChain(Claim):
+class NftBaseChain(_NftLeftover):
     """A built-in chain that nf_tables creates on its first rule; dropped by the last
     holder if it was absent and is empty. Part of a :class:`Firewall` change."""
 

@@ -121,22 +121,25 @@ def release(state_root: Path, instance: str, key: ClaimKey,
         _write(state_root, registry)
 
 
-def release_many(state_root: Path, instance: str,
-                 items: list[tuple[ClaimKey, Callable[[Any], None]]]) -> None:
-    """:func:`release` for several claims in order, under one lock, with one read and one
-    write of the registry. The registry is written only if every restore succeeded (a
-    failure leaves it as it was; releasing is idempotent, so the caller may retry)."""
+def release_many(state_root: Path, instance: str, keys: list[ClaimKey],
+                 restore: Callable[[list[tuple[int, Any]]], None]) -> None:
+    """:func:`release` for several claims, under one lock, with one read and one write of
+    the registry. ``restore`` is called once, with ``(index in keys, original)`` of each
+    claim ``instance`` held last. The registry is written only if it returns (a failure
+    leaves it as it was; releasing is idempotent, so the caller may go one by one)."""
     with shared_lock(state_root):
         registry = read(state_root)
-        for key, restore in items:
+        last: list[tuple[int, Any]] = []
+        for index, key in enumerate(keys):
             entry = registry.get(key)
             if entry is None:
                 continue
             if instance in entry["holders"]:
                 entry["holders"].remove(instance)
             if not entry["holders"]:
-                restore(entry["original"])
+                last.append((index, entry["original"]))
                 del registry[key]
+        restore(last)
         _write(state_root, registry)
 
 
