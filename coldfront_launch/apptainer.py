@@ -24,7 +24,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import distro
 from .errors import ApptainerError, ApptainerNotFound, BuildError, StartError
 from .types import InstanceInfo
 
@@ -36,12 +35,17 @@ def locate() -> str:
     if apptainer is None and singularity is None:
         raise ApptainerNotFound(
             "Apptainer is not installed (neither apptainer nor singularity is on PATH)",
-            hint=distro.install_hint("apptainer"))
+            hint=_install_hint())
     if singularity is None:
         raise ApptainerNotFound(
             f"Apptainer is at {apptainer}, but the `singularity` link that spython runs is missing",
             hint=f"create it: ln -s {apptainer} {Path(str(apptainer)).parent}/singularity")
     return apptainer or str(singularity)
+
+
+def _install_hint() -> str:
+    from . import distro  # only on this error path: reading os-release costs start-up time
+    return distro.install_hint("apptainer")
 
 
 @contextmanager

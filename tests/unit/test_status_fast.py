@@ -78,6 +78,7 @@ def test_status_imports_no_heavy_library(tmp_path: Path, fake_apptainer: Path,
     mods = imported(["--state-root", str(root), "status", "--json"], tmp_path)
     assert not {m for m in mods if m.split(".")[0] in HEAVY}, "pyroute2, jinja2, spython"
     assert "pluggy" not in mods, "the URL comes from the launch record"
+    assert not {"coldfront_launch.changes", "concurrent.futures"} & mods
     stopped = imported(["--state-root", str(root), "--name", "other", "status"], tmp_path)
     assert not {m for m in stopped if m.split(".")[0] in (*HEAVY, "pluggy")}
 
@@ -194,3 +195,25 @@ def test_the_fast_probe_asks_only_a_booted_instance(monkeypatch: pytest.MonkeyPa
     assert status.readiness.system_state_of("b", NO_PID) == "x"
     assert status.readiness.system_state_of("c", 0) == "x"
     assert asked == ["a", "b", "c"]
+
+
+def test_count_equals_the_typed_entries(tmp_path: Path) -> None:
+    """status counts journal records without importing the typed changes: same answer,
+    for a 0.1 journal (its netns record is no change) and a current one."""
+    from coldfront_launch.state import InstanceState
+    state = InstanceState(tmp_path / "cf1")
+    state.ensure()
+    state.journal_path.write_text(
+        '{"kind": "netns", "id": "7"}\n{"kind": "remove_file", "path": "/x"}\n'
+        '{"type": "sysctl", "name": "net.x", "value": "1", "netns": "7"}\n')
+    assert state.count() == len(state.entries()) == 2
+
+
+def test_a_probe_error_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    from coldfront_launch.errors import ApptainerNotFound
+
+    def missing(*_args: object) -> str:
+        raise ApptainerNotFound("Apptainer is not installed")
+    monkeypatch.setattr(status.readiness, "system_state_of", missing)
+    with pytest.raises(ApptainerNotFound):
+        status.probe_all([(InstanceInfo("a", 1, "", ""), "")])
