@@ -115,3 +115,18 @@ def test_missing_explicit_config(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(tmp_path / "missing.toml")
     assert err.value.setting == "--config"
+
+
+def test_section_of_a_blocked_plugin_is_a_warning(make_settings, monkeypatch,  # type: ignore[no-untyped-def]
+                                                  tmp_path: Path) -> None:
+    """A broken or blocked plugin must not break every command: its section only warns."""
+    from coldfront_launch import plugins
+
+    monkeypatch.setenv("CF_LAUNCH_DISABLE_PLUGINS", "override")
+    plugins.reset()
+    settings = make_settings(hooks=["bridge"], hook={
+        "override": {"ports": [80]},
+        "bridge": {"cni_config_dir": str(tmp_path), "external_interface": "lo"}})
+    problems = Launcher(settings).sequence(planning=True).validate()
+    assert [(p.check, p.fatal) for p in problems] == [("hook.override", False)]
+    assert "blocked by CF_LAUNCH_DISABLE_PLUGINS" in problems[0].message
