@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 
@@ -79,7 +80,7 @@ def test_bridge_embedded(testhost: TestHost, coldfront_image: str, sandbox: Sand
         attach = subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{sandbox.host}", str(HERE / "enter.sh"),
              f"{VENV}/bin/cf-launch", "--config", config, "attach"],
-            env={"CF_TESTHOST_BINDS": f"{ROOT}:/src", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+            env={**os.environ, "CF_TESTHOST_BINDS": f"{ROOT}:/src"},  # as TestHost.run
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(300):
             if "CF-LAUNCH-" in network_snapshot(sandbox.host, testhost)["iptables"]:
