@@ -22,7 +22,7 @@ from coldfront_launch.hooks.bridge_settings import parse
 from coldfront_launch.host import RealHost
 from coldfront_launch.launcher import Launcher
 from coldfront_launch.settings import settings_from_mapping
-from coldfront_launch.types import InstanceInfo
+from coldfront_launch.types import InstanceInfo, LaunchContext
 from coldfront_launch.undo import undo_all
 
 CNI_PATH = "/usr/lib/cni"
@@ -66,6 +66,17 @@ def cni(command: str, state_root: str, container_ns: str) -> dict:  # type: igno
     return json.loads(result.stdout) if result.stdout.strip() else {}
 
 
+def checked(ctx: LaunchContext, hooks: list[str]) -> plugins.Hooks:
+    """The plugins' validate and preflight, as the launcher runs them (without the core's
+    checks: no Apptainer here); a fatal problem ends the driver."""
+    runner = plugins.Hooks(tuple(hooks), internal=False)
+    runner.validate(ctx)
+    fatal = [p for p in runner.preflight(ctx) if p.fatal]
+    if fatal:
+        raise SystemExit("; ".join(p.message for p in fatal))
+    return runner
+
+
 def start(state_root: str, container_ns: str, pid: int, kill: bool,
           allow_metadata: bool = False) -> None:
     hooks = ["bridge"]
@@ -74,11 +85,7 @@ def start(state_root: str, container_ns: str, pid: int, kill: bool,
         hooks.append("killer")
     lch = launcher(state_root, hooks, allow_metadata)
     ctx = lch.context()
-    runner = plugins.Hooks(tuple(hooks), internal=False)  # no Apptainer here
-    runner.validate(ctx)
-    fatal = [p for p in runner.preflight(ctx) if p.fatal]
-    if fatal:
-        raise SystemExit("; ".join(p.message for p in fatal))
+    runner = checked(ctx, hooks)
     host = RealHost(lch.state, lch.settings.state_root)
     with lch.state.locked():
         runner.pre_start(ctx, host)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import sys
 
-from coldfront_launch import plugins
 from coldfront_launch.host import RealHost
 from coldfront_launch.launcher import Launcher
 from coldfront_launch.settings import settings_from_mapping
 from coldfront_launch.undo import undo_all
+from tests.netns.bridge_driver import checked
 
 NAME = "netnsover"
 
@@ -31,11 +31,7 @@ def launcher(state_root: str, netns_path: str, allow_metadata: bool) -> Launcher
 def start(state_root: str, netns_path: str, allow_metadata: bool) -> None:
     lch = launcher(state_root, netns_path, allow_metadata)
     ctx = lch.context()
-    runner = plugins.Hooks(("override",), internal=False)  # no Apptainer here
-    runner.validate(ctx)
-    fatal = [p for p in runner.preflight(ctx) if p.fatal]
-    if fatal:
-        raise SystemExit("; ".join(p.message for p in fatal))
+    runner = checked(ctx, ["override"])
     host = RealHost(lch.state, lch.settings.state_root)
     with lch.state.locked():
         runner.pre_start(ctx, host)
