@@ -197,9 +197,11 @@ class Launcher:
         with its own data layout). ``check`` sees the result first (as ``plan`` would make
         it) and may refuse before anything changes."""
         if check is not None:
-            planned = self.plan()
-            check(self._embedding(planned.command, self.sequence(planning=True)
-                                  .before_start(RecordingHost()).for_embedding(only_hooks)))
+            planning = self.sequence(planning=True)
+            planning.validate()
+            planned = planning.before_start(RecordingHost())
+            check(self._embedding(planning.command(planned.options),
+                                  planned.for_embedding(only_hooks)))
         seq = self.sequence()
         for warning in seq.validate():
             self.report(f"warning: {warning.check}: {warning.message}")
