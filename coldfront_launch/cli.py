@@ -11,12 +11,11 @@ import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import apptainer, cli_embed, cli_service, plugins
-from .builder import BuildEvent
+from . import cli_embed, cli_service
 from .clitools import IMAGE_OPTION, friendly, instance_command
 from .clitools import emit as _emit
 from .clitools import hook_option as _hook_option
@@ -27,9 +26,9 @@ from .clitools import print_started as _print_started
 from .clitools import settings_of as _settings
 from .clitools import start_overrides as _start_overrides
 from .exitcodes import ExitCode
-from .launcher import Launcher
-from .settings import replace_build
-from .state import known_instances
+
+if TYPE_CHECKING:  # the rest is imported by the command that needs it (start-up time)
+    from .builder import BuildEvent
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,6 +60,8 @@ def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[s
           ca_bundle: Path | None, layers: tuple[str, ...], verbose: bool,
           as_json: bool) -> None:
     """Build the ColdFront image from layered definitions (cached by content)."""
+    from .launcher import Launcher
+    from .settings import replace_build
     settings = _settings(ctx)
     raw_build: dict[str, Any] = {"fakeroot": fakeroot,
                                  "binds": tuple(binds) if binds else None,
@@ -121,10 +122,20 @@ def restart(ctx: click.Context, hooks: tuple[str, ...], image: Path | None,
     _emit(started.to_json(), as_json, lambda: _print_started(started.to_json()))
 
 
-@instance_command(cli)
-def status(ctx: click.Context, as_json: bool) -> None:
-    """Show the instance, its address, systemd state and HTTP health."""
-    data = _launcher(ctx).status()
+@instance_command(cli, click.option("--all", "every", is_flag=True,
+                                   help="Every instance cf-launch knows, and every running "
+                                        "one, as a table (a list with --json)."))
+def status(ctx: click.Context, every: bool, as_json: bool) -> None:
+    """Show the instance, its address, systemd state, HTTP health and drift."""
+    from .status import of, of_all  # not through Launcher: status imports only what it needs
+    if every:
+        from .statustable import table
+        rows = of_all(_settings(ctx))
+        _emit(rows, as_json, lambda: click.echo(table(rows), nl=False))
+        if any(row.get("drift") for row in rows):
+            sys.exit(ExitCode.DRIFTED)
+        return
+    data = of(_settings(ctx))
 
     def human() -> None:
         if not data["running"]:
@@ -149,6 +160,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
                                    help="Every instance cf-launch knows."))
 def repair(ctx: click.Context, every: bool, as_json: bool) -> None:
     """Put back what cf-launch applied and something else removed (firewall reloads)."""
+    from .launcher import Launcher
+    from .state import known_instances
     launcher = _launcher(ctx)
     names = known_instances(launcher.settings.state_root) if every else [launcher.settings.name]
     results = []
@@ -192,6 +205,7 @@ def plan(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, as_json
 @friendly
 def hooks_cmd(as_json: bool) -> None:
     """List installed plugins (the names --hook takes) and the hooks each implements."""
+    from . import plugins
     loaded = plugins.load()
     data: list[dict[str, Any]] = [
         {"name": n, "module": plugins.plugin_origin(n), "hooks": plugins.implemented_hooks(n)}
@@ -220,6 +234,7 @@ def hooks_cmd(as_json: bool) -> None:
 @friendly
 def exec_cmd(name: str, command: tuple[str, ...]) -> None:
     """Run COMMAND inside instance NAME: cf-launch exec NAME -- CMD..."""
+    from . import apptainer
     argv = apptainer.exec_argv(_running(name), list(command))
     os.execvp(argv[0], argv)
 
@@ -230,6 +245,7 @@ def exec_cmd(name: str, command: tuple[str, ...]) -> None:
 @friendly
 def shell(ctx: click.Context) -> None:
     """Open a shell inside the instance."""
+    from . import apptainer
     argv = apptainer.shell_argv(_running(_settings(ctx).name))
     os.execvp(argv[0], argv)
 
@@ -242,6 +258,7 @@ def shell(ctx: click.Context) -> None:
 @friendly
 def logs(ctx: click.Context, lines: int, follow: bool) -> None:
     """Show the systemd journal inside the instance; Apptainer's log if it is not running."""
+    from . import apptainer
     name = _settings(ctx).name
     if apptainer.find(name) is None:
         _print_apptainer_logs(name, lines)
@@ -252,6 +269,7 @@ def logs(ctx: click.Context, lines: int, follow: bool) -> None:
 
 
 def _print_apptainer_logs(name: str, lines: int) -> None:
+    from . import apptainer
     from .errors import NotRunningError
     found = [p for p in apptainer.log_paths(name) if p.is_file()]
     if not found:
@@ -264,6 +282,7 @@ def _print_apptainer_logs(name: str, lines: int) -> None:
 
 
 def _running(name: str) -> str:
+    from . import apptainer
     from .errors import NotRunningError
     from .validate import instance_name
     instance_name("NAME", name)

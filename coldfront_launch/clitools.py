@@ -1,5 +1,6 @@
 """What every ``cf-launch`` command shares: one-line errors, the common options, JSON
-output, and the launcher built from the global options."""
+output, and the launcher built from the global options (imported on first use, so that
+``--help`` loads no plugin machinery)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from .errors import LaunchError
 from .exitcodes import ExitCode
-from .launcher import Launcher
-from .settings import Settings, load_settings
+
+if TYPE_CHECKING:  # imported by the commands that use them: `--help` stays fast
+    from .launcher import Launcher
+    from .settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,6 +56,7 @@ def friendly(func: F) -> F:
 
 
 def settings_of(ctx: click.Context, **overrides: Any) -> Settings:
+    from .settings import load_settings
     obj = ctx.obj
     return load_settings(obj["config"], name=obj["name"], state_root=obj["state_root"],
                          **overrides)
@@ -63,6 +67,7 @@ def progress(message: str) -> None:
 
 
 def launcher_of(ctx: click.Context, **overrides: Any) -> Launcher:
+    from .launcher import Launcher
     return Launcher(settings_of(ctx, **overrides), report=progress)
 
 

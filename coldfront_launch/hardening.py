@@ -6,15 +6,20 @@
   the image applies before any ColdFront unit starts.
 - :func:`preflight`: a host account or group that already uses those ids.
 - :func:`report` / :func:`problems`: the ``systemd-analyze security`` exposure of the
-  ColdFront units and whether gunicorn runs as root, for ``status`` and ``doctor``.
+  ColdFront units and whether gunicorn runs as root, for ``status`` and ``doctor``
+  (:func:`cached_report`: once per instance start).
 """
 
 from __future__ import annotations
 
+import contextlib
 import grp
+import json
+import os
 import pwd
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import apptainer
@@ -22,7 +27,7 @@ from .errors import LaunchError
 from .resources import render
 from .security import ACCOUNT, DEFAULT_GID, DEFAULT_UID, SecuritySettings
 from .settings import Settings
-from .types import Bind, Problem
+from .types import Bind, InstanceInfo, Problem
 
 DATA = "coldfront_launch.overrides"
 CAPS_DROPIN = "/etc/systemd/system.conf.d/cf-launch-hardening.conf"
@@ -82,15 +87,57 @@ REPORT_SCRIPT = (
 )
 
 
-def report(name: str) -> dict[str, Any]:
-    """Exposure per ColdFront unit, and the users gunicorn runs as, inside the instance."""
-    out = apptainer.exec_capture(
-        name, ["sh", "-c", REPORT_SCRIPT.format(units=" ".join(UNITS))], timeout=60).out
+def report(name: str, pid: int = 0) -> dict[str, Any]:
+    """Exposure per ColdFront unit, and the users gunicorn runs as, inside the instance
+    (through ``nsenter`` into its systemd ``pid`` when possible, else ``apptainer exec``)."""
+    out = apptainer.probe_inside(
+        name, pid, ["sh", "-c", REPORT_SCRIPT.format(units=" ".join(UNITS))], timeout=60).out
     exposure = {unit: float(score) for unit, score, _word in EXPOSURE.findall(out)}
     users = sorted({line.split()[0] for line in out.splitlines()
                     if "gunicorn" in line and "Overall exposure" not in line})
     return {"exposure": exposure, "gunicorn_users": users,
             "gunicorn_as_root": "root" in users}
+
+
+#: The report of the running instance, kept in its state folder (see :func:`cached_report`).
+CACHE = "security.json"
+
+
+def _started_as(pid: int) -> str:
+    """Which start of an instance ``pid`` is: the pid and its start time since boot (from
+    ``/proc/PID/stat``), "" if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    fields = stat.rsplit(")", 1)[-1].split()
+    return f"{pid}:{fields[19]}" if len(fields) > 19 else ""
+
+
+def cached_report(state_dir: Path, info: InstanceInfo) -> dict[str, Any]:
+    """:func:`report`, computed once per instance start and kept in ``state_dir``.
+
+    The figures depend on the image's units and on who gunicorn runs as, neither of
+    which changes while the instance runs, and ``systemd-analyze security`` costs a few
+    hundred ms; ``status`` is called every few seconds. Only a complete report (every
+    unit scored, gunicorn running) is kept, so one taken while booting is asked again."""
+    started = _started_as(info.pid)
+    path = state_dir / CACHE
+    if started:
+        try:
+            kept = json.loads(path.read_text())
+            if kept.get("started") == started:
+                return dict(kept["report"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+    found = report(info.name, info.pid)
+    if started and set(found["exposure"]) == set(UNITS) and found["gunicorn_users"] \
+            and state_dir.is_dir():
+        tmp = path.with_name(f".{CACHE}.tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_text(json.dumps({"started": started, "report": found}))
+            os.replace(tmp, path)
+    return found
 
 
 def problems(found: dict[str, Any]) -> list[Problem]:
@@ -117,5 +164,5 @@ def doctor(settings: Settings) -> list[Problem]:
     except LaunchError:  # no Apptainer: the core's own check says so
         return found
     if running is not None:
-        found += problems(report(running.name))
+        found += problems(cached_report(settings.state_dir, running))
     return found

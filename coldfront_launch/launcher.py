@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import appdata, apptainer, builder, hardening, plugins, readiness, record
+from . import appdata, apptainer, builder, hardening, plugins, readiness, record, status
 from .changes import HostChange, HostEnv, Reading, StopInstance
 from .embed import Embedding
 from .errors import (
@@ -28,7 +28,7 @@ from .sequence import LaunchSequence
 from .settings import Settings
 from .state import InstanceState
 from .timing import Stopwatch
-from .types import PLACEHOLDER_IP, InstanceInfo, LaunchContext, Problem
+from .types import PLACEHOLDER_IP, Endpoint, InstanceInfo, LaunchContext, Problem
 from .undo import check_namespace, undo_all
 
 Report = Callable[[str], None]
@@ -145,10 +145,17 @@ class Launcher:
                 clock.lap("apptainer_start")
                 seq.after_start(host, info)
                 clock.lap("post_start")
-        ready = self.wait_ready(info, seq) if wait else None
+        endpoint = self._record_endpoint(info, seq)
+        ready = self.wait_ready(info, seq, endpoint) if wait else None
         if ready is not None:
             clock.lap("ready")
         return Started(info, ready, host.changes, clock.laps)
+
+    def _record_endpoint(self, info: InstanceInfo, seq: LaunchSequence) -> Endpoint:
+        """Where ColdFront answers, kept in the launch record for ``status``."""
+        endpoint = seq.endpoint(info)
+        record.set_url(self.settings.state_dir, endpoint.url(self.settings.readiness_path))
+        return endpoint
 
     def _ready_to_prepare(self, seq: LaunchSequence, running_hint: str,
                           ignore: tuple[str, ...] = ()) -> None:
@@ -259,7 +266,8 @@ class Launcher:
             clock.lap("post_start")
             record.write(self.settings.state_dir, seq.ctx.hooks, Path(launched.image),
                          mode="attached")
-        ready = self.wait_ready(info, seq) if wait else None
+            endpoint = self._record_endpoint(info, seq)
+        ready = self.wait_ready(info, seq, endpoint) if wait else None
         if ready is not None:
             clock.lap("ready")
         return Started(info, ready, host.changes, clock.laps)
@@ -291,9 +299,9 @@ class Launcher:
                         f"(stop it first: apptainer instance stop {name})")
         return {"name": name, "detached": True, "still_running": info is not None}
 
-    def wait_ready(self, info: InstanceInfo, seq: LaunchSequence | None = None
-                   ) -> readiness.Readiness:
-        endpoint = (seq or self.sequence()).endpoint(info)
+    def wait_ready(self, info: InstanceInfo, seq: LaunchSequence | None = None,
+                   endpoint: Endpoint | None = None) -> readiness.Readiness:
+        endpoint = endpoint or (seq or self.sequence()).endpoint(info)
         self.report(f"waiting for systemd and {endpoint.url(self.settings.readiness_path)}")
         return readiness.wait_ready(info.name, endpoint, self.settings.readiness_path,
                                     self.settings.ready_timeout, self.report)
@@ -391,40 +399,19 @@ class Launcher:
     # --- inspect ---------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Instance, host-change journal and health, for ``cf-launch status``."""
-        info = apptainer.find(self.settings.name)
-        launched = record.read(self.settings.state_dir)
-        result: dict[str, Any] = {
-            "name": self.settings.name,
-            "running": info is not None,
-            "instance": info.to_json() if info else None,
-            "hooks": list(launched.hooks),
-            "host_changes": len(self.state.entries()),
-            "unresolved_changes": self.state.unresolved(),
-            "state_dir": str(self.settings.state_dir),
-        }
-        if info is not None:
-            try:
-                result["drift"] = self.drift()
-            except LaunchError as err:
-                result["drift"] = [f"unknown: {err}"]
-            result["system_state"] = readiness.system_state(info.name)
-            url = self._recorded_sequence().endpoint(info).url(self.settings.readiness_path)
-            result["url"] = url
-            result["http_status"] = readiness.http_status(url)
-            result["security"] = hardening.report(info.name)
-        return result
+        """Instance, host-change journal, drift and health, for ``cf-launch status``."""
+        return status.of(self.settings)
+
+    def status_all(self) -> list[dict[str, Any]]:
+        """Every instance cf-launch knows under ``state_root``, and every running one."""
+        return status.of_all(self.settings)
 
     def drift(self) -> list[str]:
         """How the live host differs from what the journal says cf-launch applied.
 
         One firewall read per family. Raises HostChangeError from another live network
         namespace (reading here would describe the wrong host)."""
-        entries = self.state.entries()
-        if check_namespace(self.state):
-            return ["the network namespace the instance was started in is gone"]
-        live = Reading()
-        return [found for change in entries if (found := change.drift(live))]
+        return status.drift(self.state)
 
     def repair(self) -> dict[str, list[str]]:
         """Put back, from the journal and nothing else, what is missing; idempotent.
@@ -469,7 +456,8 @@ class Launcher:
         with contextlib.suppress(LaunchError):  # no Apptainer: the core's check says so
             running = apptainer.find(self.settings.name)
             if running is not None:
-                problems += hardening.problems(hardening.report(running.name))
+                problems += hardening.problems(
+                    hardening.cached_report(self.settings.state_dir, running))
                 problems += [Problem("drift", found, "`cf-launch repair` puts it back",
                                      fatal=False) for found in self.drift()]
         return problems

@@ -1,4 +1,5 @@
-"""Read the host's network (pyroute2) and NIC offloads (ethtool), in the current netns."""
+"""Read the host's network (pyroute2, imported on first use from ``pyroute2.iproute``;
+a link's index with ``if_nametoindex``) and NIC offloads (ethtool), in the current netns."""
 
 from __future__ import annotations
 
@@ -83,12 +84,16 @@ def _ifnames(ipr: IPRoute) -> dict[int, str]:
 
 
 def link_exists(ifname: str) -> bool:
-    with _iproute() as ipr:
-        return bool(ipr.link_lookup(ifname=ifname))
+    """Whether a link is there, in this process's namespace (``if_nametoindex``: no
+    netlink socket and no pyroute2 import, for ``status``'s drift check)."""
+    return link_index(ifname) is not None
 
 
 def link_kind(ifname: str) -> str | None:
-    """A link's kind (``bridge``, ``veth``, ...), "" for a physical one, None if absent."""
+    """A link's kind (``bridge``, ``veth``, ...), "" for a physical one, None if absent
+    (then known without pyroute2)."""
+    if link_index(ifname) is None:
+        return None
     with _iproute() as ipr:
         found = ipr.link_lookup(ifname=ifname)
         if not found:
@@ -98,9 +103,11 @@ def link_kind(ifname: str) -> str | None:
 
 
 def link_index(ifname: str) -> int | None:
-    with _iproute() as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        return int(found[0]) if found else None
+    """A link's index in this process's namespace, None if there is none."""
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError:
+        return None
 
 
 def delete_link_if_unused(ifname: str) -> None:

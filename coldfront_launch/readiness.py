@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import apptainer
 from .errors import NotReadyError
@@ -33,33 +30,12 @@ def system_state(name: str) -> str:
     return out.splitlines()[-1].strip() if out else "unknown"
 
 
-def _booted_init(pid: int) -> bool:
-    """Whether ``pid`` is a systemd in a mount namespace of its own (an instance booted
-    with ``--boot``), so that ``nsenter`` asks the instance, never this host."""
-    try:
-        return (pid > 0 and Path(f"/proc/{pid}/comm").read_text().strip() == "systemd"
-                and os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"))
-    except OSError:
-        return False
-
-
 def system_state_of(name: str, pid: int) -> str:
-    """:func:`system_state`, asked by entering the instance's namespaces with ``nsenter``
-    (about 6 ms) instead of ``apptainer exec`` (about 65 ms, mostly CPU: 20 at once on 2
-    cores take a second). Falls back to ``apptainer exec`` when ``nsenter`` cannot enter
-    (not root, no such process, no nsenter)."""
-    if _booted_init(pid) and os.geteuid() == 0:
-        argv = ["nsenter", "-t", str(pid), "-a", "-r", "-w",
-                "systemctl", "is-system-running"]
-        try:
-            probe = subprocess.run(argv, capture_output=True, text=True, timeout=15,
-                                   check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            probe = None
-        if probe is not None and probe.stdout.strip() and not probe.stderr.startswith(
-                "nsenter:"):
-            return probe.stdout.strip().splitlines()[-1].strip()
-    return system_state(name)
+    """:func:`system_state`, asked through ``nsenter`` into a booted instance's systemd
+    (``pid``) when possible (:func:`~coldfront_launch.apptainer.probe_inside`), else with
+    ``apptainer exec``."""
+    out = apptainer.probe_inside(name, pid, ["systemctl", "is-system-running"], 15).out
+    return out.splitlines()[-1].strip() if out else "unknown"
 
 
 def failed_units(name: str) -> list[str]:

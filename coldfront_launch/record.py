@@ -21,14 +21,20 @@ class LaunchRecord:
     image: str = ""
     pid: int = 0
     mode: str = ""
+    #: Where ColdFront answers, once the instance runs ("" until then, or from older
+    #: versions): ``status`` reads it instead of loading the plugins to ask.
+    url: str = ""
 
     def hooks_or(self, default: tuple[str, ...]) -> tuple[str, ...]:
         """The plugins the instance was started with; ``default`` if unrecorded."""
         return self.hooks or default
 
     def to_json(self) -> dict[str, Any]:
-        return {"hooks": list(self.hooks), "image": self.image, "pid": self.pid,
-                "mode": self.mode}
+        data: dict[str, Any] = {"hooks": list(self.hooks), "image": self.image,
+                                "pid": self.pid, "mode": self.mode}
+        if self.url:
+            data["url"] = self.url
+        return data
 
 
 def write(state_dir: Path, hooks: tuple[str, ...], image: Path, mode: str = "started") -> None:
@@ -41,9 +47,20 @@ def read(state_dir: Path) -> LaunchRecord:
     try:
         data = json.loads((state_dir / FILE).read_text())
         return LaunchRecord(tuple(data.get("hooks") or ()), str(data.get("image") or ""),
-                            int(data.get("pid") or 0), str(data.get("mode") or "started"))
+                            int(data.get("pid") or 0), str(data.get("mode") or "started"),
+                            str(data.get("url") or ""))
     except (OSError, ValueError, TypeError, AttributeError):
         return LaunchRecord()
+
+
+def set_url(state_dir: Path, url: str) -> None:
+    """Add where ColdFront answers to the record (atomically; no record, nothing done)."""
+    launched = read(state_dir)
+    if launched.hooks or launched.image:
+        data = {**launched.to_json(), "url": url}
+        tmp = state_dir / f".{FILE}.tmp"
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, state_dir / FILE)
 
 
 def remove(state_dir: Path) -> None:

@@ -14,11 +14,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import migrate
-from .changes import HostChange
 from .errors import LockedError
+
+if TYPE_CHECKING:
+    from .changes import HostChange
 
 JOURNAL = "journal.jsonl"
 SUPERVISOR = "supervisor.pid"
@@ -87,7 +88,13 @@ class InstanceState:
 
     def entries(self) -> list[HostChange]:
         """All journaled changes, oldest first (0.1 journals migrated)."""
+        from . import migrate  # the typed changes: imported by the commands that read them
         return migrate.from_v1(self.records())
+
+    def count(self) -> int:
+        """``len(self.entries())`` without reading them as typed changes (``status`` of a
+        stopped instance): every record is one change, but for 0.1's ``netns`` record."""
+        return sum(1 for r in self.records() if "type" in r or r.get("kind") != "netns")
 
     @property
     def supervisor_path(self) -> Path:

@@ -51,7 +51,7 @@ def instance_start(args: list[str]) -> None:
         ip = f"10.22.0.{2 + len(state)}"
         if "--network-args" in args:
             ip = args[args.index("--network-args") + 1].split("=", 1)[1]
-    state[name] = {"instance": name, "pid": 4242 + len(state), "img": image, "ip": ip,
+    state[name] = {"instance": name, "pid": 4194305 + len(state), "img": image, "ip": ip,
                    "logErrPath": f"/tmp/{name}.err", "logOutPath": f"/tmp/{name}.out"}
     save(state)
     print("INFO:    instance started successfully", file=sys.stderr)
