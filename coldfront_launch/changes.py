@@ -111,6 +111,26 @@ class HostChange:
         """Put the change back as the journal says (idempotent)."""
         self.apply(env)
 
+    def needed_by(self, failed: HostChange) -> bool:
+        """Whether ``failed`` (a change whose undo failed, kept in the journal) still needs
+        this one: then this one is kept too, undone by the stop that undoes ``failed``."""
+        return False
+
+    # --- undoing several at once (optional) -----------------------------------------------
+
+    def batch_key(self) -> tuple[Any, ...] | None:
+        """Changes undone one after another whose keys are equal (not None) are handed
+        together to the first one's :meth:`undo_batch`. None: always undone alone."""
+        return None
+
+    @classmethod
+    def undo_batch(cls, changes: list[HostChange], env: HostEnv) -> None:
+        """Undo ``changes`` (newest first) in one go. Any exception makes the caller undo
+        them one by one instead, so (as every undo is idempotent) a batch that fails
+        half-way loses nothing."""
+        for change in changes:
+            change.undo(env)
+
     # --- shared ------------------------------------------------------------------------
 
     def identity(self) -> tuple[Any, ...]:
@@ -340,11 +360,51 @@ class Claim(HostChange):
     def restore(self, original: Any) -> None:
         """Put the resource back as the first holder found it."""
 
+    def released(self) -> None:
+        """After the release, whoever restored (e.g. remove the folders a file needed)."""
+
     def undo(self, env: HostEnv) -> None:
         claims.release(env.state_root, env.instance, self.key(), self.restore)
+        self.released()
 
     def forget(self, env: HostEnv) -> None:
         claims.release(env.state_root, env.instance, self.key(), lambda _original: None)
+
+    def batch_key(self) -> tuple[Any, ...] | None:
+        return ("claim",)
+
+    @classmethod
+    def restore_together(cls, items: list[tuple[Claim, Any]]) -> None:
+        """Restore several resources of this class (newest first) as their last holder."""
+        for change, original in items:
+            change.restore(original)
+
+    @classmethod
+    def undo_batch(cls, changes: list[HostChange], env: HostEnv) -> None:
+        """Release every claim under one lock, with one read and one write of the
+        registry (the sysctls, links, tables and chains of one stop in one pass);
+        neighbours of one class restore together (the nf_tables leftovers: one
+        transaction per family). A failure leaves the registry unwritten."""
+        held = [c for c in changes if isinstance(c, Claim)]
+
+        def restore(last: list[tuple[int, Any]]) -> None:
+            runs: list[list[tuple[Claim, Any]]] = []
+            for index, original in last:
+                change = held[index]
+                if runs and _restorer(runs[-1][0][0]) is _restorer(change):
+                    runs[-1].append((change, original))
+                else:
+                    runs.append([(change, original)])
+            for run in runs:
+                type(run[0][0]).restore_together(run)
+        claims.release_many(env.state_root, env.instance, [c.key() for c in held], restore)
+        for change in held:
+            change.released()
+
+
+def _restorer(change: Claim) -> object:
+    """The function behind a claim's ``restore_together`` (shared by subclasses)."""
+    return getattr(type(change).restore_together, "__func__", None)
 
 
 @dataclass(frozen=True)
@@ -403,8 +463,7 @@ class SharedFile(_FileFields, Claim):
         if original == "absent":
             Path(self.path).unlink(missing_ok=True)
 
-    def undo(self, env: HostEnv) -> None:
-        super().undo(env)
+    def released(self) -> None:
         _remove_dirs(self.created)
 
 
@@ -508,6 +567,9 @@ class Offloads(_NetworkClaim):
         wrong = [k for k, on in self.features.items() if found.get(k, on) != on]
         return f"offloads on {self.ifname}: {', '.join(wrong)} changed" if wrong else ""
 
+    def batch_key(self) -> tuple[Any, ...] | None:
+        return super().batch_key() if self.shared else None
+
     def undo(self, env: HostEnv) -> None:
         if self.shared:
             super().undo(env)
@@ -551,9 +613,29 @@ class IptablesTable(_FamilyClaim):
     def target(self) -> str:
         return self.table
 
+    def needed_by(self, failed: HostChange) -> bool:
+        """A ruleset left in place (its removal failed) keeps its table."""
+        return (isinstance(failed, Firewall) and failed.netns == self.netns
+                and failed.ruleset.family == self.family
+                and self.table in failed.ruleset.tables())
+
     def restore(self, original: Any) -> None:
         if original == "absent":
             firewall.drop_table_if_empty(self.table, self.family)
+
+    @classmethod
+    def restore_together(cls, items: list[tuple[Claim, Any]]) -> None:
+        """Tables and built-in chains (newest first): the empty ones cf-launch brought in
+        go in one reading of the ruleset and one ``nft -f`` transaction per family,
+        chains before tables."""
+        def family(change: Claim) -> str:
+            return str(getattr(change, "family", "ipv4"))
+        for fam in dict.fromkeys(family(c) for c, _o in items):
+            absent = [c for c, original in items if original == "absent" and family(c) == fam]
+            firewall.drop_empty(
+                [(c.table, c.chain) for c in absent if isinstance(c, NftBaseChain)],
+                [c.table for c in absent
+                 if isinstance(c, IptablesTable) and not isinstance(c, NftBaseChain)], fam)
 
 
 @dataclass(frozen=True)
@@ -568,6 +650,13 @@ class NftBaseChain(IptablesTable):
     @property
     def target(self) -> str:
         return f"{self.table}/{self.chain}"
+
+    def needed_by(self, failed: HostChange) -> bool:
+        """A ruleset left in place keeps the built-in chain its jump is in."""
+        return (isinstance(failed, Firewall) and failed.netns == self.netns
+                and failed.ruleset.family == self.family
+                and any((j.table, j.builtin) == (self.table, self.chain)
+                        for j in failed.ruleset.jumps))
 
     def restore(self, original: Any) -> None:
         if original == "absent":
@@ -618,6 +707,17 @@ class Firewall(HostChange):
 
     def undo(self, env: HostEnv) -> None:
         firewall.remove(((c.table, c.name) for c in self.ruleset.chains), self.ruleset.family)
+
+    def batch_key(self) -> tuple[Any, ...] | None:
+        return (self.kind, self.ruleset.family)
+
+    @classmethod
+    def undo_batch(cls, changes: list[HostChange], env: HostEnv) -> None:
+        """Every owner's chains and jumps of one family: one read of the ruleset, one
+        ``iptables-restore`` transaction (refused whole if any line fails)."""
+        rulesets = [c.ruleset for c in changes if isinstance(c, Firewall)]
+        firewall.remove([(c.table, c.name) for r in rulesets for c in r.chains],
+                        rulesets[0].family)
 
     def drift(self, live: Reading) -> str:
         state = live.firewall(self.ruleset.family)

@@ -124,6 +124,28 @@ def release(state_root: Path, instance: str, key: ClaimKey,
         _write(state_root, registry)
 
 
+def release_many(state_root: Path, instance: str, keys: list[ClaimKey],
+                 restore: Callable[[list[tuple[int, Any]]], None]) -> None:
+    """:func:`release` for several claims, under one lock, with one read and one write of
+    the registry. ``restore`` is called once, with ``(index in keys, original)`` of each
+    claim ``instance`` held last. The registry is written only if it returns (a failure
+    leaves it as it was; releasing is idempotent, so the caller may go one by one)."""
+    with shared_lock(state_root):
+        registry = read(state_root)
+        last: list[tuple[int, Any]] = []
+        for index, key in enumerate(keys):
+            entry = registry.get(key)
+            if entry is None:
+                continue
+            if instance in entry["holders"]:
+                entry["holders"].remove(instance)
+            if not entry["holders"]:
+                last.append((index, entry["original"]))
+                del registry[key]
+        restore(last)
+        _write(state_root, registry)
+
+
 def holders(state_root: Path, key: ClaimKey) -> list[str]:
     entry = read(state_root).get(key)
     return list(entry["holders"]) if entry else []

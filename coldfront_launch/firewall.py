@@ -239,6 +239,34 @@ def drop_base_chain_if_empty(table: str, chain: str, family: str = "ipv4") -> No
     _nft_delete("chain", table, chain, family)
 
 
+def drop_empty(chains: list[tuple[str, str]], tables: list[str],
+               family: str = "ipv4") -> None:
+    """:func:`drop_base_chain_if_empty` for each chain, then :func:`drop_table_if_empty`
+    for each table, decided from one reading and done in one ``nft -f`` transaction."""
+    if not (chains or tables) or not nft_available():
+        return
+    live = Live.read(family)
+    base = base_chains_present(family) if chains else set()
+    nft = NFT_FAMILIES[family]
+    lines = []
+    for table, chain in chains:
+        if (table, chain) in base and live.chains.get(table, {}).get(chain) == "ACCEPT" \
+                and not any(r.split()[1] == chain for r in live.rules.get(table, [])):
+            lines.append(f"delete chain {nft} {table} {chain}")
+            live.chains[table].pop(chain)  # gone for the table's check below
+    for table in tables:
+        if table in live.chains and not live.rules[table] and all(
+                name in BUILTIN_CHAINS and policy == "ACCEPT"
+                for name, policy in live.chains[table].items()):
+            lines.append(f"delete table {nft} {table}")
+    if not lines:
+        return
+    result = _run(["nft", "-f", "-"], stdin="\n".join(lines) + "\n")
+    if result.returncode != 0:
+        raise HostChangeError(f"cannot remove the empty tables and chains cf-launch created: "
+                              f"{result.stderr.strip()}", "install nftables (nft)")
+
+
 def _nft_delete(kind: str, table: str, chain: str = "", family: str = "ipv4") -> None:
     result = _run(["nft", "delete", kind, NFT_FAMILIES[family], table,
                    *([chain] if chain else [])])

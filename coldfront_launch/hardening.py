@@ -114,29 +114,46 @@ def _started_as(pid: int) -> str:
     return f"{pid}:{fields[19]}" if len(fields) > 19 else ""
 
 
-def cached_report(state_dir: Path, info: InstanceInfo) -> dict[str, Any]:
+def kept_report(state_dir: Path, info: InstanceInfo) -> dict[str, Any] | None:
+    """The report kept for this start of the instance, if there is one."""
+    started = _started_as(info.pid)
+    if not started:
+        return None
+    try:
+        kept = json.loads((state_dir / CACHE).read_text())
+        if kept.get("started") == started:
+            return dict(kept["report"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def keep_report(state_dir: Path, info: InstanceInfo, found: dict[str, Any]) -> None:
+    """Keep ``found`` for this start of the instance (only once systemd has booted: the
+    units' settings and gunicorn's user are final then)."""
+    started = _started_as(info.pid)
+    if not started or not state_dir.is_dir():
+        return
+    tmp = state_dir / f".{CACHE}.tmp"
+    with contextlib.suppress(OSError):
+        tmp.write_text(json.dumps({"started": started, "report": found}))
+        os.replace(tmp, state_dir / CACHE)
+
+
+def cached_report(state_dir: Path, info: InstanceInfo, booted: bool) -> dict[str, Any]:
     """:func:`report`, computed once per instance start and kept in ``state_dir``.
 
     The figures depend on the image's units and on who gunicorn runs as, neither of
     which changes while the instance runs, and ``systemd-analyze security`` costs a few
-    hundred ms; ``status`` is called every few seconds. Only a complete report (every
-    unit scored, gunicorn running) is kept, so one taken while booting is asked again."""
-    started = _started_as(info.pid)
-    path = state_dir / CACHE
-    if started:
-        try:
-            kept = json.loads(path.read_text())
-            if kept.get("started") == started:
-                return dict(kept["report"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass
+    hundred ms, while ``status`` is called every few seconds. Kept only when ``booted``
+    (systemd ``running`` or ``degraded``), so a report taken while booting is asked
+    again."""
+    kept = kept_report(state_dir, info)
+    if kept is not None:
+        return kept
     found = report(info.name, info.pid)
-    if started and set(found["exposure"]) == set(UNITS) and found["gunicorn_users"] \
-            and state_dir.is_dir():
-        tmp = path.with_name(f".{CACHE}.tmp")
-        with contextlib.suppress(OSError):
-            tmp.write_text(json.dumps({"started": started, "report": found}))
-            os.replace(tmp, path)
+    if booted:
+        keep_report(state_dir, info, found)
     return found
 
 
@@ -164,5 +181,5 @@ def doctor(settings: Settings) -> list[Problem]:
     except LaunchError:  # no Apptainer: the core's own check says so
         return found
     if running is not None:
-        found += problems(cached_report(settings.state_dir, running))
+        found += problems(report(running.name, running.pid))
     return found

@@ -456,8 +456,10 @@ class Launcher:
         with contextlib.suppress(LaunchError):  # no Apptainer: the core's check says so
             running = apptainer.find(self.settings.name)
             if running is not None:
+                booted = readiness.system_state_of(running.name, running.pid) \
+                    in readiness.BOOTED
                 problems += hardening.problems(
-                    hardening.cached_report(self.settings.state_dir, running))
+                    hardening.cached_report(self.settings.state_dir, running, booted))
                 problems += [Problem("drift", found, "`cf-launch repair` puts it back",
                                      fatal=False) for found in self.drift()]
         return problems

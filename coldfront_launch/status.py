@@ -136,11 +136,15 @@ def one(settings: Settings, running: list[InstanceInfo],
         return result
     url = url_of(settings, info, endpoint)
     state = InstanceState(settings.state_dir)
+    kept = hardening.kept_report(settings.state_dir, info)
     (system, code, security), found = parallel(
-        [lambda: readiness.system_state_of(info.name, info.pid),
+        [partial(readiness.system_state_of, info.name, info.pid),
          partial(_http, url),
-         lambda: hardening.cached_report(settings.state_dir, info)],
+         (lambda: kept) if kept is not None else partial(hardening.report, info.name,
+                                                          info.pid)],
         lambda: _drift_or_unknown(state))
+    if kept is None and system in readiness.BOOTED:
+        hardening.keep_report(settings.state_dir, info, security)
     result.update({"drift": found, "system_state": system, "url": url, "http_status": code,
                    "security": security})
     return result

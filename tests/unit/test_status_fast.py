@@ -234,31 +234,50 @@ coldfront /srv/coldfront/venv/bin/python3 /srv/coldfront/venv/bin/gunicorn --wor
 
 def test_security_report_kept_per_instance_start(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """Asked once per start of the instance (its pid and start time), never while the
-    report is incomplete (booting), and again after a restart."""
+    """Asked once per start of the instance (its pid and start time), never kept while
+    systemd is still booting, and asked again after a restart."""
     asked: list[str] = []
-    answer = {"out": "→ Overall exposure level for nginx.service: 2.4 OK\n"}
 
     def probe(name: str, pid: int, argv: list[str], timeout: float = 30) -> Probe:
         asked.append(name)
-        return Probe(0, answer["out"], "")
+        return Probe(0, REPORT, "")
     monkeypatch.setattr(apptainer, "probe_inside", probe)
     info = InstanceInfo("cf1", os.getpid(), "/x.sif", "")  # a process that exists
-    booting = hardening.cached_report(tmp_path, info)
-    assert booting["exposure"] == {"nginx.service": 2.4}
-    assert not (tmp_path / hardening.CACHE).exists(), "incomplete: not kept"
-    answer["out"] = REPORT
-    first = hardening.cached_report(tmp_path, info)
-    assert first["gunicorn_users"] == ["coldfront"] and len(first["exposure"]) == 3
-    assert hardening.cached_report(tmp_path, info) == first
+    booting = hardening.cached_report(tmp_path, info, booted=False)
+    assert len(booting["exposure"]) == 3 and booting["gunicorn_users"] == ["coldfront"]
+    assert not (tmp_path / hardening.CACHE).exists(), "booting: not kept"
+    first = hardening.cached_report(tmp_path, info, booted=True)
+    assert hardening.cached_report(tmp_path, info, booted=True) == first == booting
     assert asked == ["cf1", "cf1"], "the third call read the kept report"
     restarted = InstanceInfo("cf1", os.getppid(), "/x.sif", "")
-    hardening.cached_report(tmp_path, restarted)
+    hardening.cached_report(tmp_path, restarted, booted=True)
     assert asked == ["cf1", "cf1", "cf1"], "another start: asked again"
     gone = InstanceInfo("cf1", NO_PID, "/x.sif", "")
-    hardening.cached_report(tmp_path, gone)
-    hardening.cached_report(tmp_path, gone)
+    hardening.cached_report(tmp_path, gone, booted=True)
+    hardening.cached_report(tmp_path, gone, booted=True)
     assert len(asked) == 5, "no such process: never taken from the file"
+
+
+def test_status_keeps_the_report_once_booted(  # type: ignore[no-untyped-def]
+        tmp_path: Path, fake_apptainer: Path, http_server: tuple[str, int],
+        monkeypatch: pytest.MonkeyPatch, make_settings) -> None:
+    """Plain status: the report is computed beside the other probes, and kept once
+    systemd says running; the next status reads it."""
+    root = tmp_path / "state"
+    url = f"http://{http_server[0]}:{http_server[1]}/user/login"
+    fake_running(["coldfront"], root, url)
+    monkeypatch.setattr(hardening, "_started_as", lambda pid: f"{pid}:1")
+    settings = make_settings(name="coldfront")
+    monkeypatch.setenv("FAKE_APPTAINER_SYSTEM_STATE", "starting")
+    status.of(settings)
+    assert not (root / "coldfront" / hardening.CACHE).exists()
+    monkeypatch.setenv("FAKE_APPTAINER_SYSTEM_STATE", "running")
+    first = status.of(settings)
+    assert (root / "coldfront" / hardening.CACHE).exists()
+    execs = len([line for line in fake_apptainer.read_text().splitlines() if '"sh"' in line])
+    assert status.of(settings)["security"] == first["security"]
+    assert len([line for line in fake_apptainer.read_text().splitlines()
+                if '"sh"' in line]) == execs, "read from the state folder"
 
 
 def test_status_all_exits_9_when_one_drifted(tmp_path: Path, fake_apptainer: Path,
