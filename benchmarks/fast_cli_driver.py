@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import threading
@@ -24,12 +25,24 @@ PY = "/opt/cf-launch/bin/python"
 BASE_OPTIONS = ["--boot", "-B", "/sys/fs/cgroup", "--writable-tmpfs"]
 
 
+#: CPU seconds (user + system) of the last timed command and the children it waited for:
+#: unlike wall time, hardly changed by other load on the machine.
+CPU: list[float] = [0.0]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(argv: list[str], env: dict[str, str] | None = None
           ) -> tuple[float, subprocess.CompletedProcess[str]]:
+    cpu = _children_cpu()
     began = time.perf_counter()
     result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900,
                             env={**os.environ, **(env or {})}, cwd="/")
     seconds = time.perf_counter() - began
+    CPU[0] = _children_cpu() - cpu
     if result.returncode not in (0, 8):
         raise RuntimeError(f"{argv} exited {result.returncode}: {result.stderr[-2000:]}")
     return seconds, result
@@ -54,22 +67,26 @@ def start_stop(spec: dict[str, Any], rounds: int) -> dict[str, list[float]]:
     """start/stop of one instance, raw and through cf-launch, alternately."""
     rows: dict[str, list[float]] = {k: [] for k in (
         "raw_start", "cf_start", "cf_apptainer_start", "raw_stop", "cf_stop",
-        "cf_apptainer_stop")}
+        "cf_apptainer_stop", "raw_start_cpu", "cf_start_cpu", "raw_stop_cpu", "cf_stop_cpu")}
     config = spec["configs"][0]
     for i in range(rounds):
         name = f"rawbench{i}"
         seconds, _ = timed(["apptainer", "--quiet", "instance", "start", *BASE_OPTIONS,
                             spec["image"], name])
         rows["raw_start"].append(seconds)
+        rows["raw_start_cpu"].append(CPU[0])
         time.sleep(1)
         seconds, _ = timed(["apptainer", "--quiet", "instance", "stop", "-t", "30", name])
         rows["raw_stop"].append(seconds)
+        rows["raw_stop_cpu"].append(CPU[0])
         seconds, out = cf(config, "start", "--no-wait", "--json")
         rows["cf_start"].append(seconds)
+        rows["cf_start_cpu"].append(CPU[0])
         rows["cf_apptainer_start"].append(json.loads(out.stdout)["timings"]["apptainer_start"])
         time.sleep(1)
         seconds, out = cf(config, "stop", "--json")
         rows["cf_stop"].append(seconds)
+        rows["cf_stop_cpu"].append(CPU[0])
         rows["cf_apptainer_stop"].append(json.loads(out.stdout)["timings"]["apptainer_stop"])
     return rows
 
@@ -78,16 +95,21 @@ def status(spec: dict[str, Any], rounds: int, count: int) -> dict[str, list[floa
     """``instance list --json`` against ``status --json`` (one instance, with ``count``
     running) and ``status --all --json``. The first ``status`` after a start computes the
     security report (kept per instance start); it is timed apart as ``cf_status_first``."""
-    rows: dict[str, list[float]] = {k: [] for k in ("raw_list", "cf_status", "cf_status_all")}
+    rows: dict[str, list[float]] = {k: [] for k in (
+        "raw_list", "cf_status", "cf_status_all", "raw_list_cpu", "cf_status_cpu",
+        "cf_status_all_cpu")}
     for _ in range(rounds):
         rows["raw_list"].append(timed(["apptainer", "instance", "list", "--json"])[0])
+        rows["raw_list_cpu"].append(CPU[0])
         seconds, out = cf(spec["configs"][0], "status", "--json")
         data = json.loads(out.stdout)
         assert data["running"] and data["drift"] == [], data
         rows["cf_status"].append(seconds)
+        rows["cf_status_cpu"].append(CPU[0])
         seconds, out = cf(spec["configs"][0], "status", "--all", "--json")
         assert sum(r["running"] for r in json.loads(out.stdout)) >= count
         rows["cf_status_all"].append(seconds)
+        rows["cf_status_all_cpu"].append(CPU[0])
     return rows
 
 
@@ -133,6 +155,7 @@ def imports(spec: dict[str, Any], rounds: int) -> dict[str, list[float]]:
         for _ in range(rounds):
             seconds, _out = timed(argv)
             rows.setdefault(f"wall {label}", []).append(seconds)
+            rows.setdefault(f"cpu {label}", []).append(CPU[0])
             _s, out = timed(argv, {"PYTHONPROFILEIMPORTTIME": "1"})
             rows.setdefault(f"imports {label}", []).append(import_ms(out.stderr) / 1000)
     return rows

@@ -257,7 +257,9 @@ def probe_inside(name: str, pid: int, argv: list[str], timeout: float = 30) -> P
         try:
             result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
                                     text=True, timeout=timeout, check=False)
-        except (OSError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
+            return Probe(124, "", f"timed out after {timeout:.0f}s: {' '.join(argv)}")
+        except OSError:
             result = None
         if result is not None and result.stdout.strip() and not result.stderr.startswith(
                 "nsenter:"):

@@ -36,15 +36,22 @@ def _no_instance(_name: str) -> None:
 
 
 class Reading:
-    """One look at the live host for a drift check: each firewall family read once."""
+    """One look at the live host for a drift check: each firewall family and each link's
+    offloads read once (``status --all``: once for all instances)."""
 
     def __init__(self) -> None:
         self._firewall: dict[str, firewall.Live] = {}
+        self._offloads: dict[str, dict[str, bool]] = {}
 
     def firewall(self, family: str) -> firewall.Live:
         if family not in self._firewall:
             self._firewall[family] = firewall.Live.read(family)
         return self._firewall[family]
+
+    def offloads(self, ifname: str) -> dict[str, bool]:
+        if ifname not in self._offloads:
+            self._offloads[ifname] = netinfo.read_offloads(ifname)
+        return self._offloads[ifname]
 
 
 @dataclass
@@ -563,7 +570,7 @@ class Offloads(_NetworkClaim):
     def drift(self, live: Reading) -> str:
         if not netinfo.link_exists(self.ifname):
             return ""  # the link's own drift (or the instance's end) says it
-        found = netinfo.read_offloads(self.ifname)
+        found = live.offloads(self.ifname)
         wrong = [k for k, on in self.features.items() if found.get(k, on) != on]
         return f"offloads on {self.ifname}: {', '.join(wrong)} changed" if wrong else ""
 

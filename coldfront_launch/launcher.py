@@ -151,9 +151,13 @@ class Launcher:
             clock.lap("ready")
         return Started(info, ready, host.changes, clock.laps)
 
-    def _record_endpoint(self, info: InstanceInfo, seq: LaunchSequence) -> Endpoint:
-        """Where ColdFront answers, kept in the launch record for ``status``."""
-        endpoint = seq.endpoint(info)
+    def _record_endpoint(self, info: InstanceInfo, seq: LaunchSequence) -> Endpoint | None:
+        """Where ColdFront answers, kept in the launch record for ``status`` (None if a
+        plugin cannot say: ``status`` asks the plugins then, the wait raises)."""
+        try:
+            endpoint = seq.endpoint(info)
+        except LaunchError:
+            return None
         record.set_url(self.settings.state_dir, endpoint.url(self.settings.readiness_path))
         return endpoint
 
@@ -304,7 +308,7 @@ class Launcher:
         endpoint = endpoint or (seq or self.sequence()).endpoint(info)
         self.report(f"waiting for systemd and {endpoint.url(self.settings.readiness_path)}")
         return readiness.wait_ready(info.name, endpoint, self.settings.readiness_path,
-                                    self.settings.ready_timeout, self.report)
+                                    self.settings.ready_timeout, self.report, pid=info.pid)
 
     def _clean_leftovers(self) -> None:
         """Undo what an interrupted run left. What cannot be undone is reported and set

@@ -50,7 +50,7 @@ def test_http_polled_with_backoff_until_it_answers(monkeypatch: pytest.MonkeyPat
     clock = Clock()
     answers = iter([0, 0, 0, 0, 502, 200])
     asked: list[float] = []
-    monkeypatch.setattr(readiness, "wait_system", lambda _n, _t: "running")
+    monkeypatch.setattr(readiness, "wait_system", lambda _n, _t, _p=0: "running")
 
     def http(_url: str, timeout: float = 5) -> int:
         asked.append(clock.now)
@@ -66,7 +66,7 @@ def test_systemd_asked_again_when_it_returns_early(monkeypatch: pytest.MonkeyPat
     """Right after `instance start`, systemd may not listen yet (`offline`)."""
     clock = Clock()
     states = iter(["offline", "offline", "degraded"])
-    monkeypatch.setattr(readiness, "wait_system", lambda _n, _t: next(states))
+    monkeypatch.setattr(readiness, "wait_system", lambda _n, _t, _p=0: next(states))
     monkeypatch.setattr(readiness, "failed_units", lambda _n: ["x.service"])
     monkeypatch.setattr(readiness, "http_status", lambda _u, timeout=5: 200)
     found = readiness.wait_ready("cf1", Endpoint("127.0.0.1", 80), "/", 60, clock=clock,
@@ -77,7 +77,7 @@ def test_systemd_asked_again_when_it_returns_early(monkeypatch: pytest.MonkeyPat
 
 def test_timeout_still_raises_not_ready(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
-    monkeypatch.setattr(readiness, "wait_system", lambda _n, _t: "starting")
+    monkeypatch.setattr(readiness, "wait_system", lambda _n, _t, _p=0: "starting")
     monkeypatch.setattr(readiness, "failed_units", lambda _n: [])
     monkeypatch.setattr(readiness, "journal_tail", lambda _n: "")
     with pytest.raises(NotReadyError, match="systemd: starting"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +27,8 @@ NO_PID = 2**22 + 1
 
 def cf(args: list[str], tmp_path: Path, modules: Path | None = None
        ) -> subprocess.CompletedProcess[str]:
-    """Run cf-launch in a child process; with ``modules``, write the names in
-    ``sys.modules`` at exit there (what the command imported)."""
+    """Run cf-launch in a child process; with ``modules``, under ``python -X importtime``
+    and writing the names in ``sys.modules`` at exit there (what the command imported)."""
     code = ("import atexit, json, sys\n"
             "out = sys.argv.pop(1)\n"
             "if out:\n"
@@ -37,15 +38,22 @@ def cf(args: list[str], tmp_path: Path, modules: Path | None = None
             "main()\n")
     env = {**os.environ, "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none"),
            "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", code, str(modules or ""), *args],
+    importtime = ["-X", "importtime"] if modules else []
+    return subprocess.run([sys.executable, *importtime, "-c", code, str(modules or ""), *args],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
 
 
 def imported(args: list[str], tmp_path: Path) -> set[str]:
+    """What the command imported (or tried to): the modules ``-X importtime`` reports,
+    and those in ``sys.modules`` at exit."""
     out = tmp_path / "modules.json"
     result = cf(args, tmp_path, out)
-    assert result.returncode in (0, 8), result.stderr
-    return set(json.loads(out.read_text()))
+    assert result.returncode in (0, 8, 9), result.stderr
+    timed = {m.group(1) for m in re.finditer(r"^import time:\s+\d+ \|\s+\d+ \| +(\S+)$",
+                                              result.stderr, re.M)}
+    at_exit = set(json.loads(out.read_text()))
+    assert "coldfront_launch.cli" in timed and "coldfront_launch.cli" in at_exit
+    return timed | at_exit
 
 
 def fake_running(names: list[str], state_root: Path, url: str,
