@@ -7,10 +7,13 @@
 #                                  (never this machine's own); prints the PID of systemd inside
 #   nspawn.sh stop WORKDIR         power it off, unmount, remove WORKDIR and its cgroups
 #
-# Enter it with `nsenter -t <pid> -a --wd=/ CMD` for reading state, but start services with
-# systemctl: a process entered from outside stays in this machine's cgroups (shown as "/.."
-# inside the container's cgroup namespace), and a nested systemd started from there
-# cannot find its own cgroup.
+# Enter it with `nsenter -t <pid> -a -r -w CMD` to read state, but start instances through
+# systemd (systemctl, systemd-run): a process entered from outside stays in this machine's
+# cgroups, shown as "/../.." inside the container's cgroup namespace. An
+# `apptainer instance start --boot` run from there reports success, but systemd inside
+# the instance stops in pause() at once, with nothing in the instance's logs, and
+# `systemctl` in it says "Failed to connect to bus: No such file or directory". The same
+# command run by `systemd-run` inside boots to `running`.
 #
 # What it takes on this machine (cgroup v1, PID 1 not systemd):
 #  - --register=no --keep-unit: there is no machined or systemd on the host to register with.
