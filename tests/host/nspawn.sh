@@ -54,7 +54,9 @@ own_cgroup() {
 
 cgroup_dirs() {
   for mnt in $(hierarchies); do own_cgroup "$mnt"; done
-  if mountpoint -q "$CG/unified"; then
+  if [ "$(stat -fc %T "$CG")" = cgroup2fs ]; then   # cgroup v2 only (not tried on this CI)
+    echo "$CG$(awk -F: '$1 == "0" {print $3}' /proc/self/cgroup | sed 's:/$::')/$tag"
+  elif mountpoint -q "$CG/unified"; then
     echo "$CG/unified$(awk -F: '$1 == "0" {print $3}' /proc/self/cgroup | sed 's:/$::')/$tag"
   fi
 }
