@@ -12,6 +12,7 @@ name beside the target, then renamed.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -191,8 +192,12 @@ def extract(path: Path, dest: Path) -> Contents:
 def _walk(path: Path, dest: Path | None) -> Contents:
     label = path.name
     try:
-        with tarfile.open(path, mode="r|gz") as tar:
-            return _members(tar, label, dest)
+        # gzip itself (not tarfile's stream) so that the CRC is checked: the rest of the
+        # stream is read to its end before anything is judged complete.
+        with gzip.open(path, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
+            contents, seen, env_text = _members(tar, label, dest)
+            while gz.read(CHUNK):
+                pass
     except ArchiveError:
         raise
     except FileNotFoundError:
@@ -202,9 +207,19 @@ def _walk(path: Path, dest: Path | None) -> Contents:
         reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
         raise ArchiveError(f"{label} is not a readable .tar.gz archive "
                            f"(damaged or truncated: {reason})") from None
+    missing = sorted(set(contents.entries) - seen)
+    if missing:
+        raise ArchiveError(f"{label} is incomplete: {', '.join(missing[:3])} "
+                           f"{'is' if len(missing) == 1 else 'are'} missing")
+    db = sqlite_name(env_text)  # a DB_URL other than SQLite in the data folder: out of scope
+    if contents.database != f"{DATA_DIR}/{db}":
+        raise ArchiveError(f"{label}: its env file's DB_URL names {db}, but the archive "
+                           f"holds {contents.database}")
+    return contents
 
 
-def _members(tar: tarfile.TarFile, label: str, dest: Path | None) -> Contents:
+def _members(tar: tarfile.TarFile, label: str, dest: Path | None
+             ) -> tuple[Contents, set[str], str]:
     first = tar.next()
     if first is None or first.name != MANIFEST or not first.isreg() \
             or first.size > MAX_MANIFEST:
@@ -247,15 +262,7 @@ def _members(tar: tarfile.TarFile, label: str, dest: Path | None) -> Contents:
         kept = _copy_checked(data, entry, label, dest)
         if name == ENV_FILE:
             env_text = kept.decode(errors="replace")
-    missing = sorted(set(contents.entries) - seen)
-    if missing:
-        raise ArchiveError(f"{label} is incomplete: {', '.join(missing[:3])} "
-                           f"{'is' if len(missing) == 1 else 'are'} missing")
-    db = sqlite_name(env_text)  # a DB_URL other than SQLite in the data folder: out of scope
-    if contents.database != f"{DATA_DIR}/{db}":
-        raise ArchiveError(f"{label}: its env file's DB_URL names {db}, but the archive "
-                           f"holds {contents.database}")
-    return contents
+    return contents, seen, env_text
 
 
 def _copy_checked(data: IO[bytes], entry: Entry, label: str, dest: Path | None) -> bytes:
