@@ -23,11 +23,12 @@ import tarfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, TypeVar
 
 from .appdata import CERTS_DIR, DATA_DIR, DB_NAME, ENV_FILE, sqlite_name
-from .errors import ArchiveError
+from .errors import ArchiveError, HostChangeError
 
 FORMAT = "cf-launch-backup"
 FORMAT_VERSION = 1
@@ -36,6 +37,7 @@ MAX_MANIFEST = 4 << 20
 MAX_ENV = 1 << 20
 CHUNK = 1 << 20
 SHA256 = re.compile(r"[0-9a-f]{64}")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,7 @@ def _members(tar: tarfile.TarFile, label: str, dest: Path | None
             if not member.isdir():
                 raise ArchiveError(f"{label}: {name} should be a folder")
             if dest is not None:
-                os.mkdir(dest / name, 0o700)
+                _writing(dest / name, lambda path: os.mkdir(path, 0o700))
             continue
         if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or member.size != entry.size:
             raise ArchiveError(f"{label}: {name} is not the regular file of "
@@ -269,20 +271,20 @@ def _copy_checked(data: IO[bytes], entry: Entry, label: str, dest: Path | None) 
     """Hash (and write, to ``dest``) one member; keep the env file's text."""
     digest = hashlib.sha256()
     kept = b""
-    out = None
-    if dest is not None:
-        out = os.fdopen(os.open(dest / entry.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                                | os.O_NOFOLLOW, 0o600), "wb")
+    target = dest / entry.name if dest is not None else None
+    out: IO[bytes] | None = None
+    if target is not None:
+        out = _writing(target, lambda path: os.fdopen(os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "wb"))
     try:
-        while chunk := data.read(CHUNK):
+        while chunk := data.read(CHUNK):  # reading errors are the archive's
             digest.update(chunk)
             if entry.name == ENV_FILE and len(kept) < MAX_ENV:
                 kept += chunk
-            if out is not None:
-                out.write(chunk)
-        if out is not None:
-            out.flush()
-            os.fsync(out.fileno())
+            if out is not None and target is not None:
+                _writing(target, partial(_write, out, chunk))
+        if out is not None and target is not None:
+            _writing(target, partial(_write, out, b""))
     finally:
         if out is not None:
             out.close()
@@ -290,6 +292,26 @@ def _copy_checked(data: IO[bytes], entry: Entry, label: str, dest: Path | None) 
         raise ArchiveError(f"{label}: {entry.name} does not match its checksum in the "
                            "manifest (the archive is damaged or was changed)")
     return kept
+
+
+def _write(out: IO[bytes], chunk: bytes, _path: Path) -> None:
+    """Write a chunk; an empty one flushes and syncs."""
+    if chunk:
+        out.write(chunk)
+    else:
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _writing(path: Path, action: Callable[[Path], T]) -> T:
+    """Do ``action`` on the extraction folder; a failure there is the host's (a full
+    disk), never the archive's."""
+    try:
+        return action(path)
+    except OSError as err:
+        raise HostChangeError(f"cannot write {path}: {err.strerror or err}",
+                              "nothing was replaced; free space in the state folder and "
+                              "try again") from None
 
 
 def name_problem(name: str) -> str:

@@ -208,6 +208,9 @@ def test_user_deleted_after_a_backup_is_back_after_restore(testhost: TestHost,
     assert "is running" in refused.stderr and "cf-launch stop" in refused.stderr
 
     testhost.cf(["stop"], site.config, site.box.host)
+    offline = backup(testhost, site, f"{WORK}/backups-e2e/stopped.tar.gz")
+    assert offline["manifest"]["online"] is False  # type: ignore[index]
+    assert offline["manifest"]["database"]["integrity_check"] == "ok"  # type: ignore[index]
     kept = testhost.cf(["restore", output], site.config, site.box.host, check=False)
     assert kept.returncode == 12 and "--force" in kept.stderr, kept.stderr
     restored = json.loads(testhost.cf(["restore", output, "--force", "--json"], site.config,

@@ -303,3 +303,42 @@ def test_cli_backup_of_another_database_is_out_of_scope(tmp_path: Path) -> None:
            "of scope for now" in result.stderr
     assert "cf:pw" not in result.stderr, "no credentials in messages"
     assert not (state / "backups").exists()
+
+
+def test_certificate_links_are_kept_as_data_and_may_not_leave_the_folder(tmp_path: Path) -> None:
+    from coldfront_launch.backup import _copy_certs
+    from coldfront_launch.errors import LaunchError
+
+    certs = tmp_path / "letsencrypt"
+    (certs / "archive/site").mkdir(parents=True)
+    (certs / "live/site").mkdir(parents=True)
+    (certs / "archive/site/privkey1.pem").write_text("KEY")
+    (certs / "archive/site/privkey1.pem").chmod(0o600)
+    os.symlink("../../archive/site/privkey1.pem", certs / "live/site/privkey.pem")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    entries, links = _copy_certs(certs, staging)
+    assert links == {"letsencrypt/live/site/privkey.pem": "../../archive/site/privkey1.pem"}
+    files = {e.name: e for e in entries if e.kind == "file"}
+    assert files["letsencrypt/archive/site/privkey1.pem"].mode == 0o600
+    assert not (staging / "letsencrypt/live/site/privkey.pem").exists()
+
+    os.symlink("/etc/shadow", certs / "live/site/chain.pem")
+    shutil_staging = tmp_path / "staging2"
+    shutil_staging.mkdir()
+    with pytest.raises(LaunchError, match="has a link that leaves it: "
+                                          "letsencrypt/live/site/chain.pem -> /etc/shadow"):
+        _copy_certs(certs, shutil_staging)
+
+
+def test_default_and_folder_outputs(tmp_path: Path) -> None:
+    from coldfront_launch.backup import output_path
+    from coldfront_launch.settings import settings_from_mapping
+
+    settings = settings_from_mapping({"name": "site", "state_root": str(tmp_path)})
+    epoch = 1795892547.0
+    default = output_path(settings, None, epoch)
+    assert default == tmp_path / "site/backups/site-20261128T190227Z.tar.gz"
+    assert stat.S_IMODE(default.parent.stat().st_mode) == 0o700
+    assert output_path(settings, tmp_path, epoch) == tmp_path / "site-20261128T190227Z.tar.gz"
+    assert output_path(settings, tmp_path / "x.tgz", epoch) == tmp_path / "x.tgz"
