@@ -227,9 +227,7 @@ def _members(tar: tarfile.TarFile, label: str, dest: Path | None
             or first.size > MAX_MANIFEST:
         raise ArchiveError(f"{label} is not a cf-launch backup (its first member is not "
                            f"{MANIFEST})")
-    handle = tar.extractfile(first)
-    assert handle is not None
-    contents = parse_manifest(handle.read(), label)
+    contents = parse_manifest(_open(tar, first).read(), label)
     seen: set[str] = set()
     env_text = ""
     while (member := tar.next()) is not None:
@@ -259,12 +257,18 @@ def _members(tar: tarfile.TarFile, label: str, dest: Path | None
         if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or member.size != entry.size:
             raise ArchiveError(f"{label}: {name} is not the regular file of "
                                f"{entry.size} bytes its manifest lists")
-        data = tar.extractfile(member)
-        assert data is not None
-        kept = _copy_checked(data, entry, label, dest)
+        kept = _copy_checked(_open(tar, member), entry, label, dest)
         if name == ENV_FILE:
             env_text = kept.decode(errors="replace")
     return contents, seen, env_text
+
+
+def _open(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    """A regular member's content (extractfile answers None only for other types)."""
+    data = tar.extractfile(member)
+    if data is None:
+        raise ArchiveError(f"{member.name} is not a regular file")
+    return data
 
 
 def _copy_checked(data: IO[bytes], entry: Entry, label: str, dest: Path | None) -> bytes:

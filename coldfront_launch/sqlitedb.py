@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 from . import apptainer
 from .appdata import CONTAINER_DATA
@@ -121,9 +121,9 @@ def _run(where: Where, args: list[str], ids: tuple[int, int],
         except OSError as err:
             raise LaunchError(f"cannot run {argv[0]}: {err.strerror or err}",
                               "check the Apptainer installation") from None
-        assert proc.stdout is not None
-        with proc.stdout:
-            while chunk := proc.stdout.read(1 << 20):
+        pipe = cast(IO[bytes], proc.stdout)  # stdout=PIPE
+        with pipe:
+            while chunk := pipe.read(1 << 20):
                 if stdout is not None:
                     stdout.write(chunk)
         code = proc.wait()
