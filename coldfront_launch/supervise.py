@@ -89,6 +89,7 @@ def _serve(launcher: Launcher, name: str, stopping: threading.Event, interval: f
     info = apptainer.find(name)
     if info is None:
         return _died(launcher, notify, status)
+    repairs.start()  # a reload while ColdFront boots is repaired once it is ready
     try:
         ready = launcher.wait_ready(info)
     except NotReadyError:
@@ -99,7 +100,6 @@ def _serve(launcher: Launcher, name: str, stopping: threading.Event, interval: f
     watchdog = watchdog_interval()
     pause = min(interval, watchdog) if watchdog else interval
     last_check = 0.0
-    repairs.start()
     while not stopping.is_set():
         repairs.wake.wait(repairs.pause(pause))
         repairs.wake.clear()
