@@ -93,7 +93,8 @@ class AutoRepair:
         try:
             result = self.launcher.repair()
         except LockedError as err:
-            self.report(f"repair after {reason} deferred: {err}")
+            if not self.retry_at:  # said once per wait, not every second
+                self.report(f"repair after {reason} deferred: {err}")
             self.retry_at = time.monotonic() + RETRY
             return
         except LaunchError as err:
@@ -101,6 +102,7 @@ class AutoRepair:
             result = {"restored": [], "cannot": []}
         with self.guard:
             self.pending = ""
+        self.retry_at = 0.0
         restored, cannot = result["restored"], result["cannot"]
         if restored:
             self.status(f"repaired after {reason}: restored " + "; ".join(restored))

@@ -9,11 +9,14 @@ test host reaches the same bus through ``DBUS_SYSTEM_BUS_ADDRESS``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
+
+RUN_DIR = Path("/run/firewalld")
 
 BUS_CONFIG = """\
 <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -57,6 +60,7 @@ class Firewalld:
         self.socket = folder / "socket"
         self.bus: subprocess.Popen[str] | None = None
         self.daemon: subprocess.Popen[str] | None = None
+        self.made_run_dir = False
 
     @property
     def environ(self) -> dict[str, str]:
@@ -64,6 +68,7 @@ class Firewalld:
 
     def start(self) -> Firewalld:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.made_run_dir = not RUN_DIR.exists()  # the mount point of its private tmpfs
         config = self.folder / "bus.conf"
         config.write_text(BUS_CONFIG.format(socket=self.socket))
         self.bus = subprocess.Popen(["dbus-daemon", f"--config-file={config}", "--nofork",
@@ -108,4 +113,7 @@ class Firewalld:
             self.bus.wait(timeout=10)
             self.bus = None
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self.made_run_dir:
+            with contextlib.suppress(OSError):
+                RUN_DIR.rmdir()
         return log or ""

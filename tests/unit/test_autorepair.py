@@ -201,3 +201,28 @@ def test_repair_waits_for_a_busy_lock(fake_apptainer, recorder, coldfront,  # no
         stop(run)
     finally:
         run.kill()
+
+
+def test_repair_all_skips_stopped_instances(make_settings, fake_apptainer, recorder,  # noqa: F811
+                                            sysctl_root: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a crash or a reboot left is not repaired (the next start cleans it up)."""
+    from coldfront_launch.launcher import Launcher
+
+    for name in ("coldfront", "ghost"):
+        monkeypatch.setenv("RECORDER_FILE", str(tmp_path / "etc" / f"{name}.conf"))
+        Launcher(make_settings(name=name, hooks=["recorder"])).start()
+    state_file = Path(os.environ["FAKE_APPTAINER_STATE"])
+    instances = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps({k: v for k, v in instances.items() if k != "ghost"}))
+    (sysctl_root / "net/ipv4/ip_forward").write_text("0\n")
+    env = {**os.environ, "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none")}
+    result = _cli(["--config", str(_config(tmp_path)), "repair", "--all", "--json"], env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        {"name": "coldfront", "running": True, "cannot": [],
+         "restored": ["sysctl net.ipv4.ip_forward is 0, not 1"]},
+        {"name": "ghost", "running": False, "cannot": [], "restored": []}]
+    human = _cli(["--config", str(_config(tmp_path)), "repair", "--all"], env)
+    assert "ghost: not running" in human.stdout and "coldfront: nothing missing" in human.stdout
+    assert InstanceState(tmp_path / "state" / "ghost").entries(), "left for the next start"
