@@ -99,6 +99,8 @@ def test_firewalld_reload_is_repaired_by_its_signal(testhost: TestHost, coldfron
             f["STATUS"] for _w, f in notify.messages if "repaired after" in f.get("STATUS", ""))
         login_within(sandbox, max(0.5, 5 - (time.monotonic() - reloaded)))
         assert status - reloaded < 5
+        print(f"reload -> repaired (STATUS) {status - reloaded:.2f}s, -> login page through "
+              f"DNAT {time.monotonic() - reloaded:.2f}s")
         assert own_chains(testhost, sandbox) == chains
         drift = json.loads(testhost.cf(["status", "--json"], config, sandbox.host).stdout)
         assert drift["drift"] == [] and drift["http_status"] == 200
@@ -143,8 +145,10 @@ def test_periodic_check_repairs_a_flush(testhost: TestHost, coldfront_image: str
         login_within(sandbox, 10)
         flushed = time.monotonic()
         testhost.run(["iptables", "-t", "nat", "-F"], netns=sandbox.host)
-        wait_status(notify, "repaired after a drift check: restored", 5)
+        repaired = wait_status(notify, "repaired after a drift check: restored", 5)
         login_within(sandbox, max(0.5, 5 - (time.monotonic() - flushed)))
+        print(f"flush -> repaired (STATUS) {repaired - flushed:.2f}s, -> login page through "
+              f"DNAT {time.monotonic() - flushed:.2f}s")
         log = finish(testhost, config, sandbox, run)
         run = None
         assert "the system D-Bus is not reachable" in log
