@@ -65,6 +65,7 @@ class FirewalldWatch:
     def _listen(self) -> None:
         from jeepney import MatchRule, message_bus
         from jeepney.io.blocking import open_dbus_connection
+        from jeepney.wrappers import unwrap_msg
 
         # The bus resolves the well-known sender to firewalld's unique name; jeepney's own
         # filter compares names as written, so it matches without the sender.
@@ -76,7 +77,7 @@ class FirewalldWatch:
         owner.add_arg_condition(0, FIREWALLD)
         with open_dbus_connection(bus="SYSTEM") as conn:
             for rule in (MatchRule(sender=FIREWALLD, **ours), owner):
-                conn.send_and_get_reply(message_bus.AddMatch(rule), timeout=10)
+                unwrap_msg(conn.send_and_get_reply(message_bus.AddMatch(rule), timeout=10))
             with conn.filter(reloaded, bufsize=16) as reloads, \
                     conn.filter(owner, bufsize=16) as owners:
                 self.report("listening for firewalld's reloads on the system D-Bus")

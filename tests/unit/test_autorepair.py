@@ -100,14 +100,18 @@ class Bus:
     """A private dbus-daemon, and a connection on it that plays firewalld."""
 
     def __init__(self, tmp: Path) -> None:
-        from jeepney import message_bus
-        from jeepney.io.blocking import open_dbus_connection
-
         self.address = f"unix:path={tmp / 'bus'}"
         self.daemon = subprocess.Popen(
             ["dbus-daemon", "--session", "--nofork", "--nopidfile", f"--address={self.address}",
              "--print-address"], stdout=subprocess.PIPE, text=True)
         assert self.daemon.stdout is not None and self.daemon.stdout.readline()
+        self.connect()
+
+    def connect(self) -> None:
+        """Connect and take firewalld's name, as firewalld does when it starts."""
+        from jeepney import message_bus
+        from jeepney.io.blocking import open_dbus_connection
+
         os.environ["DBUS_SESSION_BUS_ADDRESS"] = self.address
         self.conn = open_dbus_connection(bus="SESSION")
         del os.environ["DBUS_SESSION_BUS_ADDRESS"]
@@ -143,8 +147,11 @@ def bus(tmp_path: Path) -> Iterator[Bus]:
 
 def test_firewalld_reload_signal_repairs(fake_apptainer, recorder, coldfront,  # noqa: F811
                                          sysctl_root: Path, tmp_path: Path, bus: Bus) -> None:
-    """drift_check_interval = 0: only the signal can have caused the repair. And while
-    another process holds the instance lock, the supervisor defers, then repairs."""
+    """drift_check_interval = 0: only the signals can have caused the repairs. While
+    another process holds the instance lock, the supervisor defers, then repairs. firewalld
+    stopping repairs at once; firewalld starting, once it answers (its rules are loaded)."""
+    from jeepney import HeaderFields, new_method_return
+
     run, systemd = supervise(tmp_path, "drift_check_interval = 0\n",
                              {"DBUS_SYSTEM_BUS_ADDRESS": bus.address})
     state = InstanceState(tmp_path / "state" / "coldfront")
@@ -169,6 +176,19 @@ def test_firewalld_reload_signal_repairs(fake_apptainer, recorder, coldfront,  #
         bus.conn.close()  # firewalld stops: its name leaves the bus
         wait_status(systemd, "repaired after firewalld stopped: restored", 5)
         assert forwarding(sysctl_root) == "1"
+
+        # firewalld starts: it takes its name first, loads its rules, and only then
+        # answers calls. The repair waits for that answer.
+        bus.connect()
+        (sysctl_root / "net/ipv4/ip_forward").write_text("0\n")
+        question = bus.conn.receive(timeout=5)
+        assert question.header.fields[HeaderFields.member] == "Get"
+        time.sleep(1.5)
+        assert forwarding(sysctl_root) == "0", "no repair while firewalld loads its rules"
+        answered = time.monotonic()
+        bus.conn.send(new_method_return(question, "v", (("s", "RUNNING"),)))
+        wait_status(systemd, "repaired after firewalld started: restored", 5)
+        assert forwarding(sysctl_root) == "1" and time.monotonic() - answered < 5
         log = stop(run)
     finally:
         run.kill()
