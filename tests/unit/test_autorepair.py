@@ -246,3 +246,20 @@ def test_repair_all_skips_stopped_instances(make_settings, fake_apptainer, recor
     human = _cli(["--config", str(_config(tmp_path)), "repair", "--all"], env)
     assert "ghost: not running" in human.stdout and "coldfront: nothing missing" in human.stdout
     assert InstanceState(tmp_path / "state" / "ghost").entries(), "left for the next start"
+
+
+def test_stop_waits_for_a_repair_in_progress(fake_apptainer, recorder, coldfront,  # noqa: F811
+                                             tmp_path: Path) -> None:
+    """SIGTERM while another process (a repair) holds the lock: the stop waits its turn."""
+    run, systemd = supervise(tmp_path, "drift_check_interval = 0\n")
+    state = InstanceState(tmp_path / "state" / "coldfront")
+    try:
+        systemd.wait_for("READY")
+        with state.locked():
+            run.send_signal(signal.SIGTERM)
+            time.sleep(1.5)
+            assert run.poll() is None, "it waits for the lock"
+        assert run.wait(timeout=30) == 0, run.stderr.read() if run.stderr else ""
+    finally:
+        run.kill()
+    assert state.entries() == []
