@@ -40,17 +40,16 @@ class AutoRepair:
 
     def start(self) -> None:
         """Listen to firewalld when jeepney is here; say what automatic repair covers."""
-        every = (f"every {self.interval:g}s" if self.interval
-                 else "never (drift_check_interval = 0)")
+        checks = (f"a drift check every {self.interval:g}s" if self.interval
+                  else "no periodic drift check (drift_check_interval = 0)")
         if dbuswatch.available():
             self.watch = dbuswatch.FirewalldWatch(self.request, self.report).start()
-            self.report(f"automatic repair: on firewalld's signals, and a drift check {every}")
+            self.report(f"automatic repair: on firewalld's signals; {checks}")
         elif firewalld.present():
-            self.status("jeepney is not installed, so firewalld's reloads are not heard: "
-                        f"repair only by the drift check, {every} "
-                        "(pip install 'coldfront-launch[dbus]')")
+            self.status("jeepney is not installed, so firewalld's reloads are not heard "
+                        f"(pip install 'coldfront-launch[dbus]'); automatic repair: {checks}")
         else:
-            self.report(f"automatic repair: a drift check {every}")
+            self.report(f"automatic repair: {checks}")
 
     def close(self) -> None:
         if self.watch is not None:
