@@ -145,19 +145,29 @@ def status(ctx: click.Context, as_json: bool) -> None:
         sys.exit(ExitCode.DRIFTED)
 
 
+REPAIR_LOCK_WAIT = 30.0  # seconds: a supervisor's own repair holds the lock briefly
+
+
 @instance_command(cli, click.option("--all", "every", is_flag=True,
                                    help="Every instance cf-launch knows."))
 def repair(ctx: click.Context, every: bool, as_json: bool) -> None:
     """Put back what cf-launch applied and something else removed (firewall reloads)."""
     launcher = _launcher(ctx)
     names = known_instances(launcher.settings.state_root) if every else [launcher.settings.name]
-    results = []
+    results: list[dict[str, Any]] = []
     for name in names:
+        if every and apptainer.find(name) is None:  # left by a crash or a reboot: not ours
+            results.append({"name": name, "running": False, "restored": [], "cannot": []})
+            continue
         one = Launcher(replace(launcher.settings, name=name), report=launcher.report)
-        results.append({"name": name, **one.repair()})
+        results.append({"name": name, "running": True, **one.repair(REPAIR_LOCK_WAIT)})
 
     def human() -> None:
         for item in results:
+            if not item["running"]:
+                click.echo(f"{item['name']}: not running (`cf-launch stop` undoes what is "
+                           "left)")
+                continue
             done = item["restored"]
             click.echo(f"{item['name']}: " + ("; ".join(f"restored {d}" for d in done)
                                               if done else "nothing missing"))

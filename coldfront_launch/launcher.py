@@ -426,11 +426,13 @@ class Launcher:
         live = Reading()
         return [found for change in entries if (found := change.drift(live))]
 
-    def repair(self) -> dict[str, list[str]]:
+    def repair(self, lock_timeout: float = 0) -> dict[str, list[str]]:
         """Put back, from the journal and nothing else, what is missing; idempotent.
 
-        Returns what was ``restored`` and what ``cannot`` be (restart the instance)."""
-        with self.state.locked():
+        Returns what was ``restored`` and what ``cannot`` be (restart the instance).
+        ``lock_timeout``: seconds to wait while another cf-launch process holds the lock
+        (a supervisor's automatic repair, the repair unit)."""
+        with self.state.locked(timeout=lock_timeout):
             entries = self.state.entries()
             if not entries:
                 raise NotRunningError(f"cf-launch has no host changes for {self.settings.name}",
