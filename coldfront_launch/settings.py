@@ -44,6 +44,7 @@ class Settings:
     hooks: tuple[str, ...] = ("bridge",)
     state_root: Path = DEFAULT_STATE_ROOT
     ready_timeout: float = 300.0
+    stop_timeout: float = 60.0
     readiness_path: str = "/user/login"
     writable_tmpfs: bool = True
     binds: tuple[str, ...] = ()
@@ -80,7 +81,8 @@ class Settings:
         return settings_from_mapping(data)
 
 
-TOP_KEYS = {"name", "image", "hooks", "state_root", "ready_timeout", "readiness_path",
+TOP_KEYS = {"name", "image", "hooks", "state_root", "ready_timeout", "stop_timeout",
+            "readiness_path",
             "writable_tmpfs", "binds", "build", "security"}
 BUILD_KEYS = {"layers", "definitions_dir", "cache_dir", "fakeroot", "binds", "ca_bundle"}
 
@@ -111,6 +113,8 @@ def settings_from_mapping(data: dict[str, Any]) -> Settings:
         state_root=state_root,
         ready_timeout=v.positive_number("ready_timeout",
                                         data.get("ready_timeout", defaults.ready_timeout)),
+        stop_timeout=v.positive_number("stop_timeout",
+                                       data.get("stop_timeout", defaults.stop_timeout)),
         readiness_path=v.url_path("readiness_path",
                                   data.get("readiness_path", defaults.readiness_path)),
         writable_tmpfs=v.boolean("writable_tmpfs",
@@ -166,6 +170,7 @@ def _to_raw(settings: Settings) -> dict[str, Any]:
         "hooks": list(settings.hooks),
         "state_root": str(settings.state_root),
         "ready_timeout": settings.ready_timeout,
+        "stop_timeout": settings.stop_timeout,
         "readiness_path": settings.readiness_path,
         "writable_tmpfs": settings.writable_tmpfs,
         "binds": list(settings.binds),
