@@ -225,7 +225,8 @@ class Launcher:
         return embedding
 
     def _embedding(self, command: list[str], options: list[str]) -> Embedding:
-        return Embedding(self.settings.name, str(self.settings.image_path), options, command)
+        return Embedding(self.settings.name, str(self.settings.image_path), options, command,
+                         env=dict(shutdown.BOOT_ENV))
 
     def attach(self, wait: bool = True) -> Started:
         """Finish the host for an instance the site started with the prepared options, then
