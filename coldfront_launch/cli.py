@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from . import apptainer, cli_embed, cli_service, plugins
+from . import apptainer, cli_data, cli_embed, cli_service, plugins
 from .builder import BuildEvent
 from .clitools import IMAGE_OPTION, friendly, instance_command
 from .clitools import emit as _emit
@@ -317,7 +317,7 @@ def plugin_new(name: str, directory: Path | None, force: bool) -> None:
         click.echo(path)
 
 
-for _command in (*cli_embed.COMMANDS, *cli_service.COMMANDS):
+for _command in (*cli_embed.COMMANDS, *cli_service.COMMANDS, *cli_data.COMMANDS):
     cli.add_command(_command)
 
 
