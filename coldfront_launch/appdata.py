@@ -1,7 +1,11 @@
-"""ColdFront's persistent data on the host: database folder, certificates, secret env file.
+"""ColdFront's persistent data on the host: database folder, certificates, secret env file,
+and systemd's journal.
 
 These live in the instance's state folder and survive ``stop``: they are the site's data.
-The secret key is generated once, on the host, into a 0600 file bound read-only.
+The secret key is generated once, on the host, into a 0600 file bound read-only. The journal
+of systemd inside is kept in ``journal/`` under a machine id fixed at the first start, so
+that what happened at shutdown can be read after ``stop``
+(``journalctl -D <state>/journal``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import posixpath
 import re
 import secrets
 import stat
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,12 +26,19 @@ from .locks import try_lock
 ENV_FILE = "coldfront.env"
 DATA_DIR = "data"
 CERTS_DIR = "letsencrypt"
+JOURNAL_DIR = "journal"
+MACHINE_ID = "machine-id"
 #: Held by ``backup`` and ``restore``: one of them at a time per instance.
 DATA_LOCK = "data.lock"
 
 CONTAINER_ENV = "/etc/coldfront/coldfront.env"
 CONTAINER_DATA = "/srv/coldfront/data"
 CONTAINER_CERTS = "/etc/letsencrypt"
+CONTAINER_JOURNAL = "/var/log/journal"
+CONTAINER_MACHINE_ID = "/etc/machine-id"
+JOURNALD_DROPIN = "/etc/systemd/journald.conf.d/cf-launch.conf"
+JOURNALD_CONF = ("# cf-launch: keep the journal in the state folder, bounded\n"
+                 "[Journal]\nStorage=persistent\nSystemMaxUse=256M\n")
 DB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
@@ -52,6 +64,10 @@ def ensure(state_dir: Path, owner: tuple[int, int] | None = None) -> list[str]:
         (state_dir / name).mkdir(exist_ok=True)
     if owner is not None:
         own(state_dir / DATA_DIR, *owner)
+    (state_dir / JOURNAL_DIR).mkdir(mode=0o755, exist_ok=True)
+    machine_id = state_dir / MACHINE_ID
+    if not machine_id.exists():
+        machine_id.write_text(uuid.uuid4().hex + "\n")
     env = state_dir / ENV_FILE
     if not env.exists():
         fd = os.open(env, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -80,6 +96,8 @@ def binds(state_dir: Path) -> list[str]:
         f"{state_dir / DATA_DIR}:{CONTAINER_DATA}",
         f"{state_dir / CERTS_DIR}:{CONTAINER_CERTS}",
         f"{state_dir / ENV_FILE}:{CONTAINER_ENV}:ro",
+        f"{state_dir / JOURNAL_DIR}:{CONTAINER_JOURNAL}",
+        f"{state_dir / MACHINE_ID}:{CONTAINER_MACHINE_ID}:ro",
     ]
 
 

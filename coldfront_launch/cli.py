@@ -108,9 +108,12 @@ def stop(ctx: click.Context, as_json: bool) -> None:
     """Stop the instance and undo every host change cf-launch made."""
     launcher = _launcher(ctx)
     timings = launcher.stop()
-    _emit({"name": launcher.settings.name, "stopped": True,
+    how = timings.pop("shutdown", None)
+    said = {"poweroff": " (systemd inside powered off)"}.get(str(how), "")
+    _emit({"name": launcher.settings.name, "stopped": True, "shutdown": how,
            "timings": {k: round(v, 4) for k, v in timings.items()}}, as_json,
-          lambda: click.echo(f"instance {launcher.settings.name} stopped; host changes undone"))
+          lambda: click.echo(f"instance {launcher.settings.name} stopped{said}; "
+                             "host changes undone"))
 
 
 @instance_command(cli, _hook_option, IMAGE_OPTION)

@@ -38,7 +38,8 @@ ExecStart={run} run --name %i
 Restart=on-failure
 RestartSec=5
 TimeoutStartSec={int(settings.ready_timeout) + GRACE}
-TimeoutStopSec={2 * GRACE}
+# Longer than the graceful shutdown (stop_timeout), then instance stop and the undo.
+TimeoutStopSec={int(settings.stop_timeout) + 2 * GRACE}
 # SIGTERM to the supervisor only: it stops the instance and undoes the host changes.
 # (SIGTERM to systemd inside the instance would make it re-execute, not stop.)
 KillMode=mixed
