@@ -127,8 +127,10 @@ def _started_build(client: Any, definition: Path, output: Path, options: list[st
     return (line.rstrip("\n") for line in itertools.chain(head, lines))
 
 
-def start(image: Path, name: str, options: list[str]) -> InstanceInfo:
-    """``apptainer --quiet instance start``; raise StartError if it did not start.
+def start(image: Path, name: str, options: list[str],
+          env: dict[str, str] | None = None) -> InstanceInfo:
+    """``apptainer --quiet instance start``, with ``env`` added to the environment that
+    systemd inside inherits; raise StartError if it did not start.
 
     Run directly, as spython runs it (stderr read; stdout not captured, since the
     instance's daemon must not hold a pipe of ours), without spython's import and its
@@ -137,7 +139,8 @@ def start(image: Path, name: str, options: list[str]) -> InstanceInfo:
     cmd = [locate(), "--quiet", "instance", "start", *options, str(image), name]
     try:
         result = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, check=False)
+                                stderr=subprocess.PIPE, text=True, check=False,
+                                env={**os.environ, **(env or {})})
     except OSError as err:
         raise StartError(f"apptainer instance start {name} failed: {err}") from None
     info = find(name)
@@ -187,11 +190,16 @@ def find(name: str) -> InstanceInfo | None:
     return next((i for i in list_instances() if i.name == name), None)
 
 
-def stop(name: str, timeout: int = 30) -> None:
-    """``apptainer instance stop``; a missing instance is not an error (idempotent).
+def stop(name: str, timeout: int = 30, force: bool = False) -> None:
+    """``apptainer instance stop`` (SIGTERM, SIGKILL after ``timeout``; ``force``: SIGKILL
+    at once); a missing instance is not an error (idempotent).
 
     One process when it works; the list is asked only when the stop reported a failure
     (then the instance still running is the failure, its absence is not)."""
+    if force:
+        subprocess.run([locate(), "instance", "stop", "--force", name], capture_output=True,
+                       stdin=subprocess.DEVNULL, check=False, timeout=60)
+        return
     cmd = [locate(), "--quiet", "instance", "stop", "-t", str(timeout), name]
     try:
         result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,

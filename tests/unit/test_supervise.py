@@ -151,3 +151,44 @@ def test_unit_verifies(tmp_path: Path) -> None:
                             env={"SYSTEMD_UNIT_PATH": f"{units}:", "PATH": "/usr/bin:/bin"})
     problems = [line for line in result.stderr.splitlines() if "cf-launch@" in line]
     assert result.returncode == 0 and not problems, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_repair_unit_verifies(tmp_path: Path) -> None:
+    text = service.repair_unit_text(["/usr/bin/env", "cf-launch", "--config", "/etc/cf.toml"])
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / service.REPAIR_UNIT).write_text(text)
+    firewalls = "nftables.service iptables.service firewalld.service"
+    for line in (f"PartOf={firewalls}", f"After={firewalls}", f"WantedBy={firewalls}",
+                 "Type=oneshot", "RemainAfterExit=yes",
+                 "ExecStart=/usr/bin/env cf-launch --config /etc/cf.toml repair --all"):
+        assert line in text.splitlines(), line
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no",
+                             str(units / service.REPAIR_UNIT)],
+                            capture_output=True, text=True, check=False,
+                            env={"SYSTEMD_UNIT_PATH": f"{units}:", "PATH": "/usr/bin:/bin"})
+    problems = [line for line in result.stderr.splitlines() if service.REPAIR_UNIT in line]
+    assert result.returncode == 0 and not problems, result.stderr
+
+
+def test_service_install_repair_unit(tmp_path: Path) -> None:
+    """--print shows it with the config fixed; --unit-dir writes it; remove deletes it."""
+    config = tmp_path / "cf.toml"
+    config.write_text(f'state_root = "{tmp_path / "state"}"\n')
+    env = {**os.environ, "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none"),
+           "TEST_SYSCTL_ROOT": str(tmp_path / "sys")}
+    base = ["--config", str(config), "service"]
+    shown = _cli([*base, "install", "--repair-unit", "--print"], env)
+    assert shown.returncode == 0, shown.stderr
+    assert f"--config {config} repair --all" in shown.stdout
+    assert "WantedBy=nftables.service iptables.service firewalld.service" in shown.stdout
+    units = tmp_path / "units"
+    wrote = _cli([*base, "install", "--repair-unit", "--unit-dir", str(units)], env)
+    assert wrote.returncode == 0, wrote.stderr
+    assert (units / service.REPAIR_UNIT).read_text() == shown.stdout
+    assert not (units / service.TEMPLATE).exists(), "only the repair unit"
+    removed = _cli([*base, "remove", "--repair-unit", "--unit-dir", str(units)], env)
+    assert removed.returncode == 0 and not (units / service.REPAIR_UNIT).exists()
+    again = _cli([*base, "remove", "--repair-unit", "--unit-dir", str(units)], env)
+    assert again.returncode != 0 and "does not exist" in again.stderr
