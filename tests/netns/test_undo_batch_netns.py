@@ -148,3 +148,44 @@ def test_a_refused_batch_falls_back_and_blocks_nothing(box: Sandbox, tmp_path) -
     assert found["a_left"] and not found["b_left"]
     assert found["second"] == [] and found["records"] == []
     assert network_snapshot(box.host) == before
+
+
+SETTLE = """
+import json, subprocess, sys, threading, time
+from coldfront_launch import netinfo
+def ip(*args):
+    subprocess.run(["ip", *args], check=True)
+ip("link", "add", "cflbr9", "type", "bridge")
+ip("link", "add", "cflv9a", "type", "veth", "peer", "name", "cflv9b")
+ip("link", "set", "cflv9a", "master", "cflbr9")
+threading.Timer(0.5, lambda: ip("link", "del", "cflv9a")).start()  # a CNI teardown
+began = time.monotonic()
+netinfo.delete_link_if_unused("cflbr9")
+waited = time.monotonic() - began
+gone = not netinfo.link_exists("cflbr9")
+ip("link", "add", "cflbr9", "type", "bridge")
+ip("link", "add", "cfld9", "type", "vxlan", "id", "42", "dstport", "4789")
+ip("link", "set", "cfld9", "master", "cflbr9")
+began = time.monotonic()
+netinfo.delete_link_if_unused("cflbr9")
+foreign = time.monotonic() - began
+kept = netinfo.link_exists("cflbr9")
+ip("link", "del", "cfld9")
+ip("link", "del", "cflbr9")
+print(json.dumps({"waited": waited, "gone": gone, "foreign": foreign, "kept": kept}))
+"""
+
+
+def test_the_bridge_waits_for_a_veth_being_torn_down(box: Sandbox) -> None:
+    """The last holder deletes the bridge once the instance's veth is gone (Apptainer's
+    starter removes it a moment after `instance stop` returns); a foreign port of another
+    kind keeps the bridge at once, without waiting."""
+    before = network_snapshot(box.host)
+    result = subprocess.run(["nsenter", f"--net=/run/netns/{box.host}", sys.executable, "-c",
+                             SETTLE], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["gone"] and 0.4 < found["waited"] < 3, found
+    assert found["kept"] and found["foreign"] < 0.5, found
+    assert network_snapshot(box.host) == before
