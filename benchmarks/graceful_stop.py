@@ -23,11 +23,11 @@ import argparse
 import json
 import sqlite3
 import statistics
-import subprocess
 import textwrap
 import time
 
-from tests.host.harness import HERE, WORK, Sandbox, TestHost
+from benchmarks.testhost import ready_host
+from tests.host.harness import WORK, Sandbox, TestHost
 
 STATE = f"{WORK}/bench-state"
 NAME = "benchgrace"
@@ -49,11 +49,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--cycles", type=int, default=20)
     args = parser.parse_args()
-    host = TestHost()
-    host.lock()  # released when the benchmark exits
-    subprocess.run(["bash", str(HERE / "provision.sh")], check=True, capture_output=True)
-    host.reset()
-    host.install_project()
+    host = ready_host()
     image = coldfront_image(host)
     config = host.write(f"{WORK}/{NAME}.toml", f'name = "{NAME}"\nimage = "{image}"\n'
                         f'state_root = "{STATE}"\nready_timeout = 240\n')

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.host.harness import WORK, Sandbox, TestHost
-from tests.integration.conftest import STATE_ROOT, instance_config
+from tests.integration.conftest import STATE_ROOT, instance_config, self_signed_certificate
 
 pytestmark = pytest.mark.integration
 
@@ -113,10 +113,7 @@ def site(testhost: TestHost, coldfront_image: str) -> Iterator[Site]:
     copy_config = instance_config(testhost, COPY, coldfront_image)
     certs = f"{state(NAME)}/letsencrypt"
     testhost.run(["rm", "-rf", state(NAME), state(COPY)])
-    testhost.run(["mkdir", "-p", f"{certs}/live/site"])
-    testhost.run(["apptainer", "exec", "-B", f"{certs}:/mnt", coldfront_image, "openssl", "req",
-                  "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test",
-                  "-keyout", "/mnt/live/site/privkey.pem", "-out", "/mnt/live/site/fullchain.pem"])
+    self_signed_certificate(testhost, coldfront_image, certs)
     try:
         started = json.loads(testhost.cf(["start", "--json"], config, box.host).stdout)
         assert started["ready"] is True

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,18 +25,8 @@ FIREWALLD = dbuswatch.FIREWALLD
 
 def wait_status(systemd: Systemd, text: str, timeout: float) -> float:
     """When a STATUS= line containing ``text`` came (fails after ``timeout``)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        for when, fields in systemd.messages:
-            if text in fields.get("STATUS", ""):
-                return when
-        try:
-            data = systemd.sock.recv(4096).decode()
-        except socket.timeout:
-            continue
-        fields = dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
-        systemd.messages.append((time.monotonic(), fields))
-    raise AssertionError(f"no STATUS with {text!r} in {systemd.messages}")
+    return systemd.wait_until(lambda fields: text in fields.get("STATUS", ""),
+                              f"STATUS with {text!r}", timeout)
 
 
 def supervise(tmp_path: Path, extra: str, env: dict[str, str] | None = None

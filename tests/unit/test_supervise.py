@@ -13,7 +13,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,10 +34,15 @@ class Systemd:
         self.messages: list[tuple[float, dict[str, str]]] = []
 
     def wait_for(self, key: str, timeout: float = 30) -> float:
+        return self.wait_until(lambda fields: key in fields, key, timeout)
+
+    def wait_until(self, match: Callable[[dict[str, str]], bool], what: str,
+                   timeout: float = 30) -> float:
+        """When the first message that ``match``es came (fails after ``timeout``)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             for when, fields in self.messages:
-                if key in fields:
+                if match(fields):
                     return when
             try:
                 data = self.sock.recv(4096).decode()
@@ -45,7 +50,7 @@ class Systemd:
                 continue
             fields = dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
             self.messages.append((time.monotonic(), fields))
-        raise AssertionError(f"no {key} in {self.messages}")
+        raise AssertionError(f"no {what} in {self.messages}")
 
 
 @pytest.fixture
