@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bridge_hook import STATE, build_base
-from tests.host.harness import HERE, WORK, Sandbox, TestHost
+from benchmarks.testhost import ready_host
+from tests.host.harness import WORK, Sandbox, TestHost
 from tests.integration.conftest import build_config
 
 NET = 6
@@ -60,11 +61,7 @@ def machine(host: TestHost) -> str:
 
 
 def run(rounds: int, instances: int, readiness: bool = True) -> dict[str, Any]:
-    host = TestHost()
-    host.lock()  # released when the benchmark exits
-    subprocess.run(["bash", str(HERE / "provision.sh")], check=True, capture_output=True)
-    host.reset()
-    host.install_project()
+    host = ready_host()
     base = build_base(host)
     coldfront = str(json.loads(host.cf(
         ["build", "--json"], build_config(host, ["debian-base", "coldfront"]),
@@ -93,11 +90,7 @@ def profile() -> str:
     """One bridge instance: where ``start --no-wait``, ``status --json`` and ``stop`` spend
     their time (benchmarks/profile_cli.py), with the import total of each."""
     from benchmarks.fast_cli_driver import import_ms
-    host = TestHost()
-    host.lock()
-    subprocess.run(["bash", str(HERE / "provision.sh")], check=True, capture_output=True)
-    host.reset()
-    host.install_project()
+    host = ready_host()
     base = build_base(host)
     box = Sandbox.create(net=NET)
     parts = []
