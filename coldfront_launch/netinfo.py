@@ -8,10 +8,9 @@ import json
 import os
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import distro
 from .errors import HostChangeError
@@ -120,34 +119,15 @@ def link_index(ifname: str) -> int | None:
         return None
 
 
-#: How long the last holder waits for veths still on the bridge to go: Apptainer's starter
-#: removes the instance's veth (CNI teardown) a moment after ``instance stop`` returns.
-VETH_SETTLE = 5.0
-
-
-def delete_link_if_unused(ifname: str, settle: float = VETH_SETTLE) -> None:
-    """Delete a bridge once nothing is attached to it (something foreign may be). While
-    only veths are attached, wait up to ``settle`` seconds for them to go first (an
-    instance stopped just now whose veth is being torn down)."""
-    deadline = time.monotonic() + settle
+def delete_link_if_unused(ifname: str) -> None:
+    """Delete a bridge once nothing is attached to it (something foreign may be)."""
     with _iproute() as ipr:
-        while True:
-            found = ipr.link_lookup(ifname=ifname)
-            if not found:
-                return
-            ports = [link for link in ipr.get_links()
-                     if link.get_attr("IFLA_MASTER") == found[0]]
-            if not ports:
-                ipr.link("del", index=found[0])
-                return
-            if time.monotonic() >= deadline or not all(_kind(p) == "veth" for p in ports):
-                return
-            time.sleep(0.1)
-
-
-def _kind(link: Any) -> str:
-    info = link.get_attr("IFLA_LINKINFO")
-    return str(info.get_attr("IFLA_INFO_KIND") or "") if info is not None else ""
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            return
+        ports = [link for link in ipr.get_links() if link.get_attr("IFLA_MASTER") == found[0]]
+        if not ports:
+            ipr.link("del", index=found[0])
 
 
 def default_route_interface() -> str | None:
