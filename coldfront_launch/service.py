@@ -8,6 +8,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from .exitcodes import ExitCode
 from .settings import Settings
 
 UNIT_DIR = Path("/etc/systemd/system")
@@ -37,6 +38,8 @@ NotifyAccess=main
 ExecStart={run} run --name %i
 Restart=on-failure
 RestartSec=5
+# An invalid setting (exit 2) needs the admin: no restart every 5 s until then.
+RestartPreventExitStatus={int(ExitCode.CONFIG)}
 TimeoutStartSec={int(settings.ready_timeout) + GRACE}
 # Longer than the graceful shutdown (stop_timeout), then instance stop and the undo.
 TimeoutStopSec={int(settings.stop_timeout) + 2 * GRACE}
