@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import distro, hardening
+from . import distro, hardening, sitetls
 from .hookspecs import hookimpl
 from .types import LaunchContext, Problem
 
@@ -21,6 +21,7 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
                                 "run it with sudo"))
     problems += cgroup_problems()
     problems += hardening.preflight(ctx.settings)
+    problems += sitetls.problems(ctx.settings)
     image = ctx.settings.image_path
     if not image.exists():
         problems.append(Problem("image", f"{image} does not exist", "run `cf-launch build`"))

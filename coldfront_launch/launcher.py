@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import appdata, apptainer, builder, hardening, plugins, readiness, record
+from . import appdata, apptainer, builder, hardening, plugins, readiness, record, siteenv
 from .changes import HostChange, HostEnv, Reading, StopInstance
 from .embed import Embedding
 from .errors import (
@@ -42,6 +42,8 @@ class Plan:
     binds: list[str]
     changes: list[HostChange]
     problems: list[Problem] = field(default_factory=list)
+    #: What ``start`` changes in ColdFront's env file, secrets masked (``siteenv.diff``).
+    env: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,7 @@ class Plan:
             "binds": self.binds,
             "changes": [c.to_json() for c in self.changes],
             "problems": [p.to_json() for p in self.problems],
+            "env": self.env,
         }
 
 
@@ -117,7 +120,10 @@ class Launcher:
         prepared = seq.before_start(host)
         seq.after_start(host, InstanceInfo(self.settings.name, 0, str(self.settings.image_path),
                                            PLACEHOLDER_IP))
-        return Plan(seq.command(prepared.options), prepared.bind_specs, host.changes, problems)
+        env = siteenv.diff(_readable_env(self.settings.state_dir), siteenv.values(self.settings),
+                           self.settings)
+        return Plan(seq.command(prepared.options), prepared.bind_specs, host.changes, problems,
+                    env)
 
     # --- start -----------------------------------------------------------------------
 
@@ -166,7 +172,8 @@ class Launcher:
     def _ensure_data(self) -> None:
         """ColdFront's data folder, env file and certificates, owned by the service account."""
         security = self.settings.security
-        appdata.ensure(self.settings.state_dir, (security.uid, security.gid))
+        appdata.ensure(self.settings.state_dir, (security.uid, security.gid),
+                       siteenv.values(self.settings))
 
     @contextlib.contextmanager
     def _undone_on_failure(self, what: str) -> Iterator[None]:
@@ -296,7 +303,8 @@ class Launcher:
         endpoint = (seq or self.sequence()).endpoint(info)
         self.report(f"waiting for systemd and {endpoint.url(self.settings.readiness_path)}")
         return readiness.wait_ready(info.name, endpoint, self.settings.readiness_path,
-                                    self.settings.ready_timeout, self.report)
+                                    self.settings.ready_timeout, self.report,
+                                    host=siteenv.probe_host(self.settings))
 
     def _clean_leftovers(self) -> None:
         """Undo what an interrupted run left. What cannot be undone is reported and set
@@ -411,7 +419,8 @@ class Launcher:
             result["system_state"] = readiness.system_state(info.name)
             url = self._recorded_sequence().endpoint(info).url(self.settings.readiness_path)
             result["url"] = url
-            result["http_status"] = readiness.http_status(url)
+            result["http_status"] = readiness.http_status(
+                url, host=siteenv.probe_host(self.settings))
             result["security"] = hardening.report(info.name)
         return result
 
@@ -477,6 +486,14 @@ class Launcher:
     def build(self, force: bool = False,
               progress: builder.Progress | None = None) -> Path:
         return builder.build(self.settings.build, force=force, progress=progress)
+
+
+def _readable_env(state_dir: Path) -> dict[str, str] | None:
+    """The env file as it is (None: none yet, or not readable without root)."""
+    try:
+        return appdata.read_env(state_dir)
+    except OSError:
+        return None
 
 
 def _never_stop(name: str) -> None:

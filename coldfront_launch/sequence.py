@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import appdata, hardening, plugins
+from . import appdata, hardening, plugins, sitetls
 from .errors import ConfigError
 from .host import HostChanges
 from .settings import Settings
@@ -85,7 +85,8 @@ class LaunchSequence:
 
     def before_start(self, host: HostChanges) -> Prepared:
         """binds → pre_start → start_options: the host is ready for ``instance start``."""
-        core_specs = self._bind_specs(host, hardening.binds(self.settings))
+        core_specs = self._bind_specs(host, hardening.binds(self.settings)
+                                      + sitetls.binds(self.settings))
         bind_specs = self._bind_specs(host, self.hooks.binds(self.ctx))
         self.hooks.pre_start(self.ctx, host)
         boot = ["--boot", *CGROUP_BIND] + (["--writable-tmpfs"] if self.settings.writable_tmpfs
