@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 
-APT_PACKAGES="python3 python3-venv iptables nftables iproute2 ethtool containernetworking-plugins debootstrap curl util-linux"
+APT_PACKAGES="python3 python3-venv iptables nftables iproute2 ethtool containernetworking-plugins debootstrap curl util-linux openssl"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

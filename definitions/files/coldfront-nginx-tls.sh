@@ -14,6 +14,10 @@ if [ -s "$site/certificate.pem" ] && [ -s "$site/key.pem" ]; then
     cert=$site/certificate.pem key=$site/key.pem
     cat >"$plain" <<'CONF'
 # cf-launch [coldfront.tls]: port 80 only redirects to 443.
+upstream coldfront {
+    server unix:/run/coldfront/gunicorn.sock fail_timeout=0;
+}
+
 server {
     listen 80 default_server;
     listen [::]:80 default_server;
