@@ -251,3 +251,13 @@ def test_tls_mismatch_expired_and_garbage_refused(make_settings, tmp_path: Path)
     key_text = key.read_text()
     for problem in mismatched + unreadable:
         assert key_text.splitlines()[1] not in problem.message, "key material never shown"
+
+
+def test_every_key_documented() -> None:
+    from coldfront_launch import sitesettings as s
+    text = (Path(__file__).resolve().parents[2] / "docs" / "production.md").read_text()
+    for key in sorted(s.KEYS | s.EMAIL_KEYS | s.OIDC_KEYS | s.TLS_KEYS):
+        assert any(form in text for form in (f"{key} =", f"`{key}`", f"[coldfront.{key}]")), \
+            f"docs/production.md: {key}"
+    for name, shipped in PLUGINS.items():
+        assert f"`{name}`" in text, f"docs/production.md: plugin {name} (shipped: {shipped})"
