@@ -268,6 +268,24 @@ def test_secrets_never_shown(testhost: TestHost, prod: Prod) -> None:
     assert "other-" + MAIL_SECRET not in changed.stdout + changed.stderr
 
 
+def test_restart_is_prompt_and_keeps_the_key_and_the_data(testhost: TestHost,
+                                                          prod: Prod) -> None:
+    """Every unit stops well within `apptainer instance stop`'s 30 s (qcluster included);
+    the env file is rendered again with the same SECRET_KEY; the admin is still there."""
+    env_file = testhost.path(f"{STATE_ROOT}/{NAME}/coldfront.env")
+    key = [line for line in env_file.read_text().splitlines() if line.startswith("SECRET_KEY=")]
+    stopped = json.loads(testhost.cf(["stop", "--json"], prod.config, prod.box.host).stdout)
+    assert stopped["timings"]["apptainer_stop"] < 20, stopped
+    started = json.loads(testhost.cf(["start", "--json"], prod.config, prod.box.host).stdout)
+    assert started["ready"] is True and started["system_state"] == "running"
+    assert [line for line in env_file.read_text().splitlines()
+            if line.startswith("SECRET_KEY=")] == key
+    out = manage(testhost, prod, "shell", "-v", "0", "-c",
+                 "from django.contrib.auth.models import User; "
+                 "print('admins', User.objects.filter(is_superuser=True).count())").stdout
+    assert "admins 1" in out, out
+
+
 def test_bad_site_tls_refused_before_start(testhost: TestHost, coldfront_image: str,
                                            prod: Prod) -> None:
     """An expired certificate, and a key of another certificate: refused with the reason,

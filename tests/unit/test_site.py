@@ -261,3 +261,62 @@ def test_every_key_documented() -> None:
             f"docs/production.md: {key}"
     for name, shipped in PLUGINS.items():
         assert f"`{name}`" in text, f"docs/production.md: plugin {name} (shipped: {shipped})"
+
+
+# --- admin create, with a stand-in for the image's coldfront-manage ---------------------
+
+MANAGE_STANDIN = """#!{python}
+import json, sys
+from pathlib import Path
+users = Path({users!r})
+known = json.loads(users.read_text()) if users.exists() else {{}}
+data = json.loads(sys.stdin.readline())
+Path({seen!r}).write_text(json.dumps({{"argv": sys.argv[1:], "stdin": data}}))
+if data["username"] in known:
+    print("noise"); print("cf-launch-admin: exists", json.dumps({{"superuser": True}}))
+else:
+    known[data["username"]] = data
+    users.write_text(json.dumps(known)); print("cf-launch-admin: created")
+"""
+
+
+def test_admin_create_is_idempotent_and_keeps_the_password_off_argv(
+        fake_apptainer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import sys
+
+    from click.testing import CliRunner
+
+    from coldfront_launch.cli import cli
+    bindir = tmp_path / "manage-bin"
+    bindir.mkdir()
+    standin = bindir / "coldfront-manage"
+    standin.write_text(MANAGE_STANDIN.format(python=sys.executable,
+                                             users=str(tmp_path / "users.json"),
+                                             seen=str(tmp_path / "seen.json")))
+    standin.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    state = Path(os.environ["FAKE_APPTAINER_STATE"])
+    state.write_text(json.dumps({"cf1": {"instance": "cf1", "pid": 1, "img": "x", "ip": ""}}))
+    password = tmp_path / "pw"
+    password.write_text(SECRET + "\n")
+    args = ["--name", "cf1", "admin", "create", "--username", "root2", "--email",
+            "r@example.org", "--password-file", str(password)]
+    runner = CliRunner()
+    made = runner.invoke(cli, [*args, "--json"])
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.output) == {"username": "root2", "created": True, "superuser": True}
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert seen["stdin"]["password"] == SECRET and SECRET not in " ".join(seen["argv"])
+    assert seen["argv"][:4] == ["shell", "-v", "0", "-c"]
+    again = runner.invoke(cli, args)
+    assert again.exit_code == 1 and "user root2 already exists in cf1" in again.output
+    assert "--exist-ok" in again.output and SECRET not in again.output
+    ok = runner.invoke(cli, [*args, "--exist-ok"])
+    assert ok.exit_code == 0 and "already exists" in ok.output
+    bad = runner.invoke(cli, ["--name", "cf1", "admin", "create", "--username", "a b",
+                              "--email", "x@y"])
+    assert bad.exit_code == 2 and "--username" in bad.output
+    gone = runner.invoke(cli, ["--name", "nope", "admin", "create", "--username", "a",
+                               "--email", "x@y"])
+    assert gone.exit_code == 8 and "not running" in gone.output
