@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from . import appdata, netinfo
 from .errors import ConfigError
 from .settings import Settings
-from .sitesettings import SECTION, ColdFrontSettings, env_value
+from .sitesettings import SECTION, ColdFrontSettings, database_url, env_value
 
 MASK = "***"
 #: Variables whose values are never shown.
@@ -114,7 +114,6 @@ def values(settings: Settings) -> dict[str, str]:
 
 def _database_url(cf: ColdFrontSettings) -> str:
     if cf.database_url_file is not None:
-        from .sitesettings import database_url
         try:
             return database_url(f"{SECTION}.database_url_file",
                                 read_secret(f"{SECTION}.database_url_file",
