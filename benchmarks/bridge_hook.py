@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-from tests.host.harness import HERE, WORK, Sandbox, TestHost
+from benchmarks.testhost import ready_host
+from tests.host.harness import WORK, Sandbox, TestHost
 
 STATE = f"{WORK}/bench-state"
 
@@ -48,11 +48,7 @@ def instance_config(host: TestHost, index: int, image: str) -> str:
 
 
 def run(instances: int) -> dict[str, list[float]]:
-    host = TestHost()
-    host.lock()  # released when the benchmark exits
-    subprocess.run(["bash", str(HERE / "provision.sh")], check=True, capture_output=True)
-    host.reset()
-    host.install_project()
+    host = ready_host()
     image = build_base(host)
     box = Sandbox.create(net=5)
     configs = [instance_config(host, i, image) for i in range(instances)]

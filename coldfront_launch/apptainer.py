@@ -133,12 +133,15 @@ def _started_build(client: Any, definition: Path, output: Path, options: list[st
     return (line.rstrip("\n") for line in itertools.chain(head, lines))
 
 
-def start(image: Path, name: str, options: list[str]) -> InstanceInfo:
-    """``apptainer instance start`` through spython; raise StartError if it did not start."""
+def start(image: Path, name: str, options: list[str],
+          env: dict[str, str] | None = None) -> InstanceInfo:
+    """``apptainer instance start`` through spython, with ``env`` added to the environment
+    that systemd inside inherits; raise StartError if it did not start."""
     client = _client()
     with _spython_guard(f"starting instance {name}", StartError) as errors:
         instance = client.instance(str(image), name=name, start=False, options=options)
-        instance.start(options=list(options), quiet=True)
+        instance.start(options=list(options), quiet=True,
+                       environ={**os.environ, **(env or {})})
     info = find(name)
     if info is None:
         logs = [str(p) for p in log_paths(name) if p.is_file() and p.stat().st_size]
@@ -173,9 +176,14 @@ def find(name: str) -> InstanceInfo | None:
     return next((i for i in list_instances() if i.name == name), None)
 
 
-def stop(name: str, timeout: int = 30) -> None:
-    """``apptainer instance stop``; a missing instance is not an error (idempotent)."""
+def stop(name: str, timeout: int = 30, force: bool = False) -> None:
+    """``apptainer instance stop`` (SIGTERM, SIGKILL after ``timeout``; ``force``: SIGKILL
+    at once); a missing instance is not an error (idempotent)."""
     if find(name) is None:
+        return
+    if force:
+        subprocess.run([locate(), "instance", "stop", "--force", name], capture_output=True,
+                       check=False, timeout=60)
         return
     client = _client()
     with _spython_guard(f"stopping instance {name}") as errors:

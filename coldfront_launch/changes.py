@@ -28,7 +28,7 @@ from .errors import HostChangeError
 if TYPE_CHECKING:
     from .state import InstanceState
 
-InstanceStopper = Callable[[str], None]
+InstanceStopper = Callable[[str], object]  # what it returns is ignored
 
 
 def _no_instance(_name: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from . import apptainer, cli_embed, cli_service, cli_site, plugins
+from . import apptainer, cli_data, cli_embed, cli_service, cli_site, plugins
 from .builder import BuildEvent
 from .clitools import IMAGE_OPTION, friendly, instance_command
 from .clitools import emit as _emit
@@ -108,9 +108,12 @@ def stop(ctx: click.Context, as_json: bool) -> None:
     """Stop the instance and undo every host change cf-launch made."""
     launcher = _launcher(ctx)
     timings = launcher.stop()
-    _emit({"name": launcher.settings.name, "stopped": True,
+    how = timings.pop("shutdown", None)
+    said = {"poweroff": " (systemd inside powered off)"}.get(str(how), "")
+    _emit({"name": launcher.settings.name, "stopped": True, "shutdown": how,
            "timings": {k: round(v, 4) for k, v in timings.items()}}, as_json,
-          lambda: click.echo(f"instance {launcher.settings.name} stopped; host changes undone"))
+          lambda: click.echo(f"instance {launcher.settings.name} stopped{said}; "
+                             "host changes undone"))
 
 
 @instance_command(cli, _hook_option, IMAGE_OPTION)
@@ -145,19 +148,29 @@ def status(ctx: click.Context, as_json: bool) -> None:
         sys.exit(ExitCode.DRIFTED)
 
 
+REPAIR_LOCK_WAIT = 30.0  # seconds: a supervisor's own repair holds the lock briefly
+
+
 @instance_command(cli, click.option("--all", "every", is_flag=True,
                                    help="Every instance cf-launch knows."))
 def repair(ctx: click.Context, every: bool, as_json: bool) -> None:
     """Put back what cf-launch applied and something else removed (firewall reloads)."""
     launcher = _launcher(ctx)
     names = known_instances(launcher.settings.state_root) if every else [launcher.settings.name]
-    results = []
+    results: list[dict[str, Any]] = []
     for name in names:
+        if every and apptainer.find(name) is None:  # left by a crash or a reboot: not ours
+            results.append({"name": name, "running": False, "restored": [], "cannot": []})
+            continue
         one = Launcher(replace(launcher.settings, name=name), report=launcher.report)
-        results.append({"name": name, **one.repair()})
+        results.append({"name": name, "running": True, **one.repair(REPAIR_LOCK_WAIT)})
 
     def human() -> None:
         for item in results:
+            if not item["running"]:
+                click.echo(f"{item['name']}: not running (`cf-launch stop` undoes what is "
+                           "left)")
+                continue
             done = item["restored"]
             click.echo(f"{item['name']}: " + ("; ".join(f"restored {d}" for d in done)
                                               if done else "nothing missing"))
@@ -319,7 +332,8 @@ def plugin_new(name: str, directory: Path | None, force: bool) -> None:
         click.echo(path)
 
 
-for _command in (*cli_embed.COMMANDS, *cli_service.COMMANDS, *cli_site.COMMANDS):
+for _command in (*cli_embed.COMMANDS, *cli_service.COMMANDS, *cli_data.COMMANDS,
+                 *cli_site.COMMANDS):
     cli.add_command(_command)
 
 

@@ -90,8 +90,15 @@ def _systemctl(*argv: str) -> None:
                           "is systemd the init system here?")
 
 
+REPAIR_UNIT_OPTION = click.option(
+    "--repair-unit", "repair", is_flag=True,
+    help=f"The {units.REPAIR_UNIT} oneshot (repair --all after the firewall service "
+         "starts, restarts or reloads) instead of the supervisor's template.")
+
+
 @service.command("install")
 @name_option
+@REPAIR_UNIT_OPTION
 @click.option("--enable", is_flag=True, help="Start at boot (systemctl enable).")
 @click.option("--now", is_flag=True, help="And start it now.")
 @click.option("--print", "show", is_flag=True, help="Print the unit; change nothing.")
@@ -99,39 +106,44 @@ def _systemctl(*argv: str) -> None:
               show_default=True, help="Where to write the unit.")
 @click.pass_context
 @friendly
-def service_install(ctx: click.Context, enable: bool, now: bool, show: bool,
+def service_install(ctx: click.Context, repair: bool, enable: bool, now: bool, show: bool,
                     unit_dir: Path) -> None:
-    """Write the cf-launch@.service template (runs `cf-launch run --name %i`)."""
+    """Write the cf-launch@.service template (runs `cf-launch run --name %i`), or with
+    --repair-unit the cf-launch-repair.service oneshot."""
     settings = settings_of(ctx)
-    text = units.unit_text(cf_launch_command(ctx), settings)
+    text = units.repair_unit_text(cf_launch_command(ctx)) if repair \
+        else units.unit_text(cf_launch_command(ctx), settings)
     if show:
         click.echo(text, nl=False)
         return
-    path = units.unit_path(unit_dir)
+    path = units.unit_path(unit_dir, repair)
     embed.write_output(path, text)
     click.echo(f"wrote {path}", err=True)
     if unit_dir == units.UNIT_DIR:
         _systemctl("daemon-reload")
     if enable or now:
-        _systemctl("enable", *(["--now"] if now else []), f"cf-launch@{settings.name}")
-        click.echo(f"cf-launch@{settings.name} enabled" + (" and started" if now else ""),
-                   err=True)
+        unit = units.REPAIR_UNIT if repair else f"cf-launch@{settings.name}"
+        _systemctl("enable", *(["--now"] if now else []), unit)
+        click.echo(f"{unit} enabled" + (" and started" if now else ""), err=True)
 
 
 @service.command("remove")
 @name_option
+@REPAIR_UNIT_OPTION
 @click.option("--unit-dir", type=click.Path(path_type=Path), default=units.UNIT_DIR,
               show_default=True, help="Where the unit is.")
 @click.pass_context
 @friendly
-def service_remove(ctx: click.Context, unit_dir: Path) -> None:
-    """Stop and disable cf-launch@NAME, and remove the template if nothing else uses it."""
+def service_remove(ctx: click.Context, repair: bool, unit_dir: Path) -> None:
+    """Stop and disable cf-launch@NAME, and remove the template if nothing else uses it
+    (with --repair-unit: disable and remove cf-launch-repair.service)."""
     settings = settings_of(ctx)
-    path = units.unit_path(unit_dir)
+    path = units.unit_path(unit_dir, repair)
     if not path.exists():
         raise LaunchError(f"{path} does not exist", "nothing to remove")
     if unit_dir == units.UNIT_DIR:
-        _systemctl("disable", "--now", f"cf-launch@{settings.name}")
+        _systemctl("disable", "--now", units.REPAIR_UNIT if repair
+                   else f"cf-launch@{settings.name}")
     path.unlink()
     if unit_dir == units.UNIT_DIR:
         _systemctl("daemon-reload")

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import distro, hardening, sitetls
+from . import dbuswatch, distro, firewalld, hardening, sitetls
 from .hookspecs import hookimpl
+from .settings import Settings
 from .types import LaunchContext, Problem
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -22,6 +23,7 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
     problems += cgroup_problems()
     problems += hardening.preflight(ctx.settings)
     problems += sitetls.problems(ctx.settings)
+    problems += autorepair_problems(ctx.settings)
     image = ctx.settings.image_path
     if not image.exists():
         problems.append(Problem("image", f"{image} does not exist", "run `cf-launch build`"))
@@ -38,3 +40,15 @@ def cgroup_problems(root: Path = CGROUP_ROOT) -> list[Problem]:
                         "recommended", fatal=False)]
     return [Problem("cgroup", "no cgroup hierarchy is mounted at /sys/fs/cgroup",
                     "systemd inside the instance needs one; mount cgroup2 there")]
+
+
+def autorepair_problems(settings: Settings) -> list[Problem]:
+    """firewalld is here but its reloads cannot be heard (no jeepney, the ``dbus`` extra)."""
+    if not firewalld.present() or dbuswatch.available():
+        return []
+    interval = settings.drift_check_interval
+    when = (f"only by the drift check every {interval:g}s" if interval
+            else "not at all (drift_check_interval = 0)")
+    return [Problem("dbus", "firewalld is installed but jeepney is not: under `cf-launch run`, "
+                    f"what a `firewall-cmd --reload` removes is repaired {when}",
+                    "pip install 'coldfront-launch[dbus]'", fatal=False)]

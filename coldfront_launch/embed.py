@@ -33,10 +33,11 @@ class Embedding:
     options: list[str]
     command: list[str]
     changes: list[Any] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "image": self.image, "options": self.options,
-                "command": self.command}
+                "command": self.command, "env": self.env}
 
 
 def check_env_words(options: list[str]) -> None:
@@ -87,6 +88,9 @@ def dropin(unit: str, cf_launch: list[str], name: str, hooks: tuple[str, ...],
         f"ExecStartPre={run} prepare --name {name}{plugins} --format env --output {env_file}\n"
         f"ExecStartPost={run} attach --name {name}\n"
         f"ExecStopPost={run} detach --name {name}\n"
+        "# systemd inside then knows it runs in a container, so `cf-launch stop` can power\n"
+        "# it off cleanly (without it, a poweroff inside cannot end).\n"
+        "Environment=container=apptainer\n"
         "# attach waits until ColdFront answers (ready_timeout), within the start timeout.\n"
         f"TimeoutStartSec={int(start_timeout) + 60}\n"
     )

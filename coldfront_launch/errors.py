@@ -103,6 +103,29 @@ class NotRunningError(LaunchError):
     exit_code = ExitCode.NOT_RUNNING
 
 
+class InstanceRunningError(LaunchError):
+    """The instance runs, and the command needs it stopped. Nothing was changed."""
+
+    exit_code = ExitCode.RUNNING
+
+
+class ArchiveError(LaunchError):
+    """A backup archive is damaged, unsafe or not a cf-launch backup. Nothing was changed."""
+
+    exit_code = ExitCode.BAD_ARCHIVE
+    hint = "nothing was changed; use another backup (`cf-launch backup` makes one)"
+
+
+class DataExistsError(LaunchError):
+    """``restore`` would replace existing data and ``--force`` was not given."""
+
+    exit_code = ExitCode.DATA_EXISTS
+
+
+class UnsupportedDatabaseError(LaunchError):
+    """The site's database is not a SQLite file in the data folder (out of scope for now)."""
+
+
 def _last_meaningful_line(text: str) -> str:
     """The last line of Apptainer's stderr that states an error, else the last non-empty one."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]

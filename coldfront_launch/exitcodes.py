@@ -31,6 +31,12 @@ class ExitCode(enum.IntEnum):
     NOT_RUNNING = 8
     #: ``status``: running, but a host change cf-launch made is missing (``cf-launch repair``).
     DRIFTED = 9
+    #: The instance runs, and the command needs it stopped (``restore``); nothing changed.
+    RUNNING = 10
+    #: A backup archive is damaged, unsafe or not a cf-launch backup; nothing changed.
+    BAD_ARCHIVE = 11
+    #: ``restore``: the instance has data, and ``--force`` was not given; nothing changed.
+    DATA_EXISTS = 12
     #: Interrupted by Ctrl-C (SIGINT).
     INTERRUPTED = 130
     #: A bug in cf-launch or a plugin: please report it (``CF_LAUNCH_DEBUG=1`` shows a traceback).

@@ -12,7 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import appdata, apptainer, builder, hardening, plugins, readiness, record, siteenv
+from . import (
+    appdata,
+    apptainer,
+    builder,
+    hardening,
+    plugins,
+    readiness,
+    record,
+    shutdown,
+    siteenv,
+)
 from .changes import HostChange, HostEnv, Reading, StopInstance
 from .embed import Embedding
 from .errors import (
@@ -147,7 +157,8 @@ class Launcher:
                 clock.lap("pre_start")
                 self.report(f"starting instance {self.settings.name}")
                 host.track_instance(self.settings.name)
-                info = apptainer.start(image, self.settings.name, prepared.options)
+                info = apptainer.start(image, self.settings.name, prepared.options,
+                                       shutdown.BOOT_ENV)
                 clock.lap("apptainer_start")
                 seq.after_start(host, info)
                 clock.lap("post_start")
@@ -185,7 +196,7 @@ class Launcher:
             if os.getpid() != owner:  # a forked copy of this process: not ours to undo
                 raise
             self.report(f"{what} failed: undoing every change made so far")
-            left = undo_all(self.state, self.settings.state_root, apptainer.stop)
+            left = undo_all(self.state, self.settings.state_root, self._stop_instance)
             if left:
                 self.report("could not undo: " + "; ".join(left) +
                             " (kept in the journal: fix the cause, then `cf-launch stop`)")
@@ -231,7 +242,8 @@ class Launcher:
         return embedding
 
     def _embedding(self, command: list[str], options: list[str]) -> Embedding:
-        return Embedding(self.settings.name, str(self.settings.image_path), options, command)
+        return Embedding(self.settings.name, str(self.settings.image_path), options, command,
+                         env=dict(shutdown.BOOT_ENV))
 
     def attach(self, wait: bool = True) -> Started:
         """Finish the host for an instance the site started with the prepared options, then
@@ -311,7 +323,7 @@ class Launcher:
         aside (never silently dropped), so it does not block this start."""
         if self.state.entries():
             self.report("undoing changes left by an interrupted cf-launch run")
-            failures = undo_all(self.state, self.settings.state_root, apptainer.stop)
+            failures = undo_all(self.state, self.settings.state_root, self._stop_instance)
             if failures:
                 self.state.set_aside()
                 self.report("warning: could not undo an earlier run's " + "; ".join(failures)
@@ -319,10 +331,11 @@ class Launcher:
 
     # --- stop ------------------------------------------------------------------------
 
-    def stop(self) -> dict[str, float]:
+    def stop(self) -> dict[str, Any]:
         """Stop the instance and undo every journaled host change (also after a crash).
 
-        Returns the seconds spent: ``apptainer_stop`` and ``undo`` (everything else).
+        Returns the seconds spent, ``apptainer_stop`` and ``undo`` (everything else),
+        and how the instance went down (``shutdown``: see :class:`shutdown.Shutdown`).
         An instance that ``cf-launch run`` supervises is stopped by its supervisor."""
         supervisor = self.state.supervisor()
         if supervisor:
@@ -349,18 +362,24 @@ class Launcher:
             seq.hooks.pre_stop(seq.ctx, info)
             self.report(f"stopping {self.settings.name} and undoing host changes")
             clock = Stopwatch()
-            stopping: dict[str, float] = {}
+            stopped: list[shutdown.Shutdown] = []
 
             def timed_stop(name: str) -> None:
-                began = Stopwatch()
-                apptainer.stop(name)
-                stopping["apptainer_stop"] = began.total()
+                stopped.append(self._stop_instance(name))
             if info is not None and not any(isinstance(e, StopInstance) for e in journal):
                 timed_stop(info.name)  # attached: the site started it; stop it, then undo
             self._undo_then_post_stop(seq, timed_stop, "stop")
             total = clock.total()
-            return {"apptainer_stop": stopping.get("apptainer_stop", 0.0),
-                    "undo": total - stopping.get("apptainer_stop", 0.0)}
+            seconds = sum(s.seconds for s in stopped)
+            return {"apptainer_stop": seconds, "undo": total - seconds,
+                    "shutdown": stopped[0].method if stopped else "gone"}
+
+    def _stop_instance(self, name: str) -> shutdown.Shutdown:
+        """Stop the instance gracefully: poweroff inside, then instance stop, then force."""
+        outcome = shutdown.stop(name, self.settings.stop_timeout, self.report)
+        if outcome.method in ("instance stop", "forced"):
+            self.report(f"warning: {name} did not shut down cleanly ({outcome.method})")
+        return outcome
 
     def _undo_then_post_stop(self, seq: LaunchSequence, stop_instance: Callable[[str], None],
                              verb: str) -> None:
@@ -435,11 +454,13 @@ class Launcher:
         live = Reading()
         return [found for change in entries if (found := change.drift(live))]
 
-    def repair(self) -> dict[str, list[str]]:
+    def repair(self, lock_timeout: float = 0) -> dict[str, list[str]]:
         """Put back, from the journal and nothing else, what is missing; idempotent.
 
-        Returns what was ``restored`` and what ``cannot`` be (restart the instance)."""
-        with self.state.locked():
+        Returns what was ``restored`` and what ``cannot`` be (restart the instance).
+        ``lock_timeout``: seconds to wait while another cf-launch process holds the lock
+        (a supervisor's automatic repair, the repair unit)."""
+        with self.state.locked(timeout=lock_timeout):
             entries = self.state.entries()
             if not entries:
                 raise NotRunningError(f"cf-launch has no host changes for {self.settings.name}",

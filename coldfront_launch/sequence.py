@@ -85,8 +85,10 @@ class LaunchSequence:
 
     def before_start(self, host: HostChanges) -> Prepared:
         """binds → pre_start → start_options: the host is ready for ``instance start``."""
-        core_specs = self._bind_specs(host, hardening.binds(self.settings)
-                                      + sitetls.binds(self.settings))
+        core_specs = self._bind_specs(host, [*hardening.binds(self.settings),
+                                             *sitetls.binds(self.settings),
+                                             Bind(appdata.JOURNALD_DROPIN,
+                                                  content=appdata.JOURNALD_CONF)])
         bind_specs = self._bind_specs(host, self.hooks.binds(self.ctx))
         self.hooks.pre_start(self.ctx, host)
         boot = ["--boot", *CGROUP_BIND] + (["--writable-tmpfs"] if self.settings.writable_tmpfs

@@ -45,7 +45,9 @@ class Settings:
     hooks: tuple[str, ...] = ("bridge",)
     state_root: Path = DEFAULT_STATE_ROOT
     ready_timeout: float = 300.0
+    stop_timeout: float = 60.0
     readiness_path: str = "/user/login"
+    drift_check_interval: float = 30.0  # seconds between drift checks under `run`; 0: off
     writable_tmpfs: bool = True
     binds: tuple[str, ...] = ()
     build: BuildSettings = field(default_factory=BuildSettings)
@@ -82,8 +84,9 @@ class Settings:
         return settings_from_mapping(data)
 
 
-TOP_KEYS = {"name", "image", "hooks", "state_root", "ready_timeout", "readiness_path",
-            "writable_tmpfs", "binds", "build", "security", "coldfront"}
+TOP_KEYS = {"name", "image", "hooks", "state_root", "ready_timeout", "stop_timeout",
+            "readiness_path", "drift_check_interval", "writable_tmpfs", "binds", "build",
+            "security", "coldfront"}
 BUILD_KEYS = {"layers", "definitions_dir", "cache_dir", "fakeroot", "binds", "ca_bundle"}
 
 
@@ -113,8 +116,13 @@ def settings_from_mapping(data: dict[str, Any]) -> Settings:
         state_root=state_root,
         ready_timeout=v.positive_number("ready_timeout",
                                         data.get("ready_timeout", defaults.ready_timeout)),
+        stop_timeout=v.positive_number("stop_timeout",
+                                       data.get("stop_timeout", defaults.stop_timeout)),
         readiness_path=v.url_path("readiness_path",
                                   data.get("readiness_path", defaults.readiness_path)),
+        drift_check_interval=v.interval("drift_check_interval",
+                                        data.get("drift_check_interval",
+                                                 defaults.drift_check_interval)),
         writable_tmpfs=v.boolean("writable_tmpfs",
                                  data.get("writable_tmpfs", defaults.writable_tmpfs)),
         binds=tuple(v.bind_spec(f"binds[{i}]", b)
@@ -169,7 +177,9 @@ def _to_raw(settings: Settings) -> dict[str, Any]:
         "hooks": list(settings.hooks),
         "state_root": str(settings.state_root),
         "ready_timeout": settings.ready_timeout,
+        "stop_timeout": settings.stop_timeout,
         "readiness_path": settings.readiness_path,
+        "drift_check_interval": settings.drift_check_interval,
         "writable_tmpfs": settings.writable_tmpfs,
         "binds": list(settings.binds),
         "build": {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,19 +43,26 @@ class InstanceState:
         os.chmod(self.directory, 0o700)
 
     @contextmanager
-    def locked(self, wait: bool = False) -> Iterator[None]:
-        """Hold the instance's exclusive lock; fail at once if another process has it."""
+    def locked(self, wait: bool = False, timeout: float = 0) -> Iterator[None]:
+        """Hold the instance's exclusive lock; fail at once if another process has it
+        (or after ``timeout`` seconds of trying; ``wait``: wait as long as it takes)."""
         self.ensure()
         fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + timeout
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                holder = _read_pid(fd)
-                raise LockedError(
-                    f"another cf-launch process{f' (pid {holder})' if holder else ''} "
-                    f"is working on {self.directory.name}",
-                    "wait for it to finish, then try again") from None
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                    break
+                except BlockingIOError:
+                    if time.monotonic() < deadline:
+                        time.sleep(0.1)
+                        continue
+                    holder = _read_pid(fd)
+                    raise LockedError(
+                        f"another cf-launch process{f' (pid {holder})' if holder else ''} "
+                        f"is working on {self.directory.name}",
+                        "wait for it to finish, then try again") from None
             os.ftruncate(fd, 0)
             os.write(fd, str(os.getpid()).encode())
             yield

@@ -5,6 +5,7 @@ inside is up and ColdFront answers HTTP, then watches the instance. If the insta
 it undoes the host changes and exits non-zero (``Restart=on-failure`` brings it back
 through a clean start); on SIGTERM or SIGINT it stops the instance, undoes everything and
 exits 0. ``cf-launch stop`` and ``restart`` ask it (SIGTERM to the pid in the state folder).
+While it watches, it repairs what firewall reloads remove (:mod:`.autorepair`).
 Outside systemd it works the same in a terminal: Ctrl-C stops ColdFront cleanly.
 """
 
@@ -19,7 +20,8 @@ import time
 from collections.abc import Callable
 
 from . import apptainer
-from .errors import NotReadyError
+from .autorepair import AutoRepair
+from .errors import LockedError, NotReadyError
 from .exitcodes import ExitCode
 from .launcher import Launcher
 
@@ -65,45 +67,71 @@ def run(launcher: Launcher, interval: float = 2.0,
     started = launcher.start(wait=False)
     launcher.state.ensure()
     pid_file.write_text(str(os.getpid()))
-    stopping = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_a: stopping.set())
-                for sig in (signal.SIGTERM, signal.SIGINT)}
+    stopping, wake = threading.Event(), threading.Event()
+
+    def on_signal(*_args: object) -> None:
+        stopping.set()
+        wake.set()
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    repairs = AutoRepair(launcher, status, report, wake)
     try:
-        return _serve(launcher, started.instance.name, stopping, interval, notify, status)
+        return _serve(launcher, started.instance.name, stopping, interval, notify, status,
+                      repairs)
     finally:
+        repairs.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         pid_file.unlink(missing_ok=True)
 
 
 def _serve(launcher: Launcher, name: str, stopping: threading.Event, interval: float,
-           notify: Notifier, status: Callable[[str], None]) -> int:
+           notify: Notifier, status: Callable[[str], None], repairs: AutoRepair) -> int:
     info = apptainer.find(name)
     if info is None:
         return _died(launcher, notify, status)
+    repairs.start()  # a reload while ColdFront boots is repaired once it is ready
     try:
         ready = launcher.wait_ready(info)
     except NotReadyError:
         status(f"{name} did not become ready: stopping it, so a restart starts afresh")
-        launcher.stop()
+        _stop(launcher)
         raise
     notify.send(ready="1", status=f"ColdFront answers at {ready.url}")
     watchdog = watchdog_interval()
     pause = min(interval, watchdog) if watchdog else interval
     last_check = 0.0
-    while not stopping.wait(pause):
+    while not stopping.is_set():
+        repairs.wake.wait(repairs.pause(pause))
+        repairs.wake.clear()
+        if stopping.is_set():
+            break
+        now = time.monotonic()
         if watchdog:
             notify.send(watchdog="1")
-        if time.monotonic() - last_check >= interval:
-            last_check = time.monotonic()
+        if now - last_check >= interval:
+            last_check = now
             if apptainer.find(name) is None:
                 return _died(launcher, notify, status)
+        repairs.turn()
     notify.send(stopping="1", status="stopping ColdFront")
-    launcher.stop()
+    _stop(launcher)
     return ExitCode.OK
+
+
+def _stop(launcher: Launcher, patience: float = 60) -> None:
+    """Stop and undo; wait for a repair another process is making (it holds the lock)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            launcher.stop()
+            return
+        except LockedError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _died(launcher: Launcher, notify: Notifier, status: Callable[[str], None]) -> int:
     status(f"instance {launcher.settings.name} died: undoing its host changes")
-    launcher.stop()
+    _stop(launcher)
     return ExitCode.FAILURE

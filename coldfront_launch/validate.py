@@ -151,6 +151,15 @@ def positive_number(setting: str, value: Any) -> float:
     return float(value)
 
 
+def interval(setting: str, value: Any, high: float = 86400) -> float:
+    """Seconds between periodic checks: 0 (off), or a finite number up to ``high``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or not 0 <= value <= high:
+        raise ConfigError(setting, f"{value!r} is not a number of seconds from 0 to {high:g}",
+                          "e.g. 30; 0 turns it off")
+    return float(value)
+
+
 def whole_number(setting: str, value: Any, low: int, high: int) -> int:
     """A whole number from ``low`` to ``high``."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:

@@ -34,7 +34,7 @@ from coldfront_launch.hookspecs import hookimpl
 from coldfront_launch.host import HostChanges
 from coldfront_launch.types import PLACEHOLDER_IP, Endpoint, InstanceInfo, LaunchContext, Problem
 
-from . import bridge_cni, bridge_rules, metadata
+from . import bridge_cni, bridge_neighbours, bridge_rules, metadata
 from .bridge_settings import NAME, BridgeSettings, parse
 
 CONFLICTS = ("override",)
@@ -121,8 +121,11 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
     for clash in _overlaps(s):
         problems.append(Problem("subnet", f"{s.subnet} overlaps {clash} on the host",
                                 f"choose another hook.{NAME}.subnet"))
+    problems += bridge_neighbours.strict_forward_ports()
     if shutil.which("iptables-save"):
-        taken = bridge_rules.forwarded_ports(firewall.save())
+        saved = firewall.save()
+        problems += bridge_neighbours.docker_forward_drop(saved)
+        taken = bridge_rules.forwarded_ports(saved)
         for port in s.ports:
             owner = taken.get(port.host)
             if owner and owner != ctx.settings.name:

@@ -53,6 +53,8 @@ TOP = {
     "hooks": mostly([["bridge"], ["override"], ["bridge", "bridge"]],
                     [[], ["nat"], [""], ["bridge", "override"], "bridge"]),
     "ready_timeout": mostly([1, 0.5, 300], [0, -1, math.nan, math.inf, "10", True]),
+    "drift_check_interval": mostly([0, 1, 30, 0.5], [-1, math.nan, math.inf, 86401, "30",
+                                                     True]),
     "readiness_path": mostly(["/user/login", "/a?b=c", "/"],
                              ["/user login", "user", "/%zz\n", ""]),
     "writable_tmpfs": mostly([True, False], ["yes", 1]),

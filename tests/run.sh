@@ -11,15 +11,31 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 
-APT_PACKAGES="python3 python3-venv iptables nftables iproute2 ethtool containernetworking-plugins debootstrap curl util-linux openssl"
+# firewalld, dbus-daemon: the automatic-repair tests run them in sandbox namespaces only.
+# systemd-container: nspawn boots the test host with systemd as PID 1 (service test).
+# openssl: certificates for the site-TLS tests.
+APT_PACKAGES="python3 python3-venv iptables nftables iproute2 ethtool containernetworking-plugins debootstrap curl util-linux dbus dbus-daemon firewalld systemd-container openssl"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then
   echo "== apt: installing$missing"
+  # Installing firewalld (or dbus) must not start it in this machine's own namespace:
+  # invoke-rc.d asks policy-rc.d, and 101 means "do not start".
+  made_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
+  # Nor at the next boot: the tests start it themselves, in a sandbox namespace.
+  case " $missing " in
+    *" firewalld "*) systemctl disable firewalld.service >/dev/null 2>&1 || true ;;
+  esac
 fi
 
 echo "== python: venv and packages"

@@ -61,6 +61,17 @@ class TestHost:
                          "cf-launch", f"{VENV}/bin/cf-launch", "--config", config, *args],
                         netns=netns, check=check, timeout=timeout)
 
+    def spawn(self, args: list[str], config: str, netns: str,
+              env: dict[str, str]) -> subprocess.Popen[str]:
+        """Start cf-launch (e.g. ``run``) in the background, as :meth:`cf` runs it; its
+        output is in the returned process's pipes."""
+        cmd = ["nsenter", f"--net=/run/netns/{netns}", str(HERE / "enter.sh"), "env",
+               *(f"{k}={v}" for k, v in env.items()),
+               "sh", "-c", f'mkdir -p {FOREIGN_CWD} && cd {FOREIGN_CWD} && exec "$@"',
+               "cf-launch", f"{VENV}/bin/cf-launch", "--config", config, *args]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "CF_TESTHOST_BINDS": f"{ROOT}:{SRC}"})
+
     def path(self, inside: str) -> Path:
         """The machine's path of a file inside the test host."""
         return ROOTFS / inside.lstrip("/")
@@ -82,7 +93,7 @@ class TestHost:
     def install_project(self) -> None:
         self.run(["bash", "-euc",
                   f"[ -x {VENV}/bin/pip ] || python3 -m venv {VENV}; "
-                  f"{VENV}/bin/pip install -q --disable-pip-version-check {SRC}; "
+                  f"{VENV}/bin/pip install -q --disable-pip-version-check '{SRC}[dbus]'; "
                   f"{VENV}/bin/pip install -q --no-deps --force-reinstall {SRC}"])
 
 

@@ -73,3 +73,12 @@ def instance_config(host: TestHost, name: str, image: str, body: str = "") -> st
     return host.write(f"{WORK}/{name}.toml", f'name = "{name}"\nimage = "{image}"\n'
                       f'state_root = "{STATE_ROOT}"\nready_timeout = 240\n'
                       + textwrap.dedent(body))
+
+
+def self_signed_certificate(host: TestHost, image: str, certs: str) -> None:
+    """A site certificate (2 days, CN=test) in ``certs``/live/site, made with the image's
+    openssl: ColdFront's session cookie is Secure, so logins need HTTPS."""
+    host.run(["mkdir", "-p", f"{certs}/live/site"])
+    host.run(["apptainer", "exec", "-B", f"{certs}:/mnt", image, "openssl", "req",
+              "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test",
+              "-keyout", "/mnt/live/site/privkey.pem", "-out", "/mnt/live/site/fullchain.pem"])

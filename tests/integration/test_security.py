@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.host.harness import Sandbox, TestHost
-from tests.integration.conftest import STATE_ROOT, instance_config
+from tests.integration.conftest import STATE_ROOT, instance_config, self_signed_certificate
 
 pytestmark = pytest.mark.integration
 
@@ -83,10 +83,7 @@ def booted(request: pytest.FixtureRequest, testhost: TestHost,
     config = instance_config(testhost, name, coldfront_image, body)
     # ColdFront's session cookie is Secure: the site's certificate, so a login can work.
     certs = f"{STATE_ROOT}/{name}/letsencrypt"
-    testhost.run(["mkdir", "-p", f"{certs}/live/site"])
-    testhost.run(["apptainer", "exec", "-B", f"{certs}:/mnt", coldfront_image, "openssl", "req",
-                  "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test",
-                  "-keyout", "/mnt/live/site/privkey.pem", "-out", "/mnt/live/site/fullchain.pem"])
+    self_signed_certificate(testhost, coldfront_image, certs)
     try:
         started = json.loads(testhost.cf(["start", "--json"], config, box.host).stdout)
         yield Booted(mode, name, box, config, uid, gid, started)

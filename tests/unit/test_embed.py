@@ -131,10 +131,11 @@ def test_shell_form_round_trips_through_a_shell() -> None:
 
 
 def test_json_form() -> None:
-    e = embed.Embedding("cf", "/x.sif", ["--net"], ["apptainer", "instance", "start"])
+    e = embed.Embedding("cf", "/x.sif", ["--net"], ["apptainer", "instance", "start"],
+                        env={"container": "apptainer"})
     assert json.loads(embed.render(e, "json")) == {
         "name": "cf", "image": "/x.sif", "options": ["--net"],
-        "command": ["apptainer", "instance", "start"]}
+        "command": ["apptainer", "instance", "start"], "env": {"container": "apptainer"}}
 
 
 @pytest.mark.parametrize("word", WEIRD[:3] + ["/srv/back\\slash:/y", "a\tb"])

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,10 +34,15 @@ class Systemd:
         self.messages: list[tuple[float, dict[str, str]]] = []
 
     def wait_for(self, key: str, timeout: float = 30) -> float:
+        return self.wait_until(lambda fields: key in fields, key, timeout)
+
+    def wait_until(self, match: Callable[[dict[str, str]], bool], what: str,
+                   timeout: float = 30) -> float:
+        """When the first message that ``match``es came (fails after ``timeout``)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             for when, fields in self.messages:
-                if key in fields:
+                if match(fields):
                     return when
             try:
                 data = self.sock.recv(4096).decode()
@@ -45,7 +50,7 @@ class Systemd:
                 continue
             fields = dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
             self.messages.append((time.monotonic(), fields))
-        raise AssertionError(f"no {key} in {self.messages}")
+        raise AssertionError(f"no {what} in {self.messages}")
 
 
 @pytest.fixture
@@ -151,3 +156,44 @@ def test_unit_verifies(tmp_path: Path) -> None:
                             env={"SYSTEMD_UNIT_PATH": f"{units}:", "PATH": "/usr/bin:/bin"})
     problems = [line for line in result.stderr.splitlines() if "cf-launch@" in line]
     assert result.returncode == 0 and not problems, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_repair_unit_verifies(tmp_path: Path) -> None:
+    text = service.repair_unit_text(["/usr/bin/env", "cf-launch", "--config", "/etc/cf.toml"])
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / service.REPAIR_UNIT).write_text(text)
+    firewalls = "nftables.service iptables.service firewalld.service"
+    for line in (f"PartOf={firewalls}", f"After={firewalls}", f"WantedBy={firewalls}",
+                 "Type=oneshot", "RemainAfterExit=yes",
+                 "ExecStart=/usr/bin/env cf-launch --config /etc/cf.toml repair --all"):
+        assert line in text.splitlines(), line
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no",
+                             str(units / service.REPAIR_UNIT)],
+                            capture_output=True, text=True, check=False,
+                            env={"SYSTEMD_UNIT_PATH": f"{units}:", "PATH": "/usr/bin:/bin"})
+    problems = [line for line in result.stderr.splitlines() if service.REPAIR_UNIT in line]
+    assert result.returncode == 0 and not problems, result.stderr
+
+
+def test_service_install_repair_unit(tmp_path: Path) -> None:
+    """--print shows it with the config fixed; --unit-dir writes it; remove deletes it."""
+    config = tmp_path / "cf.toml"
+    config.write_text(f'state_root = "{tmp_path / "state"}"\n')
+    env = {**os.environ, "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none"),
+           "TEST_SYSCTL_ROOT": str(tmp_path / "sys")}
+    base = ["--config", str(config), "service"]
+    shown = _cli([*base, "install", "--repair-unit", "--print"], env)
+    assert shown.returncode == 0, shown.stderr
+    assert f"--config {config} repair --all" in shown.stdout
+    assert "WantedBy=nftables.service iptables.service firewalld.service" in shown.stdout
+    units = tmp_path / "units"
+    wrote = _cli([*base, "install", "--repair-unit", "--unit-dir", str(units)], env)
+    assert wrote.returncode == 0, wrote.stderr
+    assert (units / service.REPAIR_UNIT).read_text() == shown.stdout
+    assert not (units / service.TEMPLATE).exists(), "only the repair unit"
+    removed = _cli([*base, "remove", "--repair-unit", "--unit-dir", str(units)], env)
+    assert removed.returncode == 0 and not (units / service.REPAIR_UNIT).exists()
+    again = _cli([*base, "remove", "--repair-unit", "--unit-dir", str(units)], env)
+    assert again.returncode != 0 and "does not exist" in again.stderr

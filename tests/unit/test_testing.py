@@ -84,7 +84,7 @@ def test_plan_is_data_and_runs_nothing(cf_launch: Harness, tmp_path: Path) -> No
     assert any(s.endswith(":/etc/files.conf") for s in plan.binds), "readonly=False: no :ro"
     assert plan.problems == [], "the core's own checks (root, Apptainer) are left out"
     plugin_json = [c for c in plan.to_json()["changes"] if not c["target"].endswith(
-        ("cf-launch-hardening.conf", "account.env"))]
+        ("cf-launch-hardening.conf", "account.env", "journald.conf.d/cf-launch.conf"))]
     assert plugin_json[1]["target"] == str(tmp_path / "sub" / "files.conf")
     assert cf_launch.apptainer.calls() == []
     assert not (cf_launch.folder / "state" / "coldfront").exists()
@@ -114,7 +114,7 @@ def test_start_stop_journals_then_undoes_everything(cf_launch: Harness, tmp_path
     assert result.command[2:4] == ["instance", "start"] and "--hostname" in result.command
     assert result.endpoint == Endpoint("127.0.0.1", 8080)
     assert plugin.seen == ["pre_stop coldfront"]
-    assert [c[2:4] for c in result.calls][-1] == ["instance", "stop"]
+    assert ["instance", "stop"] in [c[2:4] for c in result.calls]
     assert json.loads(json.dumps(result.to_json()))["undone"]
 
 
@@ -128,7 +128,7 @@ def test_start_stop_undoes_when_a_hook_fails(cf_launch: Harness, tmp_path: Path)
     with pytest.raises(PluginError, match="plugin broken failed in cf_launch_post_start"):
         cf_launch.start_stop(hooks=["broken"], plugins={"broken": Broken(tmp_path)})
     assert not (tmp_path / "sub").exists()
-    assert [c[2:4] for c in cf_launch.apptainer.calls()][-1] == ["instance", "stop"]
+    assert ["instance", "stop"] in [c[2:4] for c in cf_launch.apptainer.calls()]
 
 
 @pytest.mark.skipif(in_own_netns(), reason="already in a network namespace of its own")
@@ -236,7 +236,9 @@ def test_assertion_rewriting_changes_nothing() -> None:
 
 
 def _core(change) -> bool:  # type: ignore[no-untyped-def]
-    """The core's own bind files (the hardening drop-ins), in every plan and start."""
-    from coldfront_launch import hardening
+    """The core's own bind files (the hardening and journald drop-ins), in every plan and
+    start."""
+    from coldfront_launch import appdata, hardening
 
-    return change.target.endswith((hardening.CAPS_DROPIN, hardening.ACCOUNT_FILE))
+    return change.target.endswith((hardening.CAPS_DROPIN, hardening.ACCOUNT_FILE,
+                                   appdata.JOURNALD_DROPIN))
