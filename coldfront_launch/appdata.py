@@ -2,7 +2,8 @@
 and systemd's journal.
 
 These live in the instance's state folder and survive ``stop``: they are the site's data.
-The secret key is generated once, on the host, into a 0600 file bound read-only. The journal
+The env file (root 0600, bound read-only; PID 1 reads it for the units) is rendered on
+every start; its secret key is generated once, on the host, and kept. The journal
 of systemd inside is kept in ``journal/`` under a machine id fixed at the first start, so
 that what happened at shutdown can be read after ``stop``
 (``journalctl -D <state>/journal``).
@@ -42,19 +43,84 @@ JOURNALD_CONF = ("# cf-launch: keep the journal in the state folder, bounded\n"
 DB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
-def env_text(secret_key: str) -> str:
-    return (
-        "# Written once by cf-launch; bound read-only into the container.\n"
-        f"SECRET_KEY={secret_key}\n"
-        f"DB_URL=sqlite:///{CONTAINER_DATA}/coldfront.db\n"
-        "STATIC_ROOT=/srv/coldfront/static\n"
-        "ALLOWED_HOSTS=*\n"
-        "DEBUG=False\n"
-    )
+#: What every env file holds when no settings are given (``siteenv.values`` renders the
+#: real ones from ``[coldfront]``).
+DEFAULT_ENV = {
+    "DB_URL": f"sqlite:///{CONTAINER_DATA}/coldfront.db",
+    "STATIC_ROOT": "/srv/coldfront/static",
+    "ALLOWED_HOSTS": "localhost,127.0.0.1",
+    "DEBUG": "False",
+}
+HEADER = ("# Rendered by cf-launch from the [coldfront] settings on every start (edits here "
+          "are lost);\n# SECRET_KEY is generated once and kept. Bound read-only into the "
+          "container.\n")
+ESCAPED = str.maketrans({"\\": "\\\\", '"': '\\"', "$": "\\$", "`": "\\`"})
 
 
-def ensure(state_dir: Path, owner: tuple[int, int] | None = None) -> list[str]:
-    """Create what is missing (never overwrite); return the ``--bind`` specs.
+def quote(value: str) -> str:
+    """A double-quoted value that systemd's ``EnvironmentFile=`` and django-environ's
+    ``read_env`` both read back as ``value``."""
+    return '"' + value.translate(ESCAPED) + '"'
+
+
+def env_text(secret_key: str, env: dict[str, str] | None = None) -> str:
+    """The env file: ``SECRET_KEY`` first, then ``env`` (default :data:`DEFAULT_ENV`)."""
+    lines = [f"SECRET_KEY={quote(secret_key)}"]
+    lines += [f"{name}={quote(value)}" for name, value in (env or DEFAULT_ENV).items()]
+    return HEADER + "\n".join(lines) + "\n"
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """Read back an env file: this module's quoted form, and the unquoted one that
+    cf-launch 0.1 wrote."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if not sep or line.startswith("#") or not name.strip():
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            out, chars = [], iter(value[1:-1])
+            for char in chars:
+                out.append(next(chars, "") if char == "\\" else char)
+            value = "".join(out)
+        found[name.strip()] = value
+    return found
+
+
+def read_env(state_dir: Path) -> dict[str, str] | None:
+    """The env file's variables, or None when there is none yet."""
+    try:
+        return parse_env((state_dir / ENV_FILE).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def write_env(state_dir: Path, env: dict[str, str] | None = None) -> None:
+    """Render the env file from ``env``, keeping its ``SECRET_KEY`` (a new one the first
+    time). Written atomically (a 0600 file beside it, then renamed), owned by root."""
+    old = read_env(state_dir) or {}
+    key = old.get("SECRET_KEY") or secrets.token_urlsafe(48)
+    target = state_dir / ENV_FILE
+    temporary = state_dir / f".{ENV_FILE}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(env_text(key, env))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+def ensure(state_dir: Path, owner: tuple[int, int] | None = None,
+           env: dict[str, str] | None = None) -> list[str]:
+    """Create the folders that are missing, render the env file from ``env`` (see
+    :func:`write_env`); return the ``--bind`` specs.
 
     ``owner`` (uid, gid): the service account that owns the data folder (mode 0700) and
     everything in it; data from earlier versions, owned by root, is handed over."""
@@ -68,11 +134,7 @@ def ensure(state_dir: Path, owner: tuple[int, int] | None = None) -> list[str]:
     machine_id = state_dir / MACHINE_ID
     if not machine_id.exists():
         machine_id.write_text(uuid.uuid4().hex + "\n")
-    env = state_dir / ENV_FILE
-    if not env.exists():
-        fd = os.open(env, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(env_text(secrets.token_urlsafe(48)))
+    write_env(state_dir, env)
     return binds(state_dir)
 
 
@@ -102,14 +164,9 @@ def binds(state_dir: Path) -> list[str]:
 
 
 def env_value(text: str, key: str) -> str | None:
-    """The last ``KEY=value`` of an env file's text (systemd's EnvironmentFile= syntax,
-    without quotes or continuations, as cf-launch writes it)."""
-    found = None
-    for line in text.splitlines():
-        name, sep, value = line.strip().partition("=")
-        if sep and name.strip() == key:
-            found = value.strip().strip("'\"")
-    return found
+    """The last ``KEY=value`` of an env file's text (:func:`parse_env`: the quoted form
+    cf-launch renders now, and the unquoted one of earlier versions)."""
+    return parse_env(text).get(key)
 
 
 def sqlite_name(env: str) -> str:

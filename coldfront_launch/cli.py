@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import cli_data, cli_embed, cli_service
+from . import cli_data, cli_embed, cli_service, cli_site
 from .clitools import IMAGE_OPTION, friendly, instance_command
 from .clitools import emit as _emit
 from .clitools import hook_option as _hook_option
@@ -207,6 +207,11 @@ def plan(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, as_json
         click.echo("# host changes (undone by `cf-launch stop`)")
         for change in result.changes:
             click.echo(f"- {change.describe()}")
+        click.echo("# ColdFront env file (secrets shown as ***)")
+        for var in result.env:
+            click.echo(f"- {var['name']}: {var['change']} "
+                       f"{var['old'] or ''}{' -> ' if var['change'] == 'changed' else ''}"
+                       f"{var['new'] or ''}")
         for problem in result.problems:
             click.echo(f"{'✗' if problem.fatal else '!'} {problem.check}: {problem.message}")
     _emit(result.to_json(), as_json, human)
@@ -347,7 +352,8 @@ def plugin_new(name: str, directory: Path | None, force: bool) -> None:
         click.echo(path)
 
 
-for _command in (*cli_embed.COMMANDS, *cli_service.COMMANDS, *cli_data.COMMANDS):
+for _command in (*cli_embed.COMMANDS, *cli_service.COMMANDS, *cli_data.COMMANDS,
+                 *cli_site.COMMANDS):
     cli.add_command(_command)
 
 

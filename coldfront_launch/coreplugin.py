@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import dbuswatch, distro, firewalld, hardening
+from . import dbuswatch, distro, firewalld, hardening, sitetls
 from .hookspecs import hookimpl
 from .settings import Settings
 from .types import LaunchContext, Problem
@@ -22,6 +22,7 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
                                 "run it with sudo"))
     problems += cgroup_problems()
     problems += hardening.preflight(ctx.settings)
+    problems += sitetls.problems(ctx.settings)
     problems += autorepair_problems(ctx.settings)
     image = ctx.settings.image_path
     if not image.exists():

@@ -32,9 +32,11 @@ from .types import Bind, InstanceInfo, Problem
 DATA = "coldfront_launch.overrides"
 CAPS_DROPIN = "/etc/systemd/system.conf.d/cf-launch-hardening.conf"
 ACCOUNT_FILE = "/etc/cf-launch/account.env"
-UNITS = ("coldfront-gunicorn.service", "coldfront-setup.service", "nginx.service")
+UNITS = ("coldfront-gunicorn.service", "coldfront-setup.service", "coldfront-qcluster.service",
+         "coldfront-redis.service", "nginx.service")
 # The highest accepted `systemd-analyze security` exposure of each unit.
 LIMITS = {"coldfront-gunicorn.service": 2.5, "coldfront-setup.service": 2.5,
+          "coldfront-qcluster.service": 2.5, "coldfront-redis.service": 2.5,
           "nginx.service": 5.0}
 EXPOSURE = re.compile(r"Overall exposure level for (\S+): ([0-9.]+) (\S+)")
 

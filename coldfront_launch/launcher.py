@@ -21,6 +21,7 @@ from . import (
     readiness,
     record,
     shutdown,
+    siteenv,
     status,
 )
 from .changes import HostChange, HostEnv, Reading, StopInstance
@@ -52,6 +53,8 @@ class Plan:
     binds: list[str]
     changes: list[HostChange]
     problems: list[Problem] = field(default_factory=list)
+    #: What ``start`` changes in ColdFront's env file, secrets masked (``siteenv.diff``).
+    env: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +63,7 @@ class Plan:
             "binds": self.binds,
             "changes": [c.to_json() for c in self.changes],
             "problems": [p.to_json() for p in self.problems],
+            "env": self.env,
         }
 
 
@@ -127,7 +131,10 @@ class Launcher:
         prepared = seq.before_start(host)
         seq.after_start(host, InstanceInfo(self.settings.name, 0, str(self.settings.image_path),
                                            PLACEHOLDER_IP))
-        return Plan(seq.command(prepared.options), prepared.bind_specs, host.changes, problems)
+        env = siteenv.diff(_readable_env(self.settings.state_dir), siteenv.values(self.settings),
+                           self.settings)
+        return Plan(seq.command(prepared.options), prepared.bind_specs, host.changes, problems,
+                    env)
 
     # --- start -----------------------------------------------------------------------
 
@@ -188,7 +195,8 @@ class Launcher:
     def _ensure_data(self) -> None:
         """ColdFront's data folder, env file and certificates, owned by the service account."""
         security = self.settings.security
-        appdata.ensure(self.settings.state_dir, (security.uid, security.gid))
+        appdata.ensure(self.settings.state_dir, (security.uid, security.gid),
+                       siteenv.values(self.settings))
 
     @contextlib.contextmanager
     def _undone_on_failure(self, what: str) -> Iterator[None]:
@@ -320,7 +328,8 @@ class Launcher:
         endpoint = endpoint or (seq or self.sequence()).endpoint(info)
         self.report(f"waiting for systemd and {endpoint.url(self.settings.readiness_path)}")
         return readiness.wait_ready(info.name, endpoint, self.settings.readiness_path,
-                                    self.settings.ready_timeout, self.report, pid=info.pid)
+                                    self.settings.ready_timeout, self.report, pid=info.pid,
+                                    host=siteenv.probe_host(self.settings))
 
     def _clean_leftovers(self) -> None:
         """Undo what an interrupted run left. What cannot be undone is reported and set
@@ -492,6 +501,14 @@ class Launcher:
     def build(self, force: bool = False,
               progress: builder.Progress | None = None) -> Path:
         return builder.build(self.settings.build, force=force, progress=progress)
+
+
+def _readable_env(state_dir: Path) -> dict[str, str] | None:
+    """The env file as it is (None: none yet, or not readable without root)."""
+    try:
+        return appdata.read_env(state_dir)
+    except OSError:
+        return None
 
 
 def _never_stop(name: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import apptainer
 from .errors import NotReadyError
@@ -50,15 +51,39 @@ def journal_tail(name: str, lines: int = 30) -> str:
     return "\n".join(part for part in (probe.out, probe.err) if part)
 
 
-def http_status(url: str, timeout: float = 5) -> int:
-    """The HTTP status of a GET, or 0 when nothing answered (urllib imported here: 10–15
-    ms that ``stop`` and ``plan`` do not need)."""
+class _NoRedirect:
+    """Built on first use (urllib is imported where HTTP is asked: 10–15 ms that ``stop``
+    and ``plan`` do not need): a 3xx is an answer (an 80→443 redirect, a login redirect),
+    never followed."""
+
+    opener: Any = None
+
+    @classmethod
+    def open(cls, request: Any, timeout: float) -> Any:
+        if cls.opener is None:
+            import urllib.request
+
+            class NoRedirect(urllib.request.HTTPRedirectHandler):
+                def redirect_request(self, *_args: object, **_kwargs: object) -> None:
+                    return None
+
+            cls.opener = urllib.request.build_opener(NoRedirect)
+        return cls.opener.open(request, timeout=timeout)
+
+
+def http_status(url: str, timeout: float = 5, host: str | None = None) -> int:
+    """The HTTP status of a GET, or 0 when nothing answered. ``host``: the ``Host:``
+    header to send (one that ColdFront's ``allowed_hosts`` accepts); redirects are
+    returned, not followed."""
     import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(url, headers={"User-Agent": "cf-launch"})
+    headers = {"User-Agent": "cf-launch"}
+    if host:
+        headers["Host"] = host
+    request = urllib.request.Request(url, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with _NoRedirect.open(request, timeout=timeout) as response:
             return int(response.status)
     except urllib.error.HTTPError as err:
         return int(err.code)
@@ -100,9 +125,11 @@ def wait_system(name: str, timeout: float, pid: int = 0) -> str:
 def wait_ready(name: str, endpoint: Endpoint, path: str, timeout: float,
                report: Callable[[str], None] = lambda _m: None,
                clock: Callable[[], float] = time.monotonic,
-               sleep: Callable[[float], None] = time.sleep, pid: int = 0) -> Readiness:
+               sleep: Callable[[float], None] = time.sleep, pid: int = 0,
+               host: str | None = None) -> Readiness:
     """Wait for systemd (blocking), then poll HTTP with a short backoff, until both are
-    ready or ``timeout`` runs out."""
+    ready or ``timeout`` runs out. Any status below 400 is an answer; ``host`` is the
+    ``Host:`` header sent (see :func:`http_status`)."""
     started = clock()
     found = Readiness(url=endpoint.url(path))
     last = ""
@@ -127,7 +154,8 @@ def wait_ready(name: str, endpoint: Endpoint, path: str, timeout: float,
     delays = backoff()
     while found.system_state in BOOTED and clock() - started < timeout:
         left = timeout - (clock() - started)
-        found.http_status = http_status(found.url, timeout=max(0.1, min(5.0, left)))
+        found.http_status = http_status(found.url, timeout=max(0.1, min(5.0, left)),
+                                        host=host)
         if 200 <= found.http_status < 400:
             found.seconds = clock() - started
             return found

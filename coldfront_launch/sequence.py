@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import appdata, hardening, plugins
+from . import appdata, hardening, plugins, sitetls
 from .errors import ConfigError
 from .host import HostChanges
 from .settings import Settings
@@ -86,6 +86,7 @@ class LaunchSequence:
     def before_start(self, host: HostChanges) -> Prepared:
         """binds → pre_start → start_options: the host is ready for ``instance start``."""
         core_specs = self._bind_specs(host, [*hardening.binds(self.settings),
+                                             *sitetls.binds(self.settings),
                                              Bind(appdata.JOURNALD_DROPIN,
                                                   content=appdata.JOURNALD_CONF)])
         bind_specs = self._bind_specs(host, self.hooks.binds(self.ctx))

@@ -11,6 +11,7 @@ from typing import Any
 from . import validate as v
 from .errors import ConfigError
 from .security import SecuritySettings, security_from_mapping
+from .sitesettings import ColdFrontSettings, coldfront_from_mapping
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,6 +53,7 @@ class Settings:
     build: BuildSettings = field(default_factory=BuildSettings)
     hook_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    coldfront: ColdFrontSettings = field(default_factory=ColdFrontSettings)
 
     @property
     def state_dir(self) -> Path:
@@ -84,7 +86,7 @@ class Settings:
 
 TOP_KEYS = {"name", "image", "hooks", "state_root", "ready_timeout", "stop_timeout",
             "readiness_path", "drift_check_interval", "writable_tmpfs", "binds", "build",
-            "security"}
+            "security", "coldfront"}
 BUILD_KEYS = {"layers", "definitions_dir", "cache_dir", "fakeroot", "binds", "ca_bundle"}
 
 
@@ -128,6 +130,7 @@ def settings_from_mapping(data: dict[str, Any]) -> Settings:
         build=build,
         hook_settings={k: dict(val) for k, val in hook_settings.items()},
         security=security_from_mapping(data.get("security", {})),
+        coldfront=coldfront_from_mapping(data.get("coldfront", {})),
     )
 
 
@@ -189,6 +192,7 @@ def _to_raw(settings: Settings) -> dict[str, Any]:
         },
         "hook": settings.hook_settings,
         "security": settings.security.to_raw(),
+        "coldfront": settings.coldfront.to_raw(),
     }
 
 

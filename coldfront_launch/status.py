@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import apptainer, hardening, readiness, record
+from . import apptainer, hardening, readiness, record, siteenv
 from .errors import LaunchError
 from .settings import Settings
 from .state import InstanceState
@@ -72,9 +72,10 @@ def drift(state: InstanceState, live: Reading | None = None) -> list[str]:
     return [found for change in entries if (found := change.drift(live))]
 
 
-def _http(url: str) -> int:
-    """The HTTP status at ``url`` (0 for no URL: a plugin could not say where)."""
-    return readiness.http_status(url) if url else 0
+def _http(url: str, host: str | None = None) -> int:
+    """The HTTP status at ``url`` (0 for no URL: a plugin could not say where), asked with
+    a ``Host:`` that ``allowed_hosts`` accepts."""
+    return readiness.http_status(url, host=host) if url else 0
 
 
 def _drift_or_unknown(state: InstanceState, live: Reading | None = None) -> list[str]:
@@ -139,7 +140,7 @@ def one(settings: Settings, running: list[InstanceInfo],
     kept = hardening.kept_report(settings.state_dir, info)
     (system, code, security), found = parallel(
         [partial(readiness.system_state_of, info.name, info.pid),
-         partial(_http, url),
+         partial(_http, url, siteenv.probe_host(settings)),
          (lambda: kept) if kept is not None else partial(hardening.report, info.name,
                                                           info.pid)],
         lambda: _drift_or_unknown(state))
@@ -173,7 +174,7 @@ def every(settings: Settings, running: list[InstanceInfo],
             url = url_of(own, info, endpoint) if row["managed"] and own else ""
             row["url"] = url
             probes.append(partial(readiness.system_state_of, info.name, info.pid))
-            probes.append(partial(_http, url))
+            probes.append(partial(_http, url, siteenv.probe_host(own) if own else None))
             if row["managed"] and own is not None:
                 drifting.append((row, InstanceState(own.state_dir)))
             else:

@@ -88,6 +88,27 @@ OVERRIDE = {  # netns_path always given: this sandbox cannot open /proc/1/ns/net
     "keep_net_raw": mostly([True, False], ["x"]),
     "disable_units": mostly([["a.service"], []], [["foo"], ["../x.service"], "a.service"]),
 }
+SECRET = in_work("a-file")  # its content, "x", is no database URL: refused, never shown
+COLDFRONT = {
+    "center_name": mostly(["Example Research Computing", ""], ["a\nb", "$X", 5]),
+    "allowed_hosts": mostly([["cf.example.org", "198.18.0.1"], [".example.org"], []],
+                            [["*"], ["a b"], "x.org", [""]]),
+    "time_zone": mostly(["UTC", "Europe/Berlin"], ["../x", "a b"]),
+    "debug": mostly([False], [True, "no"]),
+    "debug_force": mostly([True, False], ["yes"]),
+    "plugins": mostly([[], ["slurm", "api"]], [["nope"], ["freeipa"], ["auth_oidc"], "slurm"]),
+    "email": mostly([{}, {"enabled": True, "port": 587, "password_file": SECRET[0]}],
+                    [{"port": 0}, {"tls": True}, {"password_file": BAD_PATHS[2]}, "smtp"]),
+    "database_url": mostly(["sqlite:////srv/coldfront/data/x.db"],
+                           ["mysql://u:p@h/d", "nope", ""]),
+    "extra_env": mostly([{}, {"PROJECT_CODE": "CF"}],
+                        [{"DB_URL": "x"}, {"lower": "x"}, {"A": "$B"}, "x"]),
+}
+# Rarely, and never valid: a database URL file holding no URL, a TLS pair that is no PEM.
+COLDFRONT_BAD = {
+    "database_url_file": st.sampled_from(SECRET + in_work("a-dir") + BAD_PATHS),
+    "tls": st.sampled_from([{}, "x", {"certificate": SECRET[0], "key": SECRET[0]}]),
+}
 
 
 def subset(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict[str, Any]]:
@@ -101,13 +122,17 @@ def section(fields: dict[str, st.SearchStrategy[Any]], always: str
                                  optional={k: v for k, v in fields.items() if k != always})
 
 
-config = st.builds(lambda top, build, bridge, override, unknown: {
+config = st.builds(lambda top, build, bridge, override, unknown, coldfront: {
     **top, **({"build": build} if build else {}),
+    **({"coldfront": coldfront} if coldfront else {}),
     "hook": {"bridge": bridge, **({"override": override} if override else {}), **unknown}},
     subset(TOP), subset(BUILD), section(BRIDGE, "cni_config_dir"),
     section(OVERRIDE, "netns_path"),
     st.integers(0, 14).flatmap(lambda i: st.just({}) if i < 14 else st.dictionaries(
-        st.sampled_from(["nat", "Bridge"]), st.just({}), max_size=1)))
+        st.sampled_from(["nat", "Bridge"]), st.just({}), max_size=1)),
+    st.integers(0, 14).flatmap(lambda i: subset(COLDFRONT) if i < 4 else
+                               subset({**COLDFRONT, **COLDFRONT_BAD}) if i == 4 else
+                               st.just({})))
 
 
 def toml_value(value: Any) -> str:

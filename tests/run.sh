@@ -13,7 +13,8 @@ fi
 
 # firewalld, dbus-daemon: the automatic-repair tests run them in sandbox namespaces only.
 # systemd-container: nspawn boots the test host with systemd as PID 1 (service test).
-APT_PACKAGES="python3 python3-venv iptables nftables iproute2 ethtool containernetworking-plugins debootstrap curl util-linux dbus dbus-daemon firewalld systemd-container"
+# openssl: certificates for the site-TLS tests.
+APT_PACKAGES="python3 python3-venv iptables nftables iproute2 ethtool containernetworking-plugins debootstrap curl util-linux dbus dbus-daemon firewalld systemd-container openssl"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

@@ -5,20 +5,30 @@ if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends nginx python3-venv python3-dev \
-        >/var/log/cf-launch-apt.log
+        redis-server >/var/log/cf-launch-apt.log
     apt-get clean
     rm -rf /var/lib/apt/lists/*
     rm -f /etc/nginx/sites-enabled/default
+    # Redis runs as coldfront-redis.service (unix socket only), never as the package's own.
+    systemctl mask redis-server.service
     NGINX_USER=www-data
 else
-    dnf install -y -q nginx python3 python3-pip
+    dnf install -y -q nginx python3 python3-pip redis6
     dnf clean all
     NGINX_USER=nginx
 fi
 
 python3 -m venv /srv/coldfront/venv
 /srv/coldfront/venv/bin/pip install --no-cache-dir -q --upgrade pip
-/srv/coldfront/venv/bin/pip install --no-cache-dir -q "coldfront${COLDFRONT_VERSION:+==$COLDFRONT_VERSION}" gunicorn
+# The extras behind cf-launch's [coldfront] settings: OpenID Connect (plugins = ["auth_oidc"])
+# and PostgreSQL (database_url = "psql://...").
+/srv/coldfront/venv/bin/pip install --no-cache-dir -q \
+    "coldfront[oidc]${COLDFRONT_VERSION:+==$COLDFRONT_VERSION}" gunicorn "psycopg[binary]"
+# Settings the environment cannot express (the django-q2 broker, the proxy's scheme).
+config=$(/srv/coldfront/venv/bin/python3 -c \
+    'import coldfront.config, os; print(os.path.dirname(coldfront.config.__file__))')
+cp /etc/cf-launch/coldfront-local-settings.py "$config/local_settings.py"
+ln -sf "$(command -v redis-server || command -v redis6-server)" /usr/local/sbin/cf-redis-server
 
 # The service account (docs/security.md): fixed default ids, re-applied at boot from the
 # [security] setting by coldfront-account.service. nginx's workers reach gunicorn's
@@ -28,14 +38,19 @@ useradd --system --uid 8801 --gid coldfront --home-dir /nonexistent --no-create-
     --shell /usr/sbin/nologin --comment "ColdFront service account" coldfront
 usermod -a -G coldfront "$NGINX_USER"
 
-install -d -m 0755 /srv/coldfront/static /etc/coldfront /etc/letsencrypt
+install -d -m 0755 /srv/coldfront/static /etc/coldfront /etc/letsencrypt /etc/cf-launch/site-tls
 install -d -m 0700 -o coldfront -g coldfront /srv/coldfront/data
 cp /etc/cf-launch/coldfront-nginx.conf /etc/nginx/conf.d/coldfront.conf
-for unit in coldfront-gunicorn coldfront-setup; do
+for unit in coldfront-gunicorn coldfront-setup coldfront-qcluster coldfront-redis; do
     install -d "/etc/systemd/system/$unit.service.d"
     ln -sf /etc/cf-launch/coldfront-sandbox.conf \
         "/etc/systemd/system/$unit.service.d/cf-launch-sandbox.conf"
 done
+# Redis needs none of ColdFront's env (its secrets): the list is reset after the sandbox's.
+cat >/etc/systemd/system/coldfront-redis.service.d/cf-launch-redis.conf <<'UNIT'
+[Service]
+EnvironmentFile=
+UNIT
 install -d /etc/systemd/system/nginx.service.d
 cp /etc/cf-launch/nginx-sandbox.conf /etc/systemd/system/nginx.service.d/cf-launch-sandbox.conf
 # The TLS step writes /etc/nginx/conf.d: "+" runs it outside nginx's read-only sandbox.
@@ -56,4 +71,4 @@ set -a; . /etc/cf-launch/coldfront-build.env; set +a
 /srv/coldfront/venv/bin/coldfront collectstatic --noinput >/dev/null
 
 systemctl enable coldfront-account.service nginx.service coldfront-setup.service \
-    coldfront-gunicorn.service
+    coldfront-gunicorn.service coldfront-redis.service coldfront-qcluster.service

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 CAP = {"CAP_MKNOD": 27, "CAP_SYS_MODULE": 16, "CAP_SYS_PTRACE": 19, "CAP_SYS_TIME": 25,
        "CAP_SYS_ADMIN": 21, "CAP_NET_ADMIN": 12}
 LIMITS = {"coldfront-gunicorn.service": 2.5, "coldfront-setup.service": 2.5,
+          "coldfront-qcluster.service": 2.5, "coldfront-redis.service": 2.5,
           "nginx.service": 5.0}
 EPERM = 1
 # Each line prints "<probe> <exit code>"; run as the administrator and in gunicorn's context.

@@ -149,6 +149,25 @@ CASES: list[tuple[str, list[str], str | None, int, str]] = [
      "hook.override.disable_units[0]"),
     ("override-unit-path", ["plan"], OVERRIDE +
      '[hook.override]\ndisable_units = ["../x.service"]\n' + SELF_NS, 2, "disable_units[0]"),
+    # --- [coldfront] --------------------------------------------------------------------
+    ("coldfront-unknown-key", ["plan"], '[coldfront]\ncenter = "x"\n', 2,
+     "coldfront.center: unknown setting"),
+    ("coldfront-debug", ["start"], "[coldfront]\ndebug = true\n", 2, "coldfront.debug:"),
+    ("coldfront-hosts-star", ["start"], '[coldfront]\nallowed_hosts = ["*"]\n', 2,
+     "coldfront.allowed_hosts[0]: '*'"),
+    ("coldfront-plugin-unknown", ["plan"], '[coldfront]\nplugins = ["slurmm"]\n', 2,
+     "coldfront.plugins[0]: 'slurmm' is not a ColdFront plugin"),
+    ("coldfront-email-table", ["plan"], '[coldfront]\nemail = "smtp"\n', 2,
+     "coldfront.email: must be a table"),
+    ("coldfront-password-missing", ["start"],
+     '[coldfront.email]\npassword_file = "{tmp}/nope"\n', 2,
+     "coldfront.email.password_file: {tmp}/nope does not exist"),
+    ("coldfront-db-url-file-scheme", ["plan"], '[coldfront]\ndatabase_url_file = "{file}"\n',
+     2, "coldfront.database_url_file: {file}: the URL's scheme '(none)'"),
+    ("coldfront-extra-managed", ["plan"], '[coldfront.extra_env]\nDB_URL = "x"\n', 2,
+     "coldfront.extra_env.DB_URL: DB_URL is set by cf-launch"),
+    ("coldfront-tls-missing-key", ["plan"], '[coldfront.tls]\ncertificate = "{file}"\n', 2,
+     "coldfront.tls: missing key"),
 ]
 
 

@@ -52,7 +52,7 @@ def test_http_polled_with_backoff_until_it_answers(monkeypatch: pytest.MonkeyPat
     asked: list[float] = []
     monkeypatch.setattr(readiness, "wait_system", lambda _n, _t, _p=0: "running")
 
-    def http(_url: str, timeout: float = 5) -> int:
+    def http(_url: str, timeout: float = 5, host: str | None = None) -> int:
         asked.append(clock.now)
         return next(answers)
     monkeypatch.setattr(readiness, "http_status", http)
@@ -68,7 +68,7 @@ def test_systemd_asked_again_when_it_returns_early(monkeypatch: pytest.MonkeyPat
     states = iter(["offline", "offline", "degraded"])
     monkeypatch.setattr(readiness, "wait_system", lambda _n, _t, _p=0: next(states))
     monkeypatch.setattr(readiness, "failed_units", lambda _n: ["x.service"])
-    monkeypatch.setattr(readiness, "http_status", lambda _u, timeout=5: 200)
+    monkeypatch.setattr(readiness, "http_status", lambda _u, timeout=5, host=None: 200)
     found = readiness.wait_ready("cf1", Endpoint("127.0.0.1", 80), "/", 60, clock=clock,
                                  sleep=clock.sleep)
     assert (found.system_state, found.failed_units) == ("degraded", ["x.service"])
@@ -90,3 +90,46 @@ def test_a_timed_out_wait_reads_as_starting(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(readiness.apptainer, "exec_capture",
                         lambda _n, _argv, timeout=30: Probe(124, "", "timed out"))
     assert readiness.wait_system("cf1", 3) == "starting"
+
+
+def test_probe_sends_the_host_header_and_counts_a_redirect_without_following() -> None:
+    """A strict ALLOWED_HOSTS and an 80→443 redirect can never make `start` wait forever:
+    the probe names an allowed host, and a 301 is an answer (the target is never asked)."""
+    import http.server
+    import threading
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            seen.append((self.path, self.headers.get("Host")))
+            self.send_response(301)
+            self.send_header("Location", "https://127.0.0.1:1/elsewhere")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/user/login"
+        assert readiness.http_status(url, host="coldfront.example.org") == 301
+        assert readiness.http_status(url) == 301
+    finally:
+        server.shutdown()
+    assert seen[0] == ("/user/login", "coldfront.example.org")
+    assert seen[1][1] == f"127.0.0.1:{server.server_address[1]}", "the URL's own host"
+    assert len(seen) == 2, "the redirect was not followed"
+
+
+def test_wait_ready_passes_the_host_header_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(readiness, "wait_system", lambda _n, _t: "running")
+    hosts: list[str | None] = []
+
+    def http(_url: str, timeout: float = 5, host: str | None = None) -> int:
+        hosts.append(host)
+        return 302
+    monkeypatch.setattr(readiness, "http_status", http)
+    found = readiness.wait_ready("cf1", Endpoint("127.0.0.1", 80), "/", 60,
+                                 host="198.51.100.7")
+    assert found.http_status == 302 and hosts == ["198.51.100.7"]
