@@ -123,7 +123,7 @@ def test_probe_sends_the_host_header_and_counts_a_redirect_without_following() -
 
 
 def test_wait_ready_passes_the_host_header_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(readiness, "wait_system", lambda _n, _t: "running")
+    monkeypatch.setattr(readiness, "wait_system", lambda _n, _t, _pid=0: "running")
     hosts: list[str | None] = []
 
     def http(_url: str, timeout: float = 5, host: str | None = None) -> int:
