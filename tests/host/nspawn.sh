@@ -34,7 +34,9 @@ BOOT_TIMEOUT=${CF_NSPAWN_BOOT_TIMEOUT:-90}
 usage() { echo "usage: $0 boot WORKDIR NETNS | stop WORKDIR" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1 work=$2
-tag=cf-nspawn-$(basename "$work")
+# A valid machine name (letters, digits, "-"): mkdtemp's suffix may hold "_", which nspawn
+# refuses ("Invalid machine name"); a short hash of the folder is always valid.
+tag=cf-nspawn-$(printf %s "$work" | sha256sum | cut -c1-12)
 
 # The v1 hierarchies to give the container (mount points under /sys/fs/cgroup).
 hierarchies() {
