@@ -31,6 +31,7 @@ from .errors import (
     HostChangeError,
     LaunchError,
     LockedError,
+    NotReadyError,
     NotRunningError,
     PreflightError,
 )
@@ -327,9 +328,17 @@ class Launcher:
                    endpoint: Endpoint | None = None) -> readiness.Readiness:
         endpoint = endpoint or (seq or self.sequence()).endpoint(info)
         self.report(f"waiting for systemd and {endpoint.url(self.settings.readiness_path)}")
-        return readiness.wait_ready(info.name, endpoint, self.settings.readiness_path,
-                                    self.settings.ready_timeout, self.report, pid=info.pid,
-                                    host=siteenv.probe_host(self.settings))
+        try:
+            return readiness.wait_ready(info.name, endpoint, self.settings.readiness_path,
+                                        self.settings.ready_timeout, self.report,
+                                        pid=info.pid, host=siteenv.probe_host(self.settings))
+        except NotReadyError as err:
+            cause = siteenv.database_unreachable(self.settings)
+            if not cause:
+                raise
+            raise NotReadyError(f"{err}: {cause}", "check the database server, its firewall "
+                                f"and [coldfront] database_url; {err.hint}",
+                                err.details) from None
 
     def _clean_leftovers(self) -> None:
         """Undo what an interrupted run left. What cannot be undone is reported and set

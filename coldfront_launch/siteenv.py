@@ -112,6 +112,32 @@ def values(settings: Settings) -> dict[str, str]:
     return env
 
 
+def database_unreachable(settings: Settings, timeout: float = 3.0) -> str:
+    """Why ColdFront's external database cannot be reached from here ("" when it can, or
+    when the database is SQLite): one TCP connection to its host and port. The URL's
+    user and password never appear in the answer."""
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(_database_url(settings.coldfront))
+        host, port = url.hostname, url.port or DEFAULT_PORTS.get(url.scheme, 0)
+    except (ConfigError, ValueError):
+        return ""
+    if not host or not port:
+        return ""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return ""
+    except OSError as err:
+        return (f"ColdFront's database at {host}:{port} is unreachable "
+                f"({err.strerror or type(err).__name__})")
+
+
+#: django-environ schemes of the databases the image has drivers for, and their ports.
+DEFAULT_PORTS = {"psql": 5432, "postgres": 5432, "postgresql": 5432, "pgsql": 5432,
+                 "postgis": 5432, "mysql": 3306, "mysql2": 3306}
+
+
 def _database_url(cf: ColdFrontSettings) -> str:
     if cf.database_url_file is not None:
         try:

@@ -13,8 +13,9 @@ fi
 
 # firewalld, dbus-daemon: the automatic-repair tests run them in sandbox namespaces only.
 # systemd-container: nspawn boots the test host with systemd as PID 1 (service test).
+# postgresql: the external-database test runs it in a sandbox namespace (tests/host/database.py).
 # openssl: certificates for the site-TLS tests.
-APT_PACKAGES="python3 python3-venv iptables nftables iproute2 ethtool containernetworking-plugins debootstrap curl util-linux dbus dbus-daemon firewalld systemd-container openssl"
+APT_PACKAGES="python3 python3-venv iptables nftables iproute2 ethtool containernetworking-plugins debootstrap curl util-linux dbus dbus-daemon firewalld systemd-container openssl postgresql"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
