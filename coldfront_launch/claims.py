@@ -111,17 +111,10 @@ def claim(state_root: Path, instance: str, key: ClaimKey,
 def release(state_root: Path, instance: str, key: ClaimKey,
             restore: Callable[[Any], None]) -> None:
     """Drop ``instance``'s hold; the last holder calls ``restore(original)``."""
-    with shared_lock(state_root):
-        registry = read(state_root)
-        entry = registry.get(key)
-        if entry is None:
-            return
-        if instance in entry["holders"]:
-            entry["holders"].remove(instance)
-        if not entry["holders"]:
-            restore(entry["original"])
-            del registry[key]
-        _write(state_root, registry)
+    def restore_last(last: list[tuple[int, Any]]) -> None:
+        for _index, original in last:
+            restore(original)
+    release_many(state_root, instance, [key], restore_last)
 
 
 def release_many(state_root: Path, instance: str, keys: list[ClaimKey],
