@@ -236,7 +236,18 @@ class Probe:
 def exec_capture(name: str, argv: list[str], timeout: float = 30) -> Probe:
     """Run a command inside the instance, in ``/`` whatever the caller's folder (a folder
     missing in the image makes Apptainer warn, and must not change the answer)."""
-    cmd = [locate(), "exec", "--pwd", "/", f"instance://{name}", *argv]
+    return _capture([f"instance://{name}", *argv], argv, timeout)
+
+
+def exec_image(image: Path, argv: list[str], options: tuple[str, ...] = (),
+               timeout: float = 30) -> Probe:
+    """:func:`exec_capture` in a throw-away container of ``image`` (``options``: e.g.
+    ``--bind``, ``--env``)."""
+    return _capture([*options, str(image), *argv], argv, timeout)
+
+
+def _capture(target: list[str], argv: list[str], timeout: float) -> Probe:
+    cmd = [locate(), "exec", "--pwd", "/", *target]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                                 check=False)

@@ -19,15 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import apptainer, archive, record, sqlitedb
+from . import apptainer, archive, imageinfo, record, sqlitedb
 from .appdata import CERTS_DIR, DATA_DIR, ENV_FILE, data_locked, sqlite_name
 from .errors import LaunchError
 from .settings import Settings
 
 Report = Callable[[str], None]
 BACKUPS = "backups"
-VENV_PYTHON = "/srv/coldfront/venv/bin/python"
-VERSION_CODE = "from importlib.metadata import version; print(version('coldfront'))"
 LAYER_FILE = re.compile(r"^(?P<layer>.+)-(?P<key>[0-9a-f]{16})\.sif$")
 
 
@@ -222,17 +220,7 @@ def _image(settings: Settings) -> dict[str, Any]:
 def _coldfront_version(settings: Settings, running: bool) -> str | None:
     """ColdFront's version, from the running instance, else from the image; None if
     neither answers."""
-    import subprocess
     if running:
-        probe = apptainer.exec_capture(settings.name, [VENV_PYTHON, "-c", VERSION_CODE])
-        return probe.out.strip() or None if probe.code == 0 else None
+        return imageinfo.running_version(settings.name)
     image = image_of(settings)
-    if not image.is_file():
-        return None
-    try:
-        result = subprocess.run(  # noqa: S603 - fixed argv
-            [apptainer.locate(), "exec", "--pwd", "/", str(image), VENV_PYTHON, "-c",
-             VERSION_CODE], capture_output=True, text=True, timeout=60, check=False)
-    except (LaunchError, OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    return imageinfo.coldfront_version(image) if image.is_file() else None

@@ -108,9 +108,21 @@ def copied_files(definition: Path) -> list[Path]:
     return found
 
 
-def layer_key(definition: Path, parent_key: str) -> str:
+def build_args(settings: BuildSettings, definition: Path) -> dict[str, str]:
+    """The ``--build-arg`` values cf-launch passes to one layer: ``coldfront_version`` (when
+    set) to the layers whose ``%arguments`` declare it."""
+    declared = {line.split("=", 1)[0].strip()
+                for line in section(definition.read_text(), "arguments") if "=" in line}
+    if settings.coldfront_version and "coldfront_version" in declared:
+        return {"coldfront_version": settings.coldfront_version}
+    return {}
+
+
+def layer_key(definition: Path, parent_key: str, args: dict[str, str] | None = None) -> str:
     digest = hashlib.sha256()
     digest.update(f"{FORMAT}\n{parent_key}\n".encode())
+    for name, value in sorted((args or {}).items()):  # none: the key stays what it was
+        digest.update(f"--build-arg {name}={value}\n".encode())
     digest.update(definition.read_bytes())
     for path in copied_files(definition):
         digest.update(f"\n{path.relative_to(definition.parent)}\n".encode())
@@ -135,7 +147,8 @@ def resolve(settings: BuildSettings) -> list[Layer]:
         bootstrap = header(definition.read_text(), "Bootstrap").lower()
         if bootstrap == "localimage" and parent is None:
             raise ConfigError("build.layers", f"{name} builds on a parent layer; list one first")
-        key = layer_key(definition, parent.key if parent else "")
+        key = layer_key(definition, parent.key if parent else "",
+                        build_args(settings, definition))
         layer = Layer(name, definition, key,
                       settings.cache_dir / "layers" / f"{name}-{key}.sif", parent)
         layers.append(layer)
@@ -154,6 +167,8 @@ def build_options(settings: BuildSettings, layer: Layer) -> list[str]:
         options += ["--bind", f"{ca_folder(settings)}:{CA_MOUNT}"]
     if layer.parent is not None:
         options += ["--build-arg", f"parent={layer.parent.image}"]
+    for name, value in build_args(settings, layer.definition).items():
+        options += ["--build-arg", f"{name}={value}"]
     return options
 
 
@@ -173,8 +188,10 @@ Progress = Callable[[BuildEvent], None]
 
 
 def build(settings: BuildSettings, force: bool = False,
-          progress: Progress | None = None) -> Path:
-    """Build what changed (or everything with ``force``); return the finished image."""
+          progress: Progress | None = None, publish: bool = True) -> Path:
+    """Build what changed (or everything with ``force``); return the finished image: the
+    ``images/<top>.sif`` link, or with ``publish=False`` the top layer's own file (the link,
+    which other instances may boot, is left alone)."""
     report = progress or (lambda event: None)
     layers = resolve(settings)
     if force or not all(layer.cached for layer in layers):
@@ -186,7 +203,7 @@ def build(settings: BuildSettings, force: bool = False,
                 report(BuildEvent("cached", layer, index, len(layers)))
                 continue
             _build_layer(settings, layer, index, len(layers), report)
-        return _publish(settings, layers[-1])
+        return _publish(settings, layers[-1]) if publish else layers[-1].image
 
 
 def _build_layer(settings: BuildSettings, layer: Layer, index: int, total: int,

@@ -6,17 +6,16 @@ Exit codes: :class:`~coldfront_launch.exitcodes.ExitCode` (and the README's tabl
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from . import cli_data, cli_embed, cli_service, cli_site
-from .clitools import IMAGE_OPTION, friendly, instance_command
+from . import cli_data, cli_embed, cli_service, cli_site, cli_upgrade
+from .clitools import IMAGE_OPTION, build_printer, friendly, instance_command
 from .clitools import emit as _emit
 from .clitools import hook_option as _hook_option
 from .clitools import json_option as _json_option
@@ -26,9 +25,6 @@ from .clitools import print_started as _print_started
 from .clitools import settings_of as _settings
 from .clitools import start_overrides as _start_overrides
 from .exitcodes import ExitCode
-
-if TYPE_CHECKING:  # the rest is imported by the command that needs it (start-up time)
-    from .builder import BuildEvent
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,26 +66,7 @@ def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[s
         raw_build["ca_bundle"] = str(ca_bundle)
     settings = replace_build(settings, **raw_build)
     events: list[dict[str, Any]] = []
-    live = sys.stderr.isatty() and not verbose
-    width = shutil.get_terminal_size().columns
-
-    def progress(event: BuildEvent) -> None:
-        step = f"[{event.index}/{event.total}] {event.layer.name}"
-        if event.kind == "line":
-            if verbose:
-                click.echo(event.text, err=True)
-            elif live:
-                click.echo(f"\r\033[K{step}: {event.text}"[: width + 4], nl=False, err=True)
-            return
-        if live:
-            click.echo("\r\033[K", nl=False, err=True)
-        words = {"cached": "cached, not rebuilt", "start": "building…",
-                 "done": f"built in {event.seconds:.0f}s"}
-        click.echo(f"{step}: {words[event.kind]} ({event.layer.key})", err=True)
-        events.append({"layer": event.layer.name, "key": event.layer.key, "event": event.kind,
-                       "image": str(event.layer.image),
-                       "seconds": round(event.seconds, 1)})
-
+    progress = build_printer(verbose, events)
     image = Launcher(settings).build(force=force, progress=progress)
     _emit({"image": str(image), "target": str(image.resolve()), "layers": events}, as_json,
           lambda: click.echo(f"image: {image} -> {image.resolve()}"))
@@ -353,7 +330,7 @@ def plugin_new(name: str, directory: Path | None, force: bool) -> None:
 
 
 for _command in (*cli_embed.COMMANDS, *cli_service.COMMANDS, *cli_data.COMMANDS,
-                 *cli_site.COMMANDS):
+                 *cli_site.COMMANDS, *cli_upgrade.COMMANDS):
     cli.add_command(_command)
 
 

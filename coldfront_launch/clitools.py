@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -136,3 +137,27 @@ def instance_command(group: click.Group, *options: Callable[..., Any]
         command: click.Command = group.command()(decorated)
         return command
     return wrap
+
+
+def build_printer(verbose: bool, events: list[dict[str, Any]]) -> Callable[[Any], None]:
+    """Print a build's progress (:class:`~coldfront_launch.builder.BuildEvent`) on stderr: a
+    live line on a terminal, every line with ``verbose``; collect each step in ``events``."""
+    live = sys.stderr.isatty() and not verbose
+    width = shutil.get_terminal_size().columns
+
+    def progress(event: Any) -> None:
+        step = f"[{event.index}/{event.total}] {event.layer.name}"
+        if event.kind == "line":
+            if verbose:
+                click.echo(event.text, err=True)
+            elif live:
+                click.echo(f"\r\033[K{step}: {event.text}"[: width + 4], nl=False, err=True)
+            return
+        if live:
+            click.echo("\r\033[K", nl=False, err=True)
+        words = {"cached": "cached, not rebuilt", "start": "building…",
+                 "done": f"built in {event.seconds:.0f}s"}
+        click.echo(f"{step}: {words[event.kind]} ({event.layer.key})", err=True)
+        events.append({"layer": event.layer.name, "key": event.layer.key, "event": event.kind,
+                       "image": str(event.layer.image), "seconds": round(event.seconds, 1)})
+    return progress

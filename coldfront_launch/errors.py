@@ -122,6 +122,18 @@ class DataExistsError(LaunchError):
     exit_code = ExitCode.DATA_EXISTS
 
 
+class RolledBackError(LaunchError):
+    """``upgrade``: the new image failed, and the previous image (and data) run again."""
+
+    exit_code = ExitCode.ROLLED_BACK
+
+
+class RollbackFailedError(LaunchError):
+    """``upgrade``: the new image failed, and so did the rollback."""
+
+    exit_code = ExitCode.ROLLBACK_FAILED
+
+
 class UnsupportedDatabaseError(LaunchError):
     """The site's database is not a SQLite file in the data folder (out of scope for now)."""
 

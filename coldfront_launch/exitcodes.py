@@ -37,6 +37,11 @@ class ExitCode(enum.IntEnum):
     BAD_ARCHIVE = 11
     #: ``restore``: the instance has data, and ``--force`` was not given; nothing changed.
     DATA_EXISTS = 12
+    #: ``upgrade``: the new image failed; the previous image (and data) run again.
+    ROLLED_BACK = 13
+    #: ``upgrade``: the new image failed, and so did the rollback; the message says what is
+    #: where (the pre-upgrade backup among it).
+    ROLLBACK_FAILED = 14
     #: Interrupted by Ctrl-C (SIGINT).
     INTERRUPTED = 130
     #: A bug in cf-launch or a plugin: please report it (``CF_LAUNCH_DEBUG=1`` shows a traceback).

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from . import imagepin
 from . import validate as v
 from .errors import ConfigError
 from .security import SecuritySettings, security_from_mapping
@@ -34,6 +35,7 @@ class BuildSettings:
     fakeroot: bool = False
     binds: tuple[str, ...] = ()
     ca_bundle: Path | None = None
+    coldfront_version: str = ""  # "": the newest ColdFront on the index when the layer builds
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Settings:
     hook_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     coldfront: ColdFrontSettings = field(default_factory=ColdFrontSettings)
+    #: The image ``cf-launch upgrade`` pinned (not a setting: see :mod:`imagepin`).
+    pinned_image: Path | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -66,9 +70,14 @@ class Settings:
         return self.build.cache_dir / "images" / f"{Path(self.build.layers[-1]).stem}.sif"
 
     @property
-    def image_path(self) -> Path:
-        """The image ``start`` boots."""
+    def configured_image(self) -> Path:
+        """The image the settings name: ``image``, else what ``cf-launch build`` produced."""
         return self.image if self.image is not None else self.built_image
+
+    @property
+    def image_path(self) -> Path:
+        """The image ``start`` boots: the last upgrade's, else the configured one."""
+        return self.pinned_image or self.configured_image
 
     def hook_section(self, hook: str) -> dict[str, Any]:
         """The raw ``[hook.<hook>]`` table (hooks validate their own keys)."""
@@ -87,7 +96,8 @@ class Settings:
 TOP_KEYS = {"name", "image", "hooks", "state_root", "ready_timeout", "stop_timeout",
             "readiness_path", "drift_check_interval", "writable_tmpfs", "binds", "build",
             "security", "coldfront"}
-BUILD_KEYS = {"layers", "definitions_dir", "cache_dir", "fakeroot", "binds", "ca_bundle"}
+BUILD_KEYS = {"layers", "definitions_dir", "cache_dir", "fakeroot", "binds", "ca_bundle",
+              "coldfront_version"}
 
 
 def settings_from_mapping(data: dict[str, Any]) -> Settings:
@@ -166,7 +176,19 @@ def _build_from_mapping(data: Any) -> BuildSettings:
         binds=tuple(v.bind_spec(f"build.binds[{i}]", b)
                     for i, b in enumerate(v.string_list("build.binds", data.get("binds", [])))),
         ca_bundle=v.path("build.ca_bundle", ca, must_exist=True, kind="file") if ca else None,
+        coldfront_version=coldfront_version("build.coldfront_version",
+                                            data.get("coldfront_version", "")),
     )
+
+
+def coldfront_version(setting: str, value: Any) -> str:
+    """A ColdFront version for pip (``1.1.10``), or "" for the newest."""
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not imagepin.VERSION.fullmatch(value):
+        raise ConfigError(setting, f"{value!r} is not a version",
+                          'e.g. "1.1.10" (see https://pypi.org/project/coldfront/#history)')
+    return value
 
 
 def _to_raw(settings: Settings) -> dict[str, Any]:
@@ -189,6 +211,7 @@ def _to_raw(settings: Settings) -> dict[str, Any]:
             "fakeroot": b.fakeroot,
             "binds": list(b.binds),
             **({"ca_bundle": str(b.ca_bundle)} if b.ca_bundle else {}),
+            **({"coldfront_version": b.coldfront_version} if b.coldfront_version else {}),
         },
         "hook": settings.hook_settings,
         "security": settings.security.to_raw(),
@@ -238,8 +261,15 @@ def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
     data: dict[str, Any] = {}
     for path in config_files(explicit):
         data = _merge(data, read_toml(path))
-    settings = settings_from_mapping(data)
-    return settings.with_overrides(**overrides)
+    settings = settings_from_mapping(data).with_overrides(**overrides)
+    return with_pin(settings)
+
+
+def with_pin(settings: Settings) -> Settings:
+    """The settings with the image the instance's last upgrade pinned (if it still applies)."""
+    pinned = imagepin.pinned_image(settings.state_dir, settings.configured_image)
+    return replace(settings, pinned_image=pinned) if pinned != settings.pinned_image \
+        else settings
 
 
 def replace_build(settings: Settings, **changes: Any) -> Settings:

@@ -133,6 +133,24 @@ def database_unreachable(settings: Settings, timeout: float = 3.0) -> str:
                 f"({err.strerror or type(err).__name__})")
 
 
+def external_database(settings: Settings) -> str | None:
+    """The external database ColdFront uses, as ``scheme at host:port`` (never the user or
+    password); None when it is the SQLite file in the data folder."""
+    from urllib.parse import urlsplit
+
+    raw = _database_url(settings.coldfront)
+    if not raw:
+        return None
+    url = urlsplit(raw)
+    if url.scheme.lower() in ("sqlite", "sqlite3"):
+        return None
+    try:
+        port = url.port or DEFAULT_PORTS.get(url.scheme, 0)
+    except ValueError:
+        port = 0
+    return f"{url.scheme} at {url.hostname or '?'}:{port or '?'}"
+
+
 #: django-environ schemes of the databases the image has drivers for, and their ports.
 DEFAULT_PORTS = {"psql": 5432, "postgres": 5432, "postgresql": 5432, "pgsql": 5432,
                  "postgis": 5432, "mysql": 3306, "mysql2": 3306}

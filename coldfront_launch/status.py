@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import apptainer, hardening, readiness, record, siteenv
 from .errors import LaunchError
-from .settings import Settings
+from .settings import Settings, with_pin
 from .state import InstanceState
 from .types import InstanceInfo
 from .validate import INSTANCE_NAME
@@ -200,7 +200,7 @@ def every(settings: Settings, running: list[InstanceInfo],
 
 def _named(settings: Settings, name: str) -> Settings | None:
     try:
-        return settings.with_overrides(name=name)
+        return with_pin(settings.with_overrides(name=name))
     except LaunchError:  # a name the settings refuse (e.g. a folder made by hand)
         return None
 

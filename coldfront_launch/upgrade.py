@@ -1,0 +1,242 @@
+"""``cf-launch upgrade``: a new ColdFront image, proven before it is kept.
+
+Build the new image (or take the one given), stop the instance, back its data up, boot the
+new image (ColdFront's migrations run at boot) and wait until it answers. Only then is it
+pinned (:mod:`imagepin`), with the image it replaced kept as ``previous``. If it never
+answers: stop it, restore the backup (the data the new image touched is kept beside it),
+boot the previous image again and say so. Going back never migrates a database down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from . import apptainer, backup, builder, imageinfo, imagepin, restore, siteenv
+from .appdata import ENV_FILE
+from .errors import (
+    ConfigError,
+    LaunchError,
+    LockedError,
+    NotRunningError,
+    RollbackFailedError,
+    RolledBackError,
+)
+from .imagepin import Pin, PinnedImage
+from .launcher import Launcher
+from .locks import try_lock
+from .settings import Settings
+from .state import InstanceState
+
+Report = Callable[[str], None]
+LAYER_FILE = re.compile(r"^(?P<layer>.+)-(?P<key>[0-9a-f]{16})\.sif$")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the admin asked for: a version to build, or a ready image; a readiness limit."""
+
+    coldfront_version: str | None = None
+    image: Path | None = None
+    ready_timeout: float | None = None
+
+
+def upgrade(settings: Settings, request: Request, report: Report | None = None,
+            progress: builder.Progress | None = None) -> dict[str, Any]:
+    """Upgrade the instance; see the module docstring. Returns what was done."""
+    say = report or (lambda _message: None)
+    _refuse_early(settings, request)
+    lock = settings.state_dir / ".upgrade.lock"
+    with try_lock(lock) as held:
+        if not held:
+            raise LockedError(f"another `cf-launch upgrade` of {settings.name} is running",
+                              "wait for it to finish")
+        return _upgrade(settings, request, say, progress)
+
+
+def _refuse_early(settings: Settings, request: Request) -> None:
+    """Everything that can be refused before anything is built, stopped or written."""
+    supervisor = InstanceState(settings.state_dir).supervisor()
+    if supervisor:
+        raise LockedError(
+            f"cf-launch run (pid {supervisor}) supervises {settings.name}",
+            f"stop the service (systemctl stop cf-launch@{settings.name}), run `cf-launch "
+            f"upgrade`, then start the service again")
+    if request.image is None and settings.image is not None:
+        raise ConfigError("image", f"the settings name a fixed image ({settings.image}), "
+                          "so there is nothing for upgrade to build",
+                          "give the new image: `cf-launch upgrade --image NEW.sif`; or "
+                          "remove `image` to let cf-launch build it from [build]")
+    if request.image is not None and not request.image.is_file():
+        raise ConfigError("--image", f"{request.image} is not a file", "give a .sif image")
+    if not (settings.state_dir / ENV_FILE).is_file():
+        raise ConfigError("name", f"instance {settings.name} has never been started, so "
+                          "there is nothing to upgrade",
+                          "start it with `cf-launch start` (it boots the newest image)")
+    if not settings.image_path.is_file():
+        raise ConfigError("image", f"{settings.image_path}, the image {settings.name} runs, "
+                          "does not exist", "upgrade needs it to roll back to; build it "
+                          "again with `cf-launch build`")
+
+
+def _upgrade(settings: Settings, request: Request, say: Report,
+             progress: builder.Progress | None) -> dict[str, Any]:
+    was_running = apptainer.find(settings.name) is not None
+    current = PinnedImage(str(settings.image_path.resolve()),
+                          imageinfo.running_version(settings.name) if was_running
+                          else imageinfo.coldfront_version(settings.image_path))
+    target = _target(settings, request, current, say, progress)
+    summary: dict[str, Any] = {"name": settings.name, "from": _json(current),
+                               "to": _json(target), "upgraded": False}
+    if Path(target.image) == Path(current.image):
+        say(f"{settings.name} already runs {target.image} (ColdFront "
+            f"{target.coldfront_version or '?'}): nothing to upgrade")
+        return summary
+    if imagepin.is_older(target.coldfront_version, current.coldfront_version):
+        raise ConfigError("--coldfront-version", f"ColdFront {target.coldfront_version} is "
+                          f"older than {current.coldfront_version}, which {settings.name} "
+                          "runs: an upgrade never goes back (migrations are not undone)",
+                          "to go back, restore a backup taken before the newer version "
+                          "(`cf-launch restore`) and start the image that made it")
+    external = siteenv.external_database(settings)
+    if external:
+        say(f"note: ColdFront's database is external ({external}): if the upgrade fails, "
+            "only the image is rolled back, never the database. Back it up first "
+            "(e.g. pg_dump)")
+    say(f"upgrading {settings.name}: ColdFront {current.coldfront_version or '?'} -> "
+        f"{target.coldfront_version or '?'} ({target.image})")
+    launcher = Launcher(settings, say)
+    if was_running:
+        launcher.stop()
+    saved = None
+    if not external:
+        saved = backup.backup(settings, _backup_path(settings), report=say)["path"]
+        summary["backup"] = saved
+    upgraded = replace(settings, pinned_image=Path(target.image),
+                       ready_timeout=request.ready_timeout or settings.ready_timeout)
+    try:
+        started = Launcher(upgraded, say).start(wait=True)
+    except (LaunchError, KeyboardInterrupt) as err:
+        cause = err if isinstance(err, LaunchError) else LaunchError("interrupted (Ctrl-C)")
+        _roll_back(settings, upgraded, current, target, saved, was_running, cause, say)
+        raise AssertionError("unreachable") from None  # _roll_back always raises
+    old = imagepin.read(settings.state_dir)
+    imagepin.write(settings.state_dir, Pin(
+        target, str(settings.configured_image), current,
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), saved))
+    summary.update(upgraded=True, url=started.readiness.url if started.readiness else "",
+                   removed=prune(settings, old, keep={target.image, current.image}, say=say))
+    say(f"{settings.name} runs ColdFront {target.coldfront_version or '?'}; the previous "
+        f"image is kept for a rollback until the next upgrade: {current.image}")
+    if not was_running:
+        say(f"stopping {settings.name} again, as it was before the upgrade")
+        Launcher(upgraded, say).stop()
+    summary["running"] = was_running
+    return summary
+
+
+def _target(settings: Settings, request: Request, current: PinnedImage, say: Report,
+            progress: builder.Progress | None) -> PinnedImage:
+    """The image to upgrade to: the one given, or built for the version asked (else the
+    one in the settings, else the newest on the index)."""
+    if request.image is not None:
+        image = request.image.resolve()
+        return PinnedImage(str(image), imageinfo.coldfront_version(image))
+    version = request.coldfront_version or settings.build.coldfront_version
+    if not version:
+        say("asking the package index for the newest ColdFront")
+        version = imageinfo.newest_on_index(Path(current.image), settings.build.ca_bundle)
+    say(f"building the image for ColdFront {version}")
+    build = replace(settings.build, coldfront_version=version)
+    image = builder.build(build, progress=progress, publish=False)
+    found = imageinfo.coldfront_version(image)
+    if found is not None and found != version:
+        raise LaunchError(f"the image built for ColdFront {version} holds ColdFront {found}",
+                          f"check the layers in [build] (one of them installs ColdFront "
+                          f"itself); the image is {image}")
+    return PinnedImage(str(image), found or version)
+
+
+def _backup_path(settings: Settings) -> Path:
+    folder = settings.state_dir / backup.BACKUPS
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder / f"{settings.name}-{backup.stamp(time.time())}-before-upgrade.tar.gz"
+
+
+def _roll_back(settings: Settings, upgraded: Settings, current: PinnedImage,
+               target: PinnedImage, saved: str | None, was_running: bool, cause: LaunchError,
+               say: Report) -> None:
+    """Stop the new image, put the data back, boot the previous image; always raises."""
+    say(f"the new image failed: {cause}; rolling back to {current.image}")
+    kept: dict[str, str] = {}
+    try:
+        with contextlib.suppress(NotRunningError):
+            Launcher(upgraded, say).stop()
+        if saved is not None:
+            kept = restore.restore(settings, Path(saved), force=True, report=say)["replaced"]
+        Launcher(settings, say).start(wait=True)
+        if not was_running:
+            Launcher(settings, say).stop()
+    except LaunchError as err:
+        where = f"the data from before the upgrade is in {saved}: `cf-launch restore --force " \
+                f"{saved}`, then `cf-launch start`" if saved else \
+                "the database is external: check it before starting again"
+        raise RollbackFailedError(
+            f"upgrade of {settings.name} failed ({cause}), and so did the rollback: {err}",
+            f"fix that cause; {where}; the previous image is {current.image}",
+            "\n".join(filter(None, (cause.details, err.details)))) from None
+    data = "and the data from before the upgrade" if saved else \
+        "(the external database is as the new image left it)"
+    aside = "; the data the new image touched is kept as " + ", ".join(kept.values()) \
+        if kept else ""
+    raise RolledBackError(
+        f"upgrade of {settings.name} to ColdFront {target.coldfront_version or '?'} failed "
+        f"({cause}); rolled back: {settings.name} runs {current.image} (ColdFront "
+        f"{current.coldfront_version or '?'}) {data} again",
+        f"the new image's boot is in its journal: journalctl --directory "
+        f"{settings.state_dir / 'journal'}; the new image stays at {target.image}{aside}",
+        cause.details)
+
+
+def prune(settings: Settings, old: Pin | None, keep: set[str], say: Report) -> list[str]:
+    """Remove the image two upgrades back (``old.previous``) once nothing needs it: only a
+    layer file in cf-launch's own build cache, never the published image, an image another
+    instance pins or runs, or one the caller keeps."""
+    if old is None or old.previous is None:
+        return []
+    candidate = Path(old.previous.image)
+    layers = (settings.build.cache_dir / "layers").resolve()
+    if (str(candidate) in keep or candidate.parent != layers
+            or not LAYER_FILE.match(candidate.name) or not candidate.is_file()
+            or candidate in _in_use(settings)):
+        return []
+    candidate.unlink()
+    candidate.with_suffix(".log").unlink(missing_ok=True)
+    say(f"removed {candidate} (the image two upgrades back)")
+    return [str(candidate)]
+
+
+def _in_use(settings: Settings) -> set[Path]:
+    """Images something may still boot: published links, every instance's pin (current and
+    previous), and the images of running instances."""
+    used = {link.resolve() for link in (settings.build.cache_dir / "images").glob("*.sif")}
+    for state in (p for p in settings.state_root.iterdir() if p.is_dir()) \
+            if settings.state_root.is_dir() else ():
+        try:
+            pin = imagepin.read(state)
+        except ConfigError:
+            continue
+        if pin is not None:
+            used |= {Path(p.image) for p in (pin.current, pin.previous) if p is not None}
+    used |= {Path(info.image).resolve() for info in apptainer.list_instances() if info.image}
+    return used
+
+
+def _json(image: PinnedImage) -> dict[str, Any]:
+    return {"image": image.image, "coldfront_version": image.coldfront_version}
+
