@@ -28,12 +28,13 @@ def upgrade(ctx: click.Context, coldfront_version: str | None, image: Path | Non
             ready_timeout: float | None, verbose: bool, as_json: bool) -> None:
     """Build the new image, back up, boot it and wait until it answers; if it never does,
     roll back to the previous image and the data from before."""
+    from .errors import ConfigError
     from .settings import coldfront_version as checked_version
     from .upgrade import Request
     from .upgrade import upgrade as run_upgrade
 
     if coldfront_version is not None and image is not None:
-        raise click.UsageError("give --coldfront-version or --image, not both")
+        raise ConfigError("--image", "give --coldfront-version or --image, not both")
     if coldfront_version is not None:
         checked_version("--coldfront-version", coldfront_version)
     events: list[dict[str, Any]] = []

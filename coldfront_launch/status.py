@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import apptainer, hardening, readiness, record, siteenv
+from . import apptainer, hardening, imagepin, readiness, record, siteenv
 from .errors import LaunchError
 from .settings import Settings, with_pin
 from .state import InstanceState
@@ -116,6 +116,10 @@ def base(settings: Settings, info: InstanceInfo | None) -> dict[str, Any]:
     """The fields that need no probe inside the instance."""
     state = InstanceState(settings.state_dir)
     launched = record.read(settings.state_dir)
+    try:
+        pin = imagepin.read(settings.state_dir)
+    except LaunchError:
+        pin = None
     return {
         "name": settings.name,
         "running": info is not None,
@@ -124,6 +128,7 @@ def base(settings: Settings, info: InstanceInfo | None) -> dict[str, Any]:
         "host_changes": state.count(),
         "unresolved_changes": state.unresolved(),
         "state_dir": str(settings.state_dir),
+        "upgrade": pin.to_json() if pin else None,
     }
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import apptainer, backup, builder, imageinfo, imagepin, restore, siteenv
+from . import apptainer, backup, builder, imageinfo, imagepin, record, restore, siteenv
 from .appdata import ENV_FILE
 from .errors import (
     ConfigError,
@@ -78,18 +78,29 @@ def _refuse_early(settings: Settings, request: Request) -> None:
         raise ConfigError("name", f"instance {settings.name} has never been started, so "
                           "there is nothing to upgrade",
                           "start it with `cf-launch start` (it boots the newest image)")
-    if not settings.image_path.is_file():
-        raise ConfigError("image", f"{settings.image_path}, the image {settings.name} runs, "
-                          "does not exist", "upgrade needs it to roll back to; build it "
-                          "again with `cf-launch build`")
+    if not current_image(settings).is_file():
+        raise ConfigError("image", f"{current_image(settings)}, the image {settings.name} "
+                          "runs, does not exist", "upgrade needs it to roll back to; build "
+                          "it again with `cf-launch build`")
+
+
+def current_image(settings: Settings) -> Path:
+    """The image the instance runs: the running one's, else the last upgrade's (even when
+    the layers have changed since), else the one the settings name."""
+    if apptainer.find(settings.name) is not None:
+        started = record.read(settings.state_dir).image
+        if started:
+            return Path(started)
+    pin = imagepin.read(settings.state_dir)
+    return Path(pin.current.image) if pin is not None else settings.image_path
 
 
 def _upgrade(settings: Settings, request: Request, say: Report,
              progress: builder.Progress | None) -> dict[str, Any]:
     was_running = apptainer.find(settings.name) is not None
-    current = PinnedImage(str(settings.image_path.resolve()),
-                          imageinfo.running_version(settings.name) if was_running
-                          else imageinfo.coldfront_version(settings.image_path))
+    image = current_image(settings)
+    current = PinnedImage(str(image.resolve()), imageinfo.running_version(settings.name)
+                          if was_running else imageinfo.coldfront_version(image))
     target = _target(settings, request, current, say, progress)
     summary: dict[str, Any] = {"name": settings.name, "from": _json(current),
                                "to": _json(target), "upgraded": False}
@@ -110,12 +121,19 @@ def _upgrade(settings: Settings, request: Request, say: Report,
             "(e.g. pg_dump)")
     say(f"upgrading {settings.name}: ColdFront {current.coldfront_version or '?'} -> "
         f"{target.coldfront_version or '?'} ({target.image})")
-    launcher = Launcher(settings, say)
+    before = replace(settings, pinned_image=Path(current.image))
     if was_running:
-        launcher.stop()
+        Launcher(before, say).stop()
     saved = None
     if not external:
-        saved = backup.backup(settings, _backup_path(settings), report=say)["path"]
+        try:
+            saved = backup.backup(before, _backup_path(settings), report=say)["path"]
+        except LaunchError as err:
+            if was_running:
+                say(f"the backup failed; starting {settings.name} again on its image")
+                Launcher(before, say).start(wait=True)
+            raise LaunchError(f"upgrade of {settings.name} stopped before it changed "
+                              f"anything: the backup failed: {err}", err.hint) from None
         summary["backup"] = saved
     upgraded = replace(settings, pinned_image=Path(target.image),
                        ready_timeout=request.ready_timeout or settings.ready_timeout)
@@ -123,7 +141,7 @@ def _upgrade(settings: Settings, request: Request, say: Report,
         started = Launcher(upgraded, say).start(wait=True)
     except (LaunchError, KeyboardInterrupt) as err:
         cause = err if isinstance(err, LaunchError) else LaunchError("interrupted (Ctrl-C)")
-        _roll_back(settings, upgraded, current, target, saved, was_running, cause, say)
+        _roll_back(before, upgraded, current, target, saved, was_running, cause, say)
         raise AssertionError("unreachable") from None  # _roll_back always raises
     old = imagepin.read(settings.state_dir)
     imagepin.write(settings.state_dir, Pin(
@@ -171,7 +189,8 @@ def _backup_path(settings: Settings) -> Path:
 def _roll_back(settings: Settings, upgraded: Settings, current: PinnedImage,
                target: PinnedImage, saved: str | None, was_running: bool, cause: LaunchError,
                say: Report) -> None:
-    """Stop the new image, put the data back, boot the previous image; always raises."""
+    """Stop the new image, put the data back, boot the previous image (``settings`` boot
+    it); always raises."""
     say(f"the new image failed: {cause}; rolling back to {current.image}")
     kept: dict[str, str] = {}
     try:

@@ -24,6 +24,14 @@ python3 -m venv /srv/coldfront/venv
 # and PostgreSQL (database_url = "psql://...").
 /srv/coldfront/venv/bin/pip install --no-cache-dir -q \
     "coldfront[oidc]${COLDFRONT_VERSION:+==$COLDFRONT_VERSION}" gunicorn "psycopg[binary]"
+# ColdFront up to 1.1.9 uses bibtexparser 1's API (bibtexparser.bibdatabase) without
+# declaring it, and pip now brings bibtexparser 2 through doi2bib: gunicorn would fail at
+# import. Those versions get the bibtexparser they were written for.
+site=$(/srv/coldfront/venv/bin/python3 -c 'import coldfront, os; print(os.path.dirname(coldfront.__file__))')
+if grep -qs 'bibtexparser.bibdatabase' "$site/core/publication/views.py" &&
+        ! /srv/coldfront/venv/bin/python3 -c 'import bibtexparser.bibdatabase' 2>/dev/null; then
+    /srv/coldfront/venv/bin/pip install --no-cache-dir -q "bibtexparser<2"
+fi
 # Settings the environment cannot express (the django-q2 broker, the proxy's scheme).
 config=$(/srv/coldfront/venv/bin/python3 -c \
     'import coldfront.config, os; print(os.path.dirname(coldfront.config.__file__))')

@@ -18,6 +18,8 @@ BUILD_CONFIG = f"{WORK}/build.toml"
 STATE_ROOT = f"{WORK}/state"
 CACHE_DIR = "/var/cache/cf-launch"
 TEST_LAYER = "/src/tests/host/definitions/network-managers.def"
+#: Pinned, so that every run boots the same ColdFront (and test_upgrade_e2e upgrades to it).
+COLDFRONT_VERSION = "1.1.10"
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +45,7 @@ def build_config(host: TestHost, layers: list[str]) -> str:
         fakeroot = true
         ca_bundle = "/etc/cf-testhost-ca.crt"
         cache_dir = "{CACHE_DIR}"
+        coldfront_version = "{COLDFRONT_VERSION}"
     """).replace("'", '"'))
 
 

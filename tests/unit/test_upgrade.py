@@ -1,0 +1,214 @@
+"""`cf-launch upgrade`'s parts that need no Apptainer: the version setting and build
+argument, the image pin, the refusals before anything changes, and what pruning removes.
+The whole upgrade and its rollback run in tests/integration/test_upgrade_e2e.py."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from coldfront_launch import builder, imagepin, upgrade
+from coldfront_launch.cli import cli
+from coldfront_launch.errors import ConfigError, LockedError
+from coldfront_launch.imagepin import Pin, PinnedImage
+from coldfront_launch.settings import BuildSettings, Settings, load_settings
+from tests.conftest import calls
+
+VERSIONED = """Bootstrap: localimage
+From: {{ parent }}
+
+%arguments
+    parent=base.sif
+    coldfront_version=
+
+%post
+    echo "{{ coldfront_version }}"
+"""
+BASE = "Bootstrap: debootstrap\nOSVersion: bookworm\n\n%post\n    echo base\n"
+
+
+@pytest.fixture
+def defs(tmp_path: Path) -> Path:
+    folder = tmp_path / "defs"
+    folder.mkdir()
+    (folder / "base.def").write_text(BASE)
+    (folder / "coldfront.def").write_text(VERSIONED)
+    return folder
+
+
+def _build(tmp_path: Path, defs: Path, version: str = "") -> BuildSettings:
+    return BuildSettings(layers=("base", "coldfront"), definitions_dir=defs,
+                         cache_dir=tmp_path / "cache", coldfront_version=version)
+
+
+# --- the setting and the build argument ------------------------------------------------
+
+@pytest.mark.parametrize("value", ["1.1.10", "1.2.0rc1", "2.0.0.post1"])
+def test_coldfront_version_accepts_pip_versions(tmp_path: Path, value: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[build]\ncoldfront_version = "{value}"\n')
+    assert load_settings(config).build.coldfront_version == value
+
+
+@pytest.mark.parametrize("value", ['1.1"; rm -rf /', "latest", "1 .2", 1.1, "", "-1"])
+def test_coldfront_version_refuses_anything_else(tmp_path: Path, value: object) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f"[build]\ncoldfront_version = {json.dumps(value)}\n")
+    if value == "":
+        assert load_settings(config).build.coldfront_version == ""  # "": the newest
+        return
+    with pytest.raises(ConfigError, match="build.coldfront_version: .* is not a version"):
+        load_settings(config)
+
+
+def test_version_goes_to_the_declaring_layer_and_into_its_key(tmp_path: Path, defs: Path,
+                                                               fake_apptainer: Path) -> None:
+    unpinned = {layer.name: layer.key for layer in builder.resolve(_build(tmp_path, defs))}
+    pinned = {layer.name: layer.key
+              for layer in builder.resolve(_build(tmp_path, defs, "1.1.9"))}
+    other = {layer.name: layer.key
+             for layer in builder.resolve(_build(tmp_path, defs, "1.1.10"))}
+    assert pinned["base"] == unpinned["base"] == other["base"], "base declares no version"
+    assert len({unpinned["coldfront"], pinned["coldfront"], other["coldfront"]}) == 3
+    image = builder.build(_build(tmp_path, defs, "1.1.9"), publish=False)
+    assert image.parent == tmp_path / "cache" / "layers" and image.is_file()
+    assert not (tmp_path / "cache" / "images").exists(), "publish=False leaves the link alone"
+    base_call, top_call = [c for c in calls(fake_apptainer) if "build" in c]
+    assert "coldfront_version=1.1.9" in top_call
+    assert not any(arg.startswith("coldfront_version") for arg in base_call)
+
+
+def test_unpinned_key_is_the_key_of_earlier_releases(tmp_path: Path, defs: Path) -> None:
+    """No version: the key is computed exactly as before the setting existed (cached images
+    stay valid)."""
+    layer = builder.resolve(_build(tmp_path, defs))[1]
+    parent = builder.resolve(_build(tmp_path, defs))[0].key
+    assert layer.key == builder.layer_key(defs / "coldfront.def", parent)
+
+
+# --- the pin ---------------------------------------------------------------------------
+
+def _pin(configured: Path, current: str = "/c/new.sif") -> Pin:
+    return Pin(PinnedImage(current, "1.1.10"), str(configured),
+               PinnedImage("/c/old.sif", "1.1.9"), "2026-11-28T00:00:00Z", "/b.tar.gz")
+
+
+def test_pin_round_trip_and_when_it_applies(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'state_root = "{tmp_path}"\n[build]\ncache_dir = "{tmp_path}/cache"\n')
+    settings = load_settings(config)
+    assert settings.pinned_image is None
+    assert settings.image_path == settings.configured_image == settings.built_image
+    (tmp_path / "coldfront").mkdir()
+    imagepin.write(tmp_path / "coldfront", _pin(settings.configured_image))
+    assert imagepin.read(tmp_path / "coldfront") == _pin(settings.configured_image)
+    assert load_settings(config).image_path == Path("/c/new.sif")
+    # The settings name another image: they win.
+    other = tmp_path / "site.sif"
+    other.write_text("")
+    assert load_settings(config, image=other).image_path == other
+    config.write_text(config.read_text().replace("[build]", f'image = "{other}"\n[build]'))
+    assert load_settings(config).image_path == other
+
+
+def test_unreadable_pin_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "coldfront").mkdir()
+    (tmp_path / "coldfront" / "image.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot read the upgrade record"):
+        imagepin.read(tmp_path / "coldfront")
+
+
+@pytest.mark.parametrize(("version", "than", "older"), [
+    ("1.1.9", "1.1.10", True), ("1.1.10", "1.1.9", False), ("1.1.10", "1.1.10", False),
+    ("1.2.0rc1", "1.1.10", False), (None, "1.1.10", False), ("1.1.9", None, False)])
+def test_is_older_compares_releases(version: str | None, than: str | None,
+                                    older: bool) -> None:
+    assert imagepin.is_older(version, than) is older
+
+
+# --- refusals before anything changes ---------------------------------------------------
+
+def _settings(tmp_path: Path, **kw: object) -> Settings:
+    return replace(Settings(state_root=tmp_path,
+                            build=BuildSettings(cache_dir=tmp_path / "cache")), **kw)
+
+
+def test_refuses_before_anything_changes(tmp_path: Path) -> None:
+    image = tmp_path / "site.sif"
+    image.write_text("")
+    with pytest.raises(ConfigError, match="never been started"):
+        upgrade.upgrade(_settings(tmp_path), upgrade.Request("1.1.10"))
+    with pytest.raises(ConfigError, match="fixed image"):
+        upgrade.upgrade(_settings(tmp_path, image=image), upgrade.Request("1.1.10"))
+    with pytest.raises(ConfigError, match="is not a file"):
+        upgrade.upgrade(_settings(tmp_path), upgrade.Request(image=tmp_path / "nope.sif"))
+    state = tmp_path / "coldfront"
+    state.mkdir()
+    (state / "supervisor.pid").write_text(str(os.getppid()))
+    with pytest.raises(LockedError, match="supervises coldfront") as err:
+        upgrade.upgrade(_settings(tmp_path), upgrade.Request("1.1.10"))
+    assert "systemctl stop cf-launch@coldfront" in err.value.hint
+    assert sorted(p.name for p in state.iterdir()) == ["supervisor.pid"], "nothing written"
+
+
+def test_cli_refuses_bad_arguments_with_exit_2(tmp_path: Path) -> None:
+    runner = CliRunner()
+    both = runner.invoke(cli, ["--state-root", str(tmp_path), "upgrade",
+                               "--coldfront-version", "1.1.10", "--image", "/x.sif"])
+    assert both.exit_code == 2 and "not both" in both.output
+    bad = runner.invoke(cli, ["--state-root", str(tmp_path), "upgrade",
+                              "--coldfront-version", "1.1.10; reboot"])
+    assert bad.exit_code == 2 and "is not a version" in bad.output
+    assert "Traceback" not in bad.output
+
+
+# --- pruning ---------------------------------------------------------------------------
+
+def _layer(cache: Path, name: str) -> Path:
+    path = cache / "layers" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("sif")
+    path.with_suffix(".log").write_text("log")
+    return path
+
+
+def test_prune_removes_only_an_unused_layer_two_upgrades_back(tmp_path: Path,
+                                                             monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(upgrade.apptainer, "list_instances", lambda: [])
+    settings = _settings(tmp_path)
+    cache = settings.build.cache_dir
+    old = _layer(cache, "coldfront-0123456789abcdef.sif")
+    pin = Pin(PinnedImage(str(_layer(cache, "coldfront-1111111111111111.sif"))),
+              "/x", PinnedImage(str(old)))
+    said: list[str] = []
+    # Another instance still pins it: kept.
+    (tmp_path / "other").mkdir()
+    imagepin.write(tmp_path / "other", Pin(PinnedImage(str(old)), "/y"))
+    assert upgrade.prune(settings, pin, set(), said.append) == []
+    (tmp_path / "other" / "image.json").unlink()
+    # The published image points at it: kept.
+    (cache / "images").mkdir()
+    (cache / "images" / "coldfront.sif").symlink_to(old)
+    assert upgrade.prune(settings, pin, set(), said.append) == []
+    (cache / "images" / "coldfront.sif").unlink()
+    # A running instance boots it: kept.
+    monkeypatch.setattr(upgrade.apptainer, "list_instances",
+                        lambda: [upgrade.apptainer.InstanceInfo("x", 1, str(old))])
+    assert upgrade.prune(settings, pin, set(), said.append) == []
+    monkeypatch.setattr(upgrade.apptainer, "list_instances", lambda: [])
+    # An image outside the build cache (the site's own) is never removed.
+    own = tmp_path / "site-0123456789abcdef.sif"
+    own.write_text("mine")
+    assert upgrade.prune(settings, replace(pin, previous=PinnedImage(str(own))), set(),
+                         said.append) == []
+    assert own.exists()
+    # Nothing needs it any more: removed, with its build log.
+    assert upgrade.prune(settings, pin, set(), said.append) == [str(old)]
+    assert not old.exists() and not old.with_suffix(".log").exists()
+    assert said == [f"removed {old} (the image two upgrades back)"]
+    assert upgrade.prune(settings, None, set(), said.append) == []
