@@ -57,4 +57,4 @@ echo "== test host: Debian 13 root file system with Apptainer (cached after the 
 bash tests/host/provision.sh
 
 echo "== pytest"
-exec .venv/bin/python -m pytest -ra "$@"
+exec .venv/bin/python -m pytest -ra --durations=25 "$@"
