@@ -114,11 +114,9 @@ def _upgrade(settings: Settings, request: Request, say: Report,
                           "runs: an upgrade never goes back (migrations are not undone)",
                           "to go back, restore a backup taken before the newer version "
                           "(`cf-launch restore`) and start the image that made it")
-    external = siteenv.external_database(settings)
+    external = external_database_note(settings)
     if external:
-        say(f"note: ColdFront's database is external ({external}): if the upgrade fails, "
-            "only the image is rolled back, never the database. Back it up first "
-            "(e.g. pg_dump)")
+        say(external)
     say(f"upgrading {settings.name}: ColdFront {current.coldfront_version or '?'} -> "
         f"{target.coldfront_version or '?'} ({target.image})")
     before = replace(settings, pinned_image=Path(current.image))
@@ -156,6 +154,17 @@ def _upgrade(settings: Settings, request: Request, say: Report,
         Launcher(upgraded, say).stop()
     summary["running"] = was_running
     return summary
+
+
+def external_database_note(settings: Settings) -> str | None:
+    """What ``upgrade`` says before it starts when the database is not the SQLite file in
+    the data folder (None when it is): no data rollback, back it up first."""
+    external = siteenv.external_database(settings)
+    if external is None:
+        return None
+    return (f"note: ColdFront's database is external ({external}): if the upgrade fails, "
+            "only the image is rolled back, never the database. Back the database up first "
+            "(e.g. pg_dump)")
 
 
 def _target(settings: Settings, request: Request, current: PinnedImage, say: Report,

@@ -167,6 +167,22 @@ def test_cli_refuses_bad_arguments_with_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in bad.output
 
 
+def test_external_database_is_announced_without_its_password(tmp_path: Path) -> None:
+    url = "psql://coldfront:hunter2-secret@db.example.org:5433/coldfront"
+    external = upgrade.external_database_note(
+        load_settings(_config(tmp_path, f'[coldfront]\ndatabase_url = "{url}"\n')))
+    assert external is not None
+    assert "psql at db.example.org:5433" in external and "only the image" in external
+    assert "pg_dump" in external and "hunter2" not in external and "coldfront:" not in external
+    assert upgrade.external_database_note(load_settings(_config(tmp_path, ""))) is None
+
+
+def _config(tmp_path: Path, body: str) -> Path:
+    config = tmp_path / "c.toml"
+    config.write_text(f'state_root = "{tmp_path}"\n' + body)
+    return config
+
+
 # --- pruning ---------------------------------------------------------------------------
 
 def _layer(cache: Path, name: str) -> Path:
