@@ -127,6 +127,13 @@ def status(ctx: click.Context, every: bool, as_json: bool) -> None:
         click.echo(f"{data['name']}: running, pid {inst['pid']}, ip {inst['ip'] or '(host)'}")
         click.echo(f"  hooks: {', '.join(data['hooks']) or '-'}; systemd: "
                    f"{data['system_state']}; {data['url']} -> HTTP {data['http_status'] or '-'}")
+        click.echo(f"  image: {inst['image']}")
+        upgraded = data.get("upgrade")
+        if upgraded and upgraded["current"]["image"] == inst["image"]:
+            previous = upgraded["previous"] or {}
+            click.echo(f"    ColdFront {upgraded['current']['coldfront_version'] or '?'} since "
+                       f"the upgrade of {upgraded['upgraded']}; previous: "
+                       f"{previous.get('image', '-')}")
         for found in data.get("drift", []):
             click.echo(f"  drift: {found} (`cf-launch repair` puts it back)")
     _emit(data, as_json, human)

@@ -165,6 +165,9 @@ def test_upgrade_to_the_next_version_then_a_failing_one_rolls_back(testhost: Tes
     assert old_image.is_file(), "the previous image is kept until the next upgrade"
     status = json.loads(testhost.cf(["status", "--json"], site.config, site.box.host).stdout)
     assert status["instance"]["image"] == done["to"]["image"]
+    assert status["upgrade"]["previous"] == done["from"]
+    shown = testhost.cf(["status"], site.config, site.box.host).stdout
+    assert f"ColdFront {COLDFRONT_VERSION} since the upgrade of" in shown
 
     # 2. Back to the older version is refused, with nothing changed.
     pid = status["instance"]["pid"]
