@@ -20,12 +20,14 @@ from .clitools import build_printer, emit, friendly, json_option, name_option, p
               help="Upgrade to this ready-made image instead of building one.")
 @click.option("--ready-timeout", type=click.FloatRange(min=1), metavar="SECONDS",
               help="How long the new image may take to answer (default: ready_timeout).")
+@click.option("--check", is_flag=True,
+              help="Only say which ColdFront an upgrade would bring; build and change nothing.")
 @click.option("-v", "--verbose", is_flag=True, help="Show all of the build's output.")
 @json_option
 @click.pass_context
 @friendly
 def upgrade(ctx: click.Context, coldfront_version: str | None, image: Path | None,
-            ready_timeout: float | None, verbose: bool, as_json: bool) -> None:
+            ready_timeout: float | None, check: bool, verbose: bool, as_json: bool) -> None:
     """Build the new image, back up, boot it and wait until it answers; if it never does,
     roll back to the previous image and the data from before."""
     from .errors import ConfigError
@@ -39,13 +41,18 @@ def upgrade(ctx: click.Context, coldfront_version: str | None, image: Path | Non
         checked_version("--coldfront-version", coldfront_version)
     events: list[dict[str, Any]] = []
     result = run_upgrade(settings_of(ctx),
-                         Request(coldfront_version, image and image.absolute(), ready_timeout),
+                         Request(coldfront_version, image and image.absolute(), ready_timeout,
+                                 check),
                          report=progress, progress=build_printer(verbose, events))
     result["layers"] = events
 
     def human() -> None:
         before, after = result["from"], result["to"]
-        if result["upgraded"]:
+        if check:
+            click.echo(f"{result['name']}: ColdFront {before['coldfront_version']}; "
+                       + (f"{after['coldfront_version']} available" if result["available"]
+                          else "up to date"))
+        elif result["upgraded"]:
             click.echo(f"{result['name']}: ColdFront {before['coldfront_version']} -> "
                        f"{after['coldfront_version']} ({after['image']})")
         else:

@@ -44,6 +44,7 @@ class Request:
     coldfront_version: str | None = None
     image: Path | None = None
     ready_timeout: float | None = None
+    check: bool = False  # only say which version an upgrade would bring; change nothing
 
 
 def upgrade(settings: Settings, request: Request, report: Report | None = None,
@@ -56,7 +57,30 @@ def upgrade(settings: Settings, request: Request, report: Report | None = None,
         if not held:
             raise LockedError(f"another `cf-launch upgrade` of {settings.name} is running",
                               "wait for it to finish")
-        return _upgrade(settings, request, say, progress)
+        return check(settings, request, say) if request.check \
+            else _upgrade(settings, request, say, progress)
+
+
+def check(settings: Settings, request: Request, say: Report) -> dict[str, Any]:
+    """``upgrade --check``: the version an upgrade would bring (the one asked, else the
+    settings', else the newest on the index), against the running one; nothing is built."""
+    image = current_image(settings)
+    running = apptainer.find(settings.name) is not None
+    current = imageinfo.running_version(settings.name) if running \
+        else imageinfo.coldfront_version(image)
+    wanted = imageinfo.coldfront_version(request.image) if request.image is not None \
+        else request.coldfront_version or settings.build.coldfront_version
+    if not wanted:
+        say("asking the package index for the newest ColdFront")
+        wanted = imageinfo.newest_on_index(image, settings.build.ca_bundle)
+    newer = imagepin.is_older(current, wanted)
+    say(f"{settings.name} runs ColdFront {current or '?'}; "
+        + (f"`cf-launch upgrade` would bring {wanted}" if newer else
+           f"{wanted} is {'the same' if current == wanted else 'not newer'}"))
+    return {"name": settings.name, "from": {"image": str(image.resolve()),
+                                            "coldfront_version": current},
+            "to": {"image": None, "coldfront_version": wanted}, "upgraded": False,
+            "available": newer}
 
 
 def _refuse_early(settings: Settings, request: Request) -> None:

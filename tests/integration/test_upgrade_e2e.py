@@ -74,7 +74,8 @@ class Site:
 
 def write_config(host: TestHost, pinned: str | None) -> str:
     version = f'coldfront_version = "{pinned}"\n' if pinned else ""
-    return host.write(f"{WORK}/upgrade/{NAME}.toml", textwrap.dedent(f"""\
+    file = f"{NAME}-{pinned or 'newest'}.toml"
+    return host.write(f"{WORK}/upgrade/{file}", textwrap.dedent(f"""\
         name = "{NAME}"
         state_root = "{STATE_ROOT}"
         ready_timeout = 240
@@ -123,6 +124,10 @@ def login_page(site: Site) -> int:
     return site.box.client_get(f"http://{site.box.host_addr}/user/login")[0]
 
 
+def release(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:3])
+
+
 def pin(host: TestHost) -> dict[str, object]:
     data: dict[str, object] = json.loads(host.path(f"{STATE}/image.json").read_text())
     return data
@@ -137,6 +142,17 @@ def test_upgrade_to_the_next_version_then_a_failing_one_rolls_back(testhost: Tes
     assert started["ready"] is True
     assert version(testhost) == OLD
     python_in(testhost, "User.objects.create_user('before-upgrade')")
+
+    # 0. `upgrade --check` asks the package index (PyPI, through the image's pip) and
+    # changes nothing. It starts nothing, so it runs in this machine's namespace: the
+    # sandbox has no way out to PyPI (the upgrades below need none: their ColdFront layers
+    # are cached).
+    checked = json.loads(testhost.cf(["upgrade", "--check", "--json"],
+                                     write_config(testhost, None)).stdout)
+    newest = checked["to"]["coldfront_version"]
+    assert checked["from"]["coldfront_version"] == OLD and checked["available"] is True
+    assert release(newest) >= release(COLDFRONT_VERSION), newest
+    assert not testhost.path(f"{STATE}/image.json").exists()
 
     # 1. To the next version: built, backed up, booted, migrated, pinned.
     result = testhost.cf(["upgrade", "--coldfront-version", COLDFRONT_VERSION, "--json"],

@@ -183,6 +183,28 @@ def _config(tmp_path: Path, body: str) -> Path:
     return config
 
 
+def test_newest_on_index_reads_pips_report_and_says_why_not(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from coldfront_launch import imageinfo
+    from coldfront_launch.apptainer import Probe
+    from coldfront_launch.errors import LaunchError
+
+    seen: list[tuple[str, ...]] = []
+
+    def fake(image: Path, argv: list[str], options: tuple[str, ...] = (),
+             timeout: float = 30) -> Probe:
+        seen.append(options)
+        return Probe(0, json.dumps({"install": [{"metadata": {"version": "1.2.0"}}]}), "")
+    monkeypatch.setattr(imageinfo.apptainer, "exec_image", fake)
+    assert imageinfo.newest_on_index(Path("/i.sif"), Path("/ca.pem")) == "1.2.0"
+    assert seen[0] == ("--bind", "/ca.pem:/mnt/cf-launch-ca.crt:ro", "--env",
+                       "PIP_CERT=/mnt/cf-launch-ca.crt")
+    monkeypatch.setattr(imageinfo.apptainer, "exec_image", lambda *a, **k: Probe(
+        1, "", "WARNING: retrying\nERROR: Could not find a version that satisfies coldfront"))
+    with pytest.raises(LaunchError, match="Could not find a version") as err:
+        imageinfo.newest_on_index(Path("/i.sif"))
+    assert "--coldfront-version" in err.value.hint
+
+
 # --- pruning ---------------------------------------------------------------------------
 
 def _layer(cache: Path, name: str) -> Path:
