@@ -132,12 +132,7 @@ def _upgrade(settings: Settings, request: Request, say: Report,
         say(f"{settings.name} already runs {target.image} (ColdFront "
             f"{target.coldfront_version or '?'}): nothing to upgrade")
         return summary
-    if imagepin.is_older(target.coldfront_version, current.coldfront_version):
-        raise ConfigError("--coldfront-version", f"ColdFront {target.coldfront_version} is "
-                          f"older than {current.coldfront_version}, which {settings.name} "
-                          "runs: an upgrade never goes back (migrations are not undone)",
-                          "to go back, restore a backup taken before the newer version "
-                          "(`cf-launch restore`) and start the image that made it")
+    _refuse_going_back(settings, target.coldfront_version, current)
     external = external_database_note(settings)
     if external:
         say(external)
@@ -191,6 +186,16 @@ def external_database_note(settings: Settings) -> str | None:
             "(e.g. pg_dump)")
 
 
+def _refuse_going_back(settings: Settings, version: str | None,
+                       current: PinnedImage) -> None:
+    if imagepin.is_older(version, current.coldfront_version):
+        raise ConfigError("--coldfront-version", f"ColdFront {version} is older than "
+                          f"{current.coldfront_version}, which {settings.name} runs: an "
+                          "upgrade never goes back (migrations are not undone)",
+                          "to go back, restore a backup taken before the newer version "
+                          "(`cf-launch restore`) and start the image that made it")
+
+
 def _target(settings: Settings, request: Request, current: PinnedImage, say: Report,
             progress: builder.Progress | None) -> PinnedImage:
     """The image to upgrade to: the one given, or built for the version asked (else the
@@ -202,6 +207,7 @@ def _target(settings: Settings, request: Request, current: PinnedImage, say: Rep
     if not version:
         say("asking the package index for the newest ColdFront")
         version = imageinfo.newest_on_index(Path(current.image), settings.build.ca_bundle)
+    _refuse_going_back(settings, version, current)  # before an image is built for nothing
     say(f"building the image for ColdFront {version}")
     build = replace(settings.build, coldfront_version=version)
     image = builder.build(build, progress=progress, publish=False)
