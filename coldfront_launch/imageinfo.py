@@ -5,6 +5,8 @@ proxy and CA bundle apply as they did at build time)."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import apptainer
@@ -32,12 +34,28 @@ def running_version(name: str) -> str | None:
     return probe.out or None if probe.code == 0 else None
 
 
+#: Passed from the host to pip (the rest of the host's environment is not: a host's CA
+#: variables name files the image does not have).
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+                   "NO_PROXY", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
+
+
+def index_options(ca_bundle: Path | None, environ: Mapping[str, str] = os.environ
+                  ) -> tuple[str, ...]:
+    """``apptainer exec`` options for pip in the image: a clean environment with the
+    host's proxy and index variables, and the build's CA bundle when there is one."""
+    options = ["--cleanenv"]
+    for name in PROXY_VARIABLES:
+        if environ.get(name):
+            options += ["--env", f"{name}={environ[name]}"]
+    if ca_bundle is not None:
+        options += ["--bind", f"{ca_bundle}:{CA_TARGET}:ro", "--env", f"PIP_CERT={CA_TARGET}"]
+    return tuple(options)
+
+
 def newest_on_index(image: Path, ca_bundle: Path | None = None) -> str:
     """The newest ColdFront the package index offers, as pip in ``image`` resolves it."""
-    options: tuple[str, ...] = ()
-    if ca_bundle is not None:
-        options = ("--bind", f"{ca_bundle}:{CA_TARGET}:ro", "--env",
-                   f"PIP_CERT={CA_TARGET}")
+    options = index_options(ca_bundle)
     probe = apptainer.exec_image(
         image, [f"{VENV}/pip", "install", "--dry-run", "--ignore-installed", "--no-deps",
                 "--no-cache-dir", "--quiet", "--report", "-", "coldfront"],

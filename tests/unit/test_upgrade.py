@@ -195,8 +195,11 @@ def test_newest_on_index_reads_pips_report_and_says_why_not(monkeypatch) -> None
         seen.append(options)
         return Probe(0, json.dumps({"install": [{"metadata": {"version": "1.2.0"}}]}), "")
     monkeypatch.setattr(imageinfo.apptainer, "exec_image", fake)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/host-only.pem")
+    monkeypatch.setenv("https_proxy", "http://proxy.example.org:3128")
     assert imageinfo.newest_on_index(Path("/i.sif"), Path("/ca.pem")) == "1.2.0"
-    assert seen[0] == ("--bind", "/ca.pem:/mnt/cf-launch-ca.crt:ro", "--env",
+    assert seen[0] == ("--cleanenv", "--env", "https_proxy=http://proxy.example.org:3128",
+                       "--bind", "/ca.pem:/mnt/cf-launch-ca.crt:ro", "--env",
                        "PIP_CERT=/mnt/cf-launch-ca.crt")
     monkeypatch.setattr(imageinfo.apptainer, "exec_image", lambda *a, **k: Probe(
         1, "", "WARNING: retrying\nERROR: Could not find a version that satisfies coldfront"))
