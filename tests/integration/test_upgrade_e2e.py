@@ -162,8 +162,8 @@ def test_upgrade_to_the_next_version_then_a_failing_one_rolls_back(testhost: Tes
     assert (done["from"]["coldfront_version"], done["to"]["coldfront_version"]) == \
         (OLD, COLDFRONT_VERSION)
     assert "copying data/coldfront.db" in result.stderr, "the backup, with progress"
-    assert [e["event"] for e in done["layers"]] == ["cached", "cached", "start", "done"], \
-        "only the site layer is built: ColdFront 1.1.10's layer is the session's"
+    assert [e["event"] for e in done["layers"] if e["layer"] != "site"] == \
+        ["cached", "cached"], "only the site layer is built: ColdFront 1.1.10's is the session's"
     assert version(testhost) == COLDFRONT_VERSION
     assert "before-upgrade" in users(testhost)
     unapplied = python_in(testhost, "from django.db.migrations.executor import "
