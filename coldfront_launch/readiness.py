@@ -152,7 +152,9 @@ def wait_ready(name: str, endpoint: Endpoint, path: str, timeout: float,
     if found.system_state == "degraded":
         found.failed_units = failed_units(name)
     delays = backoff()
+    checked = clock()
     while found.system_state in BOOTED and clock() - started < timeout:
+        _give_up_if_serving_failed(name, found)
         left = timeout - (clock() - started)
         found.http_status = http_status(found.url, timeout=max(0.1, min(5.0, left)),
                                         host=host)
@@ -161,11 +163,34 @@ def wait_ready(name: str, endpoint: Endpoint, path: str, timeout: float,
             return found
         say()
         sleep(min(next(delays), max(0.0, timeout - (clock() - started))))
+        if clock() - checked >= FAILED_CHECK_EVERY:  # a unit that kept restarting, then gave up
+            checked = clock()
+            found.failed_units = failed_units(name)
+    raise _not_ready(name, f"not ready after {timeout:.0f}s", found)
+
+
+#: The units that serve ColdFront's HTTP in cf-launch's image: once one has failed (a
+#: unit that restarts on failure only after its start limit), nothing will answer.
+SERVING_UNITS = ("coldfront-account.service", "coldfront-setup.service",
+                 "coldfront-gunicorn.service", "nginx.service")
+#: How often failed units are asked again while HTTP is polled (seconds).
+FAILED_CHECK_EVERY = 5.0
+
+
+def _give_up_if_serving_failed(name: str, found: Readiness) -> None:
+    """Raise at once when a unit that serves HTTP has failed: waiting would only run the
+    timeout out."""
+    failed = [unit for unit in found.failed_units if unit in SERVING_UNITS]
+    if failed:
+        raise _not_ready(name, f"not ready: {', '.join(failed)} failed", found)
+
+
+def _not_ready(name: str, why: str, found: Readiness) -> NotReadyError:
     units = failed_units(name)
     details = (f"failed units: {', '.join(units) or 'none'}\n"
                f"--- last lines of the journal inside {name} ---\n{journal_tail(name)}")
-    raise NotReadyError(
-        f"{name} not ready after {timeout:.0f}s (systemd: {found.system_state}, "
+    return NotReadyError(
+        f"{name} {why} (systemd: {found.system_state}, "
         f"HTTP {found.url}: {found.http_status or 'no answer'})",
         "it is still running: inspect with `cf-launch logs`, `cf-launch shell`; "
         "stop it with `cf-launch stop`", details=details)

@@ -42,12 +42,13 @@ From: {{ parent }}
     org.example.site upgrade-test
 """
 
-# The site layer, edited badly: nginx is masked (ColdFront never answers), and a unit
-# writes a user into the database once gunicorn's migrations have run, so the rollback has
-# data to take back.
+# The site layer, edited badly: an nginx file nginx refuses (ColdFront never answers:
+# nginx.service fails, which the readiness wait sees at once), and a unit that writes a user
+# into the database once gunicorn's migrations have run, so the rollback has data to take
+# back.
 SITE_BROKEN = SITE_V1 + textwrap.dedent(f"""
     %post
-        systemctl mask nginx.service
+        echo "this is not nginx;" >/etc/nginx/conf.d/site-typo.conf
         install -d /etc/systemd/system/upgrade-marker.service.d
         ln -s /etc/cf-launch/coldfront-sandbox.conf \\
             /etc/systemd/system/upgrade-marker.service.d/cf-launch-sandbox.conf
@@ -198,11 +199,13 @@ def test_upgrade_to_the_next_version_then_a_failing_one_rolls_back(testhost: Tes
     python_in(testhost, "User.objects.create_user('between-upgrades')")
     testhost.write(SITE_LAYER, SITE_BROKEN)
     failed = testhost.cf(["upgrade", "--coldfront-version", COLDFRONT_VERSION,
-                          "--ready-timeout", "40", "--json"], site.config, site.box.host,
+                          "--ready-timeout", "200", "--json"], site.config, site.box.host,
                          check=False, timeout=1800)
     assert failed.returncode == 13, failed.stderr
     last = failed.stderr.strip().splitlines()
-    assert any("rolled back" in line for line in last), failed.stderr
+    assert any("rolled back" in line and "nginx.service failed" in line for line in last), \
+        failed.stderr
+    assert "not ready after 200s" not in failed.stderr, "the failed unit ends the wait"
     assert "Traceback" not in failed.stderr
     assert login_page(site) == 200
     assert version(testhost) == COLDFRONT_VERSION

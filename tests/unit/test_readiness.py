@@ -86,6 +86,43 @@ def test_timeout_still_raises_not_ready(monkeypatch: pytest.MonkeyPatch) -> None
     assert clock.now == pytest.approx(5, abs=0.01)
 
 
+def test_a_failed_serving_unit_ends_the_wait_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(readiness, "wait_system", lambda _n, _t, _p=0: "degraded")
+    monkeypatch.setattr(readiness, "failed_units", lambda _n: ["nginx.service"])
+    monkeypatch.setattr(readiness, "journal_tail", lambda _n: "nginx: bad config")
+    monkeypatch.setattr(readiness, "http_status", lambda _u, timeout=5, host=None: 0)
+    with pytest.raises(NotReadyError, match=r"cf1 not ready: nginx.service failed") as err:
+        readiness.wait_ready("cf1", Endpoint("127.0.0.1", 80), "/", 300, clock=clock,
+                             sleep=clock.sleep)
+    assert clock.now == 0 and "nginx: bad config" in err.value.details
+
+
+def test_a_unit_that_gives_up_later_ends_the_wait_then(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gunicorn restarts on failure; it counts once it has hit its start limit."""
+    clock = Clock()
+    monkeypatch.setattr(readiness, "wait_system", lambda _n, _t, _p=0: "running")
+    monkeypatch.setattr(readiness, "failed_units",
+                        lambda _n: ["coldfront-gunicorn.service"] if clock.now > 12 else [])
+    monkeypatch.setattr(readiness, "journal_tail", lambda _n: "")
+    monkeypatch.setattr(readiness, "http_status", lambda _u, timeout=5, host=None: 502)
+    with pytest.raises(NotReadyError, match="coldfront-gunicorn.service failed"):
+        readiness.wait_ready("cf1", Endpoint("127.0.0.1", 80), "/", 300, clock=clock,
+                             sleep=clock.sleep)
+    assert 12 < clock.now <= 12 + readiness.FAILED_CHECK_EVERY + 0.5
+
+
+def test_other_failed_units_do_not_end_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    answers = iter([0, 0, 200])
+    monkeypatch.setattr(readiness, "wait_system", lambda _n, _t, _p=0: "degraded")
+    monkeypatch.setattr(readiness, "failed_units", lambda _n: ["coldfront-qcluster.service"])
+    monkeypatch.setattr(readiness, "http_status", lambda _u, timeout=5, host=None: next(answers))
+    found = readiness.wait_ready("cf1", Endpoint("127.0.0.1", 80), "/", 60, clock=clock,
+                                 sleep=clock.sleep)
+    assert found.http_status == 200 and found.failed_units == ["coldfront-qcluster.service"]
+
+
 def test_a_timed_out_wait_reads_as_starting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(readiness.apptainer, "exec_capture",
                         lambda _n, _argv, timeout=30: Probe(124, "", "timed out"))
