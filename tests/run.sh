@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README): installs everything the tests need on a bare Debian 12
-# machine (apt + pip), runs ruff and mypy, the unit tests under Python 3.9 (tests/py39), builds
-# the Apptainer test host once, then runs pytest.
+# machine (apt + pip), runs ruff and mypy, the unit tests under Python 3.9 (tests/py39, in the
+# background), builds the Apptainer test host once, then runs pytest.
 # Run as root. Extra arguments go to pytest (e.g. -m "not integration").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,11 +50,30 @@ echo "== lint: ruff, mypy, import layers, Python 3.9 syntax"
 .venv/bin/lint-imports --no-cache
 .venv/bin/vermin --target=3.9- --eval-annotations --no-tips --violations -q coldfront_launch/ hooks/
 
-echo "== python 3.9: unit tests in a Debian 11 root file system (cached after the first run)"
-bash tests/py39/run.sh
+# The Python 3.9 stage (its own Debian 11 root file system: a debootstrap, a venv, then
+# about 90 s of unit tests) runs beside the test host's provisioning and pytest, which
+# mostly wait for network downloads and booting instances; its output follows pytest's.
+py39_log=$(mktemp /tmp/cf-launch-py39.XXXXXX)
+echo "== python 3.9: unit tests in a Debian 11 root file system, in the background (cached after the first run)"
+bash tests/py39/run.sh >"$py39_log" 2>&1 &
+py39_pid=$!
+trap 'kill "$py39_pid" 2>/dev/null || true' EXIT
 
 echo "== test host: Debian 13 root file system with Apptainer (cached after the first run)"
 bash tests/host/provision.sh
 
 echo "== pytest"
-exec .venv/bin/python -m pytest -ra --durations=25 "$@"
+status=0
+.venv/bin/python -m pytest -ra --durations=25 "$@" || status=$?
+
+echo "== python 3.9: its output"
+py39_status=0
+wait "$py39_pid" || py39_status=$?
+trap - EXIT
+cat "$py39_log"
+rm -f "$py39_log"
+if [ "$py39_status" -ne 0 ]; then
+  echo "tests/run.sh: the Python 3.9 stage failed (exit $py39_status)" >&2
+  exit "$py39_status"
+fi
+exit "$status"
