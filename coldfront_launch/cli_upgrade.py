@@ -22,12 +22,16 @@ from .clitools import build_printer, emit, friendly, json_option, name_option, p
               help="How long the new image may take to answer (default: ready_timeout).")
 @click.option("--check", is_flag=True,
               help="Only say which ColdFront an upgrade would bring; build and change nothing.")
+@click.option("--rollback", is_flag=True,
+              help="Go back to the image from before the last upgrade, with the data of the "
+                   "backup taken then (what was written since is kept beside it).")
 @click.option("-v", "--verbose", is_flag=True, help="Show all of the build's output.")
 @json_option
 @click.pass_context
 @friendly
 def upgrade(ctx: click.Context, coldfront_version: str | None, image: Path | None,
-            ready_timeout: float | None, check: bool, verbose: bool, as_json: bool) -> None:
+            ready_timeout: float | None, check: bool, rollback: bool, verbose: bool,
+            as_json: bool) -> None:
     """Build the new image, back up, boot it and wait until it answers; if it never does,
     roll back to the previous image and the data from before."""
     from .errors import ConfigError
@@ -37,18 +41,26 @@ def upgrade(ctx: click.Context, coldfront_version: str | None, image: Path | Non
 
     if coldfront_version is not None and image is not None:
         raise ConfigError("--image", "give --coldfront-version or --image, not both")
+    if rollback and (coldfront_version is not None or image is not None or check):
+        raise ConfigError("--rollback", "goes back to the image from before the last upgrade; "
+                          "it takes no --coldfront-version, --image or --check")
     if coldfront_version is not None:
         checked_version("--coldfront-version", coldfront_version)
     events: list[dict[str, Any]] = []
     result = run_upgrade(settings_of(ctx),
                          Request(coldfront_version, image and image.absolute(), ready_timeout,
-                                 check),
+                                 check, rollback),
                          report=progress, progress=build_printer(verbose, events))
     result["layers"] = events
 
     def human() -> None:
         before, after = result["from"], result["to"]
-        if check:
+        if rollback:
+            click.echo(f"{result['name']}: rolled back to ColdFront "
+                       f"{after['coldfront_version']} ({after['image']})")
+            for aside in result["kept"].values():
+                click.echo(f"  kept: {aside}")
+        elif check:
             click.echo(f"{result['name']}: ColdFront {before['coldfront_version']}; "
                        + (f"{after['coldfront_version']} available" if result["available"]
                           else "up to date"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,14 @@ class Pin:
     previous: PinnedImage | None = None
     upgraded: str = ""
     backup: str | None = None
+    #: False while ``upgrade`` boots ``current`` for the first time: a pin left so (the
+    #: upgrade was killed) is proven by the next ``start`` that gets an answer.
+    proven: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "current": asdict(self.current), "configured": self.configured,
                 "previous": asdict(self.previous) if self.previous else None,
-                "upgraded": self.upgraded, "backup": self.backup}
+                "upgraded": self.upgraded, "backup": self.backup, "proven": self.proven}
 
 
 def read(state_dir: Path) -> Pin | None:
@@ -55,7 +58,8 @@ def read(state_dir: Path) -> Pin | None:
         previous = data.get("previous")
         return Pin(PinnedImage(**data["current"]), str(data["configured"]),
                    PinnedImage(**previous) if previous else None,
-                   str(data.get("upgraded", "")), data.get("backup"))
+                   str(data.get("upgraded", "")), data.get("backup"),
+                   bool(data.get("proven", True)))
     except (FileNotFoundError, PermissionError):  # never upgraded; or not root (plan, status)
         return None
     except (OSError, ValueError, TypeError, KeyError) as err:
@@ -70,6 +74,20 @@ def write(state_dir: Path, pin: Pin) -> None:
     tmp = path.with_name(f".{PIN_FILE}.tmp")
     tmp.write_text(json.dumps(pin.to_json(), indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def remove(state_dir: Path) -> None:
+    (state_dir / PIN_FILE).unlink(missing_ok=True)
+
+
+def prove(state_dir: Path, image: Path) -> bool:
+    """``image`` answered: if it is the unproven image of an interrupted upgrade, the
+    upgrade is complete now. Returns whether the pin changed."""
+    pin = read(state_dir)
+    if pin is None or pin.proven or Path(pin.current.image) != image:
+        return False
+    write(state_dir, replace(pin, proven=True))
+    return True
 
 
 def pinned_image(state_dir: Path, configured: Path) -> Path | None:

@@ -17,6 +17,7 @@ from . import (
     apptainer,
     builder,
     hardening,
+    imagepin,
     plugins,
     readiness,
     record,
@@ -94,8 +95,11 @@ class Started:
 class Launcher:
     """Build, plan, start, stop and inspect one ColdFront instance."""
 
-    def __init__(self, settings: Settings, report: Report | None = None) -> None:
+    def __init__(self, settings: Settings, report: Report | None = None,
+                 upgrading: bool = False) -> None:
         self.settings = settings
+        #: ``cf-launch upgrade`` boots its new image: it settles the image's pin itself.
+        self.upgrading = upgrading
         self.state = InstanceState(settings.state_dir)
         self.report: Report = report or (lambda _message: None)
 
@@ -146,6 +150,10 @@ class Launcher:
             self.report(f"warning: {warning.check}: {warning.message}")
         image = self._check_image()
         apptainer.locate()
+        pin = None if self.upgrading else imagepin.read(self.settings.state_dir)
+        if pin is not None and not pin.proven and self.settings.pinned_image is not None:
+            self.report(f"warning: the upgrade to {pin.current.image} was interrupted; booting "
+                        "it (the upgrade completes once ColdFront answers)")
         with self.state.locked():
             self._ready_to_prepare(seq, "see `cf-launch status`; use `cf-launch restart` "
                                    "to restart")
@@ -329,16 +337,26 @@ class Launcher:
         endpoint = endpoint or (seq or self.sequence()).endpoint(info)
         self.report(f"waiting for systemd and {endpoint.url(self.settings.readiness_path)}")
         try:
-            return readiness.wait_ready(info.name, endpoint, self.settings.readiness_path,
-                                        self.settings.ready_timeout, self.report,
-                                        pid=info.pid, host=siteenv.probe_host(self.settings))
+            found = readiness.wait_ready(info.name, endpoint, self.settings.readiness_path,
+                                         self.settings.ready_timeout, self.report,
+                                         pid=info.pid, host=siteenv.probe_host(self.settings))
         except NotReadyError as err:
             cause = siteenv.database_unreachable(self.settings)
-            if not cause:
-                raise
-            raise NotReadyError(f"{err}: {cause}", "check the database server, its firewall "
-                                f"and [coldfront] database_url; {err.hint}",
-                                err.details) from None
+            if cause:
+                err = NotReadyError(f"{err}: {cause}", "check the database server, its "
+                                    f"firewall and [coldfront] database_url; {err.hint}",
+                                    err.details)
+            pin = None if self.upgrading else imagepin.read(self.settings.state_dir)
+            if pin is not None and not pin.proven:
+                before = pin.previous.image if pin.previous else "the image before"
+                err.hint = (f"this is the image of an interrupted upgrade; `cf-launch upgrade "
+                            f"--rollback` goes back to {before}; {err.hint}")
+            raise err from None
+        if not self.upgrading and imagepin.prove(self.settings.state_dir,
+                                                 self.settings.image_path):
+            self.report(f"the interrupted upgrade to {self.settings.image_path} is complete: "
+                        "ColdFront answers")
+        return found
 
     def _clean_leftovers(self) -> None:
         """Undo what an interrupted run left. What cannot be undone is reported and set

@@ -45,6 +45,7 @@ class Request:
     image: Path | None = None
     ready_timeout: float | None = None
     check: bool = False  # only say which version an upgrade would bring; change nothing
+    rollback: bool = False  # go back to the image (and data) from before the last upgrade
 
 
 def upgrade(settings: Settings, request: Request, report: Report | None = None,
@@ -57,6 +58,8 @@ def upgrade(settings: Settings, request: Request, report: Report | None = None,
         if not held:
             raise LockedError(f"another `cf-launch upgrade` of {settings.name} is running",
                               "wait for it to finish")
+        if request.rollback:
+            return roll_back(settings, request, say)
         return check(settings, request, say) if request.check \
             else _upgrade(settings, request, say, progress)
 
@@ -86,11 +89,25 @@ def check(settings: Settings, request: Request, say: Report) -> dict[str, Any]:
 def _refuse_early(settings: Settings, request: Request) -> None:
     """Everything that can be refused before anything is built, stopped or written."""
     supervisor = InstanceState(settings.state_dir).supervisor()
+    if request.check:
+        return  # --check changes nothing
     if supervisor:
         raise LockedError(
             f"cf-launch run (pid {supervisor}) supervises {settings.name}",
             f"stop the service (systemctl stop cf-launch@{settings.name}), run `cf-launch "
             f"upgrade`, then start the service again")
+    pin = imagepin.read(settings.state_dir)
+    if pin is not None and not pin.proven and not request.rollback:
+        raise ConfigError("upgrade", f"the upgrade of {settings.name} to "
+                          f"{pin.current.image} was interrupted",
+                          "`cf-launch start` boots it (the upgrade completes once ColdFront "
+                          "answers); or go back: `cf-launch upgrade --rollback`")
+    if request.rollback:
+        if pin is None or pin.previous is None:
+            raise ConfigError("--rollback", f"{settings.name} has no upgrade to roll back",
+                              "`cf-launch status --json` shows the last upgrade under "
+                              "`upgrade`")
+        return
     if request.image is None and settings.image is not None:
         raise ConfigError("image", f"the settings name a fixed image ({settings.image}), "
                           "so there is nothing for upgrade to build",
@@ -154,23 +171,25 @@ def _upgrade(settings: Settings, request: Request, say: Report,
         summary["backup"] = saved
     upgraded = replace(settings, pinned_image=Path(target.image),
                        ready_timeout=request.ready_timeout or settings.ready_timeout)
+    old = imagepin.read(settings.state_dir)
+    # Pinned before it boots (unproven), so that an upgrade killed from here on leaves the
+    # instance on the image its data may have been migrated by; `start` proves it.
+    trying = Pin(target, str(settings.configured_image), current, _now(), saved, proven=False)
+    imagepin.write(settings.state_dir, trying)
     try:
-        started = Launcher(upgraded, say).start(wait=True)
+        started = Launcher(upgraded, say, upgrading=True).start(wait=True)
     except (LaunchError, KeyboardInterrupt) as err:
         cause = err if isinstance(err, LaunchError) else LaunchError("interrupted (Ctrl-C)")
-        _roll_back(before, upgraded, current, target, saved, was_running, cause, say)
+        _roll_back(before, upgraded, current, target, saved, was_running, cause, say, old)
         raise AssertionError("unreachable") from None  # _roll_back always raises
-    old = imagepin.read(settings.state_dir)
-    imagepin.write(settings.state_dir, Pin(
-        target, str(settings.configured_image), current,
-        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), saved))
+    imagepin.write(settings.state_dir, replace(trying, proven=True))
     summary.update(upgraded=True, url=started.readiness.url if started.readiness else "",
                    removed=prune(settings, old, keep={target.image, current.image}, say=say))
     say(f"{settings.name} runs ColdFront {target.coldfront_version or '?'}; the previous "
         f"image is kept for a rollback until the next upgrade: {current.image}")
     if not was_running:
         say(f"stopping {settings.name} again, as it was before the upgrade")
-        Launcher(upgraded, say).stop()
+        Launcher(upgraded, say, upgrading=True).stop()
     summary["running"] = was_running
     return summary
 
@@ -219,6 +238,10 @@ def _target(settings: Settings, request: Request, current: PinnedImage, say: Rep
     return PinnedImage(str(image), found or version)
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def _backup_path(settings: Settings) -> Path:
     folder = settings.state_dir / backup.BACKUPS
     folder.mkdir(mode=0o700, exist_ok=True)
@@ -227,16 +250,20 @@ def _backup_path(settings: Settings) -> Path:
 
 def _roll_back(settings: Settings, upgraded: Settings, current: PinnedImage,
                target: PinnedImage, saved: str | None, was_running: bool, cause: LaunchError,
-               say: Report) -> None:
-    """Stop the new image, put the data back, boot the previous image (``settings`` boot
-    it); always raises."""
+               say: Report, old: Pin | None) -> None:
+    """Stop the new image, put the data and the pin back, boot the previous image
+    (``settings`` boot it); always raises."""
     say(f"the new image failed: {cause}; rolling back to {current.image}")
     kept: dict[str, str] = {}
     try:
         with contextlib.suppress(NotRunningError):
-            Launcher(upgraded, say).stop()
+            Launcher(upgraded, say, upgrading=True).stop()
         if saved is not None:
             kept = restore.restore(settings, Path(saved), force=True, report=say)["replaced"]
+        if old is None:
+            imagepin.remove(settings.state_dir)
+        else:
+            imagepin.write(settings.state_dir, old)
         Launcher(settings, say).start(wait=True)
         if not was_running:
             Launcher(settings, say).stop()
@@ -259,6 +286,45 @@ def _roll_back(settings: Settings, upgraded: Settings, current: PinnedImage,
         f"the new image's boot is in its journal: journalctl --directory "
         f"{settings.state_dir / 'journal'}; the new image stays at {target.image}{aside}",
         cause.details)
+
+
+def roll_back(settings: Settings, request: Request, say: Report) -> dict[str, Any]:
+    """``upgrade --rollback``: back to the image from before the last upgrade, with the data
+    of the backup taken then (what was written since is kept beside it, not lost)."""
+    pin = imagepin.read(settings.state_dir)
+    assert pin is not None and pin.previous is not None  # checked by _refuse_early
+    previous, backup_path = pin.previous, pin.backup
+    if not Path(previous.image).is_file():
+        raise ConfigError("--rollback", f"the image from before the upgrade, {previous.image}, "
+                          "is gone", "nothing was changed")
+    if backup_path is not None and not Path(backup_path).is_file():
+        raise ConfigError("--rollback", f"the backup taken before the upgrade, {backup_path}, "
+                          "is gone", "nothing was changed; restore another backup by hand")
+    was_running = apptainer.find(settings.name) is not None
+    say(f"rolling {settings.name} back: ColdFront {pin.current.coldfront_version or '?'} -> "
+        f"{previous.coldfront_version or '?'} ({previous.image})"
+        + (f", with the data of {backup_path}; what was written since is kept beside it"
+           if backup_path else "; the external database stays as it is"))
+    now = replace(settings, pinned_image=Path(pin.current.image))
+    back = replace(settings, pinned_image=Path(previous.image),
+                   ready_timeout=request.ready_timeout or settings.ready_timeout)
+    if was_running:
+        Launcher(now, say, upgrading=True).stop()
+    kept: dict[str, str] = {}
+    if backup_path is not None:
+        kept = restore.restore(back, Path(backup_path), force=True, report=say)["replaced"]
+    imagepin.write(settings.state_dir, Pin(previous, pin.configured, None, _now()))
+    if was_running:
+        try:
+            Launcher(back, say, upgrading=True).start(wait=True)
+        except LaunchError as err:
+            raise RollbackFailedError(
+                f"{settings.name} rolled back to {previous.image}, but it did not start: {err}",
+                f"the data replaced is kept as {', '.join(kept.values()) or '-'}; {err.hint}",
+                err.details) from None
+    return {"name": settings.name, "from": _json(pin.current), "to": _json(previous),
+            "upgraded": False, "rolled_back": True, "backup": backup_path, "kept": kept,
+            "running": was_running}
 
 
 def prune(settings: Settings, old: Pin | None, keep: set[str], say: Report) -> list[str]:

@@ -225,6 +225,23 @@ def test_upgrade_to_the_next_version_then_a_failing_one_rolls_back(testhost: Tes
         con.close()
     assert MARKER in kept, "the failing image did write (the rollback had data to undo)"
 
+    # 4. The admin goes back by hand: the image and the data from before the upgrade; what
+    # was written since (between-upgrades) is kept beside it, not lost.
+    back = testhost.cf(["upgrade", "--rollback", "--json"], site.config, site.box.host,
+                       timeout=1800)
+    undone = json.loads(back.stdout)
+    assert undone["rolled_back"] is True and undone["to"] == done["from"], back.stderr
+    assert version(testhost) == OLD and login_page(site) == 200
+    now = users(testhost)
+    assert "before-upgrade" in now and "between-upgrades" not in now
+    aside = testhost.path(undone["kept"]["data"])
+    con = sqlite3.connect(f"file:{aside / 'coldfront.db'}?mode=ro", uri=True)
+    try:
+        assert ("between-upgrades",) in con.execute("SELECT username FROM auth_user").fetchall()
+    finally:
+        con.close()
+    assert pin(testhost)["current"] == done["from"] and pin(testhost)["previous"] is None
+
     testhost.cf(["stop"], site.config, site.box.host)
     assert network_snapshot(site.box.host) == before_start
     assert not Path(testhost.path(f"{STATE}/launch.json")).exists()

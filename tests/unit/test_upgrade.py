@@ -156,6 +156,33 @@ def test_refuses_before_anything_changes(tmp_path: Path) -> None:
     assert sorted(p.name for p in state.iterdir()) == ["supervisor.pid"], "nothing written"
 
 
+def test_interrupted_upgrade_is_proven_by_an_answer_or_rolled_back(tmp_path: Path) -> None:
+    state = tmp_path / "coldfront"
+    state.mkdir()
+    (state / "coldfront.env").write_text("SECRET_KEY=x\n")
+    trying = replace(_pin(Path("/x")), proven=False)
+    imagepin.write(state, trying)
+    with pytest.raises(ConfigError, match="was interrupted") as err:
+        upgrade.upgrade(_settings(tmp_path), upgrade.Request("1.1.10"))
+    assert "--rollback" in err.value.hint and "`cf-launch start`" in err.value.hint
+    assert not imagepin.prove(state, Path("/c/other.sif")), "another image proves nothing"
+    assert imagepin.read(state) == trying
+    assert imagepin.prove(state, Path("/c/new.sif"))
+    assert imagepin.read(state) == replace(trying, proven=True)
+    assert not imagepin.prove(state, Path("/c/new.sif")), "once"
+
+
+def test_rollback_needs_an_upgrade_and_its_image(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no upgrade to roll back"):
+        upgrade.upgrade(_settings(tmp_path), upgrade.Request(rollback=True))
+    state = tmp_path / "coldfront"
+    state.mkdir()
+    imagepin.write(state, _pin(Path("/x")))  # its previous image /c/old.sif does not exist
+    with pytest.raises(ConfigError, match="/c/old.sif, is gone"):
+        upgrade.upgrade(_settings(tmp_path), upgrade.Request(rollback=True))
+    assert imagepin.read(state) == _pin(Path("/x")), "nothing changed"
+
+
 def test_cli_refuses_bad_arguments_with_exit_2(tmp_path: Path) -> None:
     runner = CliRunner()
     both = runner.invoke(cli, ["--state-root", str(tmp_path), "upgrade",
@@ -164,6 +191,9 @@ def test_cli_refuses_bad_arguments_with_exit_2(tmp_path: Path) -> None:
     bad = runner.invoke(cli, ["--state-root", str(tmp_path), "upgrade",
                               "--coldfront-version", "1.1.10; reboot"])
     assert bad.exit_code == 2 and "is not a version" in bad.output
+    mixed = runner.invoke(cli, ["--state-root", str(tmp_path), "upgrade", "--rollback",
+                                "--check"])
+    assert mixed.exit_code == 2 and "takes no" in mixed.output
     assert "Traceback" not in bad.output
 
 
