@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import re
 import shutil
 import stat
 import tempfile
@@ -19,14 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import apptainer, archive, imageinfo, record, sqlitedb
+from . import apptainer, archive, builder, imageinfo, record, sqlitedb
 from .appdata import CERTS_DIR, DATA_DIR, ENV_FILE, data_locked, sqlite_name
 from .errors import LaunchError
 from .settings import Settings
 
 Report = Callable[[str], None]
 BACKUPS = "backups"
-LAYER_FILE = re.compile(r"^(?P<layer>.+)-(?P<key>[0-9a-f]{16})\.sif$")
 
 
 def stamp(epoch: float) -> str:
@@ -211,7 +209,7 @@ def image_of(settings: Settings) -> Path:
 def _image(settings: Settings) -> dict[str, Any]:
     path = image_of(settings)
     resolved = path.resolve()
-    found = LAYER_FILE.match(resolved.name)
+    found = builder.LAYER_FILE.match(resolved.name)
     return {"path": str(path), "resolved": str(resolved),
             "layer": found.group("layer") if found else None,
             "key": found.group("key") if found else None}

@@ -26,6 +26,8 @@ from .locks import file_lock
 from .settings import BuildSettings
 
 FORMAT = "cf-launch-build-1"
+#: The name of a layer's image in the cache: ``<name>-<key>.sif``.
+LAYER_FILE = re.compile(r"^(?P<layer>.+)-(?P<key>[0-9a-f]{16})\.sif$")
 CA_MOUNT = "/mnt"
 CA_NAME = "cf-launch-ca.crt"
 

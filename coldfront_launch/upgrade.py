@@ -10,7 +10,6 @@ boot the previous image again and say so. Going back never migrates a database d
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -34,7 +33,6 @@ from .settings import Settings
 from .state import InstanceState
 
 Report = Callable[[str], None]
-LAYER_FILE = re.compile(r"^(?P<layer>.+)-(?P<key>[0-9a-f]{16})\.sif$")
 
 
 @dataclass(frozen=True)
@@ -336,7 +334,7 @@ def prune(settings: Settings, old: Pin | None, keep: set[str], say: Report) -> l
     candidate = Path(old.previous.image)
     layers = (settings.build.cache_dir / "layers").resolve()
     if (str(candidate) in keep or candidate.parent != layers
-            or not LAYER_FILE.match(candidate.name) or not candidate.is_file()
+            or not builder.LAYER_FILE.match(candidate.name) or not candidate.is_file()
             or candidate in _in_use(settings)):
         return []
     candidate.unlink()
