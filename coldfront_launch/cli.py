@@ -56,6 +56,7 @@ def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[s
           ca_bundle: Path | None, layers: tuple[str, ...], verbose: bool,
           as_json: bool) -> None:
     """Build the ColdFront image from layered definitions (cached by content)."""
+    from .imagepin import held_back
     from .launcher import Launcher
     from .settings import replace_build
     settings = _settings(ctx)
@@ -68,7 +69,12 @@ def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[s
     events: list[dict[str, Any]] = []
     progress = build_printer(verbose, events)
     image = Launcher(settings).build(force=force, progress=progress)
-    _emit({"image": str(image), "target": str(image.resolve()), "layers": events}, as_json,
+    held = held_back(settings.state_root, image)
+    for name, pinned in held.items():
+        click.echo(f"note: instance {name} keeps booting {pinned} from its last upgrade; "
+                   f"`cf-launch upgrade --name {name}` moves it to this build", err=True)
+    _emit({"image": str(image), "target": str(image.resolve()), "layers": events,
+           "held_back": held}, as_json,
           lambda: click.echo(f"image: {image} -> {image.resolve()}"))
 
 

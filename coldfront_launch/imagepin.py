@@ -109,3 +109,18 @@ def is_older(version: str | None, than: str | None) -> bool:
     """True when both versions are known and ``version``'s release is lower."""
     mine, theirs = release(version), release(than)
     return mine is not None and theirs is not None and mine < theirs
+
+
+def held_back(state_root: Path, configured: Path) -> dict[str, str]:
+    """Instances whose last upgrade pinned another image than ``configured`` names now
+    (instance name -> the pinned image): ``build`` tells the admin ``upgrade`` moves them."""
+    found: dict[str, str] = {}
+    for state in sorted(state_root.glob(f"*/{PIN_FILE}")) if state_root.is_dir() else []:
+        try:
+            pin = read(state.parent)
+        except ConfigError:
+            continue
+        if pin is not None and pin.configured == str(configured) \
+                and Path(pin.current.image) != configured.resolve():
+            found[state.parent.name] = pin.current.image
+    return found

@@ -186,6 +186,10 @@ def test_upgrade_to_the_next_version_then_a_failing_one_rolls_back(testhost: Tes
     shown = testhost.cf(["status"], site.config, site.box.host).stdout
     assert f"ColdFront {COLDFRONT_VERSION} since the upgrade of" in shown
 
+    rebuilt = testhost.cf(["build", "--json"], site.config, timeout=1800)
+    assert json.loads(rebuilt.stdout)["held_back"] == {NAME: done["to"]["image"]}
+    assert f"`cf-launch upgrade --name {NAME}` moves it" in rebuilt.stderr
+
     # 2. Back to the older version is refused, with nothing changed.
     pid = status["instance"]["pid"]
     back = testhost.cf(["upgrade", "--coldfront-version", OLD], site.config, site.box.host,

@@ -116,6 +116,22 @@ def test_pin_round_trip_and_when_it_applies(tmp_path: Path) -> None:
     assert load_settings(config).image_path == other
 
 
+def test_build_names_the_instances_an_upgrade_holds_back(tmp_path: Path) -> None:
+    link = tmp_path / "cache" / "images" / "coldfront.sif"
+    link.parent.mkdir(parents=True)
+    built = tmp_path / "cache" / "layers" / "coldfront-0123456789abcdef.sif"
+    built.parent.mkdir()
+    built.write_text("")
+    link.symlink_to(built)
+    for name, current in (("a", "/c/new.sif"), ("b", str(built))):
+        (tmp_path / "state" / name).mkdir(parents=True)
+        imagepin.write(tmp_path / "state" / name, _pin(link, current))
+    (tmp_path / "state" / "c").mkdir()
+    imagepin.write(tmp_path / "state" / "c", _pin(tmp_path / "other.sif"))
+    assert imagepin.held_back(tmp_path / "state", link) == {"a": "/c/new.sif"}
+    assert imagepin.held_back(tmp_path / "nowhere", link) == {}
+
+
 def test_unreadable_pin_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "coldfront").mkdir()
     (tmp_path / "coldfront" / "image.json").write_text("{not json")
