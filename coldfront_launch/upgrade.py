@@ -101,10 +101,7 @@ def _refuse_early(settings: Settings, request: Request) -> None:
                           "`cf-launch start` boots it (the upgrade completes once ColdFront "
                           "answers); or go back: `cf-launch upgrade --rollback`")
     if request.rollback:
-        if pin is None or pin.previous is None:
-            raise ConfigError("--rollback", f"{settings.name} has no upgrade to roll back",
-                              "`cf-launch status --json` shows the last upgrade under "
-                              "`upgrade`")
+        _pin_to_roll_back(settings)
         return
     if request.image is None and settings.image is not None:
         raise ConfigError("image", f"the settings name a fixed image ({settings.image}), "
@@ -289,9 +286,8 @@ def _roll_back(settings: Settings, upgraded: Settings, current: PinnedImage,
 def roll_back(settings: Settings, request: Request, say: Report) -> dict[str, Any]:
     """``upgrade --rollback``: back to the image from before the last upgrade, with the data
     of the backup taken then (what was written since is kept beside it, not lost)."""
-    pin = imagepin.read(settings.state_dir)
-    assert pin is not None and pin.previous is not None  # checked by _refuse_early
-    previous, backup_path = pin.previous, pin.backup
+    pin, previous = _pin_to_roll_back(settings)
+    backup_path = pin.backup
     if not Path(previous.image).is_file():
         raise ConfigError("--rollback", f"the image from before the upgrade, {previous.image}, "
                           "is gone", "nothing was changed")
@@ -323,6 +319,15 @@ def roll_back(settings: Settings, request: Request, say: Report) -> dict[str, An
     return {"name": settings.name, "from": _json(pin.current), "to": _json(previous),
             "upgraded": False, "rolled_back": True, "backup": backup_path, "kept": kept,
             "running": was_running}
+
+
+def _pin_to_roll_back(settings: Settings) -> tuple[Pin, PinnedImage]:
+    """The pin ``--rollback`` goes back from, and the image it goes back to."""
+    pin = imagepin.read(settings.state_dir)
+    if pin is None or pin.previous is None:
+        raise ConfigError("--rollback", f"{settings.name} has no upgrade to roll back",
+                          "`cf-launch status --json` shows the last upgrade under `upgrade`")
+    return pin, pin.previous
 
 
 def prune(settings: Settings, old: Pin | None, keep: set[str], say: Report) -> list[str]:
