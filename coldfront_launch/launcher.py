@@ -119,6 +119,10 @@ class Launcher:
     def _check_image(self) -> Path:
         image = self.settings.image_path
         if not image.exists():
+            if self.settings.pinned_image is not None:
+                raise ConfigError("image", f"{image}, the image the last upgrade pinned, does "
+                                  "not exist", "`cf-launch upgrade --rollback` goes back to the "
+                                  "image before it; or name an image in the settings (`image`)")
             hint = "run `cf-launch build` first" if self.settings.image is None \
                 else "check the path, or build one with `cf-launch build`"
             raise ConfigError("image", f"{image} does not exist", hint)

@@ -132,6 +132,20 @@ def test_build_names_the_instances_an_upgrade_holds_back(tmp_path: Path) -> None
     assert imagepin.held_back(tmp_path / "nowhere", link) == {}
 
 
+def test_start_on_a_pinned_image_that_is_gone_points_at_rollback(tmp_path: Path) -> None:
+    from coldfront_launch.launcher import Launcher
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'state_root = "{tmp_path}"\n[build]\ncache_dir = "{tmp_path}/cache"\n')
+    (tmp_path / "coldfront").mkdir()
+    imagepin.write(tmp_path / "coldfront", _pin(load_settings(config).configured_image))
+    with pytest.raises(ConfigError, match="the image the last upgrade pinned, does not exist") \
+            as err:
+        Launcher(load_settings(config)).start()
+    assert "upgrade --rollback" in err.value.hint
+    assert sorted(p.name for p in (tmp_path / "coldfront").iterdir()) == ["image.json"]
+
+
 def test_unreadable_pin_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "coldfront").mkdir()
     (tmp_path / "coldfront" / "image.json").write_text("{not json")
