@@ -50,6 +50,8 @@ def upgrade(settings: Settings, request: Request, report: Report | None = None,
             progress: builder.Progress | None = None) -> dict[str, Any]:
     """Upgrade the instance; see the module docstring. Returns what was done."""
     say = report or (lambda _message: None)
+    if request.check:
+        return check(settings, request, say)  # changes nothing: no lock, no refusals
     _refuse_early(settings, request)
     lock = settings.state_dir / ".upgrade.lock"
     with try_lock(lock) as held:
@@ -58,37 +60,46 @@ def upgrade(settings: Settings, request: Request, report: Report | None = None,
                               "wait for it to finish")
         if request.rollback:
             return roll_back(settings, request, say)
-        return check(settings, request, say) if request.check \
-            else _upgrade(settings, request, say, progress)
+        return _upgrade(settings, request, say, progress)
 
 
 def check(settings: Settings, request: Request, say: Report) -> dict[str, Any]:
     """``upgrade --check``: the version an upgrade would bring (the one asked, else the
     settings', else the newest on the index), against the running one; nothing is built."""
-    image = current_image(settings)
-    running = apptainer.find(settings.name) is not None
-    current = imageinfo.running_version(settings.name) if running \
-        else imageinfo.coldfront_version(image)
+    _running, current = _current(settings)
     wanted = imageinfo.coldfront_version(request.image) if request.image is not None \
-        else request.coldfront_version or settings.build.coldfront_version
-    if not wanted:
-        say("asking the package index for the newest ColdFront")
-        wanted = imageinfo.newest_on_index(image, settings.build.ca_bundle)
-    newer = imagepin.is_older(current, wanted)
-    say(f"{settings.name} runs ColdFront {current or '?'}; "
+        else _wanted_version(settings, request, current, say)
+    newer = imagepin.is_older(current.coldfront_version, wanted)
+    say(f"{settings.name} runs ColdFront {current.coldfront_version or '?'}; "
         + (f"`cf-launch upgrade` would bring {wanted}" if newer else
-           f"{wanted} is {'the same' if current == wanted else 'not newer'}"))
-    return {"name": settings.name, "from": {"image": str(image.resolve()),
-                                            "coldfront_version": current},
+           f"{wanted} is "
+           f"{'the same' if current.coldfront_version == wanted else 'not newer'}"))
+    return {"name": settings.name, "from": _json(current),
             "to": {"image": None, "coldfront_version": wanted}, "upgraded": False,
             "available": newer}
+
+
+def _current(settings: Settings) -> tuple[bool, PinnedImage]:
+    """Whether the instance runs, and the image it runs (resolved) with its ColdFront."""
+    running = apptainer.find(settings.name) is not None
+    image = current_image(settings)
+    return running, PinnedImage(str(image.resolve()), imageinfo.running_version(settings.name)
+                                if running else imageinfo.coldfront_version(image))
+
+
+def _wanted_version(settings: Settings, request: Request, current: PinnedImage,
+                    say: Report) -> str:
+    """The version asked, else the settings', else the newest on the package index."""
+    version = request.coldfront_version or settings.build.coldfront_version
+    if not version:
+        say("asking the package index for the newest ColdFront")
+        version = imageinfo.newest_on_index(Path(current.image), settings.build.ca_bundle)
+    return version
 
 
 def _refuse_early(settings: Settings, request: Request) -> None:
     """Everything that can be refused before anything is built, stopped or written."""
     supervisor = InstanceState(settings.state_dir).supervisor()
-    if request.check:
-        return  # --check changes nothing
     if supervisor:
         raise LockedError(
             f"cf-launch run (pid {supervisor}) supervises {settings.name}",
@@ -114,8 +125,9 @@ def _refuse_early(settings: Settings, request: Request) -> None:
         raise ConfigError("name", f"instance {settings.name} has never been started, so "
                           "there is nothing to upgrade",
                           "start it with `cf-launch start` (it boots the newest image)")
-    if not current_image(settings).is_file():
-        raise ConfigError("image", f"{current_image(settings)}, the image {settings.name} "
+    image = current_image(settings)
+    if not image.is_file():
+        raise ConfigError("image", f"{image}, the image {settings.name} "
                           "runs, does not exist", "upgrade needs it to roll back to; build "
                           "it again with `cf-launch build`")
 
@@ -133,10 +145,7 @@ def current_image(settings: Settings) -> Path:
 
 def _upgrade(settings: Settings, request: Request, say: Report,
              progress: builder.Progress | None) -> dict[str, Any]:
-    was_running = apptainer.find(settings.name) is not None
-    image = current_image(settings)
-    current = PinnedImage(str(image.resolve()), imageinfo.running_version(settings.name)
-                          if was_running else imageinfo.coldfront_version(image))
+    was_running, current = _current(settings)
     target = _target(settings, request, current, say, progress)
     summary: dict[str, Any] = {"name": settings.name, "from": _json(current),
                                "to": _json(target), "upgraded": False}
@@ -217,10 +226,7 @@ def _target(settings: Settings, request: Request, current: PinnedImage, say: Rep
     if request.image is not None:
         image = request.image.resolve()
         return PinnedImage(str(image), imageinfo.coldfront_version(image))
-    version = request.coldfront_version or settings.build.coldfront_version
-    if not version:
-        say("asking the package index for the newest ColdFront")
-        version = imageinfo.newest_on_index(Path(current.image), settings.build.ca_bundle)
+    version = _wanted_version(settings, request, current, say)
     _refuse_going_back(settings, version, current)  # before an image is built for nothing
     say(f"building the image for ColdFront {version}")
     build = replace(settings.build, coldfront_version=version)
