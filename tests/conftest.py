@@ -17,6 +17,9 @@ from coldfront_launch.settings import settings_from_mapping
 
 FAKES = Path(__file__).parent / "fakes"
 
+# tests/data holds inputs, among them a plugin with tests of its own (run in its own venv).
+collect_ignore = ["data"]
+
 
 
 @pytest.fixture

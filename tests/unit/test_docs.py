@@ -247,3 +247,36 @@ def test_tutorial_runs(author_venv: Path, tmp_path: Path) -> None:
                 for line in expected:
                     assert line in run.stdout, f"{body}\n---\n{run.stdout}\n{run.stderr}"
     assert seen == set(TUTORIAL_EXPECT)
+
+
+def test_plugin_made_before_the_layout_change_still_works(author_venv: Path,
+                                                         tmp_path: Path) -> None:
+    """tests/data/plugin-made-before-layout was written by `cf-launch plugin new site-audit`
+    at f60e0c3, before the modules moved into subpackages (issue 24). Installed as a plugin
+    author installs it, it passes its own tests against today's cf-launch, and the import
+    the 0.1 docs gave for rulesets (coldfront_launch.firewall) still resolves."""
+    import os
+    import shutil
+    import subprocess
+
+    plugin = tmp_path / "site-audit"
+    shutil.copytree(ROOT / "tests" / "data" / "plugin-made-before-layout", plugin)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTEST_", "VIRTUAL_ENV", "PYTHON"))}
+    env.update(PATH=f"{author_venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+               CF_LAUNCH_SYSTEM_CONFIG=str(tmp_path / "none"))
+    install = subprocess.run([str(author_venv / "bin" / "pip"), "install", "-q", f"{plugin}[test]"],
+                             env=env, capture_output=True, text=True, check=False)
+    assert install.returncode == 0, install.stdout + install.stderr
+    run = subprocess.run([str(author_venv / "bin" / "python"), "-m", "pytest", "-q", "-p",
+                          "no:cacheprovider"], cwd=plugin, env=env, capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert run.returncode == 0 and "4 passed" in run.stdout, run.stdout + run.stderr
+    hooks = subprocess.run(["cf-launch", "hooks"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, check=False)
+    assert "site-audit (cf_launch_site_audit)" in hooks.stdout, hooks.stdout + hooks.stderr
+    old_import = subprocess.run(
+        [str(author_venv / "bin" / "python"), "-c",
+         "from coldfront_launch.firewall import Chain, Jump, Ruleset; print(Ruleset.__name__)"],
+        env=env, capture_output=True, text=True, check=False)
+    assert old_import.stdout == "Ruleset\n", old_import.stderr
