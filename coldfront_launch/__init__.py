@@ -16,23 +16,26 @@ EXPORTS = {
     "LockedError": "errors", "NotReadyError": "errors", "NotRunningError": "errors",
     "PluginError": "errors", "PreflightError": "errors", "StartError": "errors",
     "ExitCode": "exitcodes",
-    "hookimpl": "hookspecs",
-    "HostChanges": "host",
-    "Launcher": "launcher", "Plan": "launcher", "Started": "launcher",
-    "Settings": "settings", "load_settings": "settings",
+    "hookimpl": "plugins.spec",
+    "HostChanges": "changes.host",
+    "Launcher": "lifecycle.launcher", "Plan": "lifecycle.launcher", "Started": "lifecycle.launcher",
+    "Settings": "config.settings", "load_settings": "config.settings",
+    "Chain": "linux.netfilter", "Jump": "linux.netfilter", "Ruleset": "linux.netfilter",
     "Bind": "types", "Endpoint": "types", "InstanceInfo": "types", "LaunchContext": "types",
     "Problem": "types",
 }
 __all__ = [
-    "ApptainerError", "ApptainerNotFound", "Bind", "BuildError", "ConfigError", "Endpoint",
-    "ExitCode", "HostChangeError", "HostChanges", "InstanceInfo", "LaunchContext",
+    "ApptainerError", "ApptainerNotFound", "Bind", "BuildError", "Chain", "ConfigError", "Endpoint",
+    "ExitCode", "HostChangeError", "HostChanges", "InstanceInfo", "Jump", "LaunchContext",
     "LaunchError", "Launcher", "LockedError", "NotReadyError", "NotRunningError", "Plan",
-    "PluginError", "PreflightError", "Problem", "Settings", "StartError", "Started",
+    "PluginError", "PreflightError", "Problem", "Ruleset", "Settings", "StartError", "Started",
     "hookimpl", "load_settings",
 ]
 
 if TYPE_CHECKING:
-    from .errors import (
+    from coldfront_launch.changes.host import HostChanges
+    from coldfront_launch.config.settings import Settings, load_settings
+    from coldfront_launch.errors import (
         ApptainerError,
         ApptainerNotFound,
         BuildError,
@@ -46,12 +49,11 @@ if TYPE_CHECKING:
         PreflightError,
         StartError,
     )
-    from .exitcodes import ExitCode
-    from .hookspecs import hookimpl
-    from .host import HostChanges
-    from .launcher import Launcher, Plan, Started
-    from .settings import Settings, load_settings
-    from .types import Bind, Endpoint, InstanceInfo, LaunchContext, Problem
+    from coldfront_launch.exitcodes import ExitCode
+    from coldfront_launch.lifecycle.launcher import Launcher, Plan, Started
+    from coldfront_launch.linux.netfilter import Chain, Jump, Ruleset
+    from coldfront_launch.plugins.spec import hookimpl
+    from coldfront_launch.types import Bind, Endpoint, InstanceInfo, LaunchContext, Problem
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .exitcodes import ExitCode
+from coldfront_launch.exitcodes import ExitCode
 
 
 class LaunchError(Exception):

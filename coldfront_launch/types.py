@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .settings import Settings
+from coldfront_launch.config.settings import Settings
 
 # What ``cf-launch plan`` hands hooks for the instance's address, unknown until it runs.
 PLACEHOLDER_IP = "<instance-ip>"

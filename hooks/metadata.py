@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from coldfront_launch.firewall import Chain, Jump, Ruleset
+from coldfront_launch.hooks.bridge.settings import chain_tag
+from coldfront_launch.linux.netfilter import Chain, Jump, Ruleset
 from coldfront_launch.types import Problem
-
-from .bridge_settings import chain_tag
 
 # AWS, GCP and Azure IMDS; AWS ECS/container credentials.
 METADATA_V4 = ("169.254.169.254", "169.254.170.2")

@@ -24,16 +24,16 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from coldfront_launch import apptainer, netinfo
-from coldfront_launch import validate as v
+from coldfront_launch import apptainer
+from coldfront_launch.changes.host import HostChanges
+from coldfront_launch.config import validate as v
 from coldfront_launch.errors import ConfigError
-from coldfront_launch.hookspecs import hookimpl
-from coldfront_launch.host import HostChanges
-from coldfront_launch.listeners import busy
+from coldfront_launch.hooks import metadata
+from coldfront_launch.linux import netinfo
+from coldfront_launch.linux.listeners import busy
+from coldfront_launch.plugins.spec import hookimpl
 from coldfront_launch.resources import read, render
 from coldfront_launch.types import Bind, Endpoint, InstanceInfo, LaunchContext, Problem
-
-from . import metadata
 
 NAME = "override"
 DATA = "coldfront_launch.overrides"

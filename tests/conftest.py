@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch import plugins, sysctl
-from coldfront_launch.settings import settings_from_mapping
+from coldfront_launch import plugins
+from coldfront_launch.config.settings import settings_from_mapping
+from coldfront_launch.linux import sysctl
 
 FAKES = Path(__file__).parent / "fakes"
 

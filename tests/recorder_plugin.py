@@ -46,7 +46,7 @@ def cf_launch_binds(ctx):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def cf_launch_pre_start(ctx, host):  # type: ignore[no-untyped-def]
-    from coldfront_launch import sysctl
+    from coldfront_launch.linux import sysctl
     if str(sysctl.SYSCTL_ROOT) == "/proc/sys":
         raise AssertionError("unit tests must never set this machine's real sysctls")
     _note("pre_start")

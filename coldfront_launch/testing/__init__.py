@@ -36,8 +36,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from ..host import RecordingHost
-    from .harness import FakeApptainer, Harness, IsolationRequired, StartStop, recording_host
+    from coldfront_launch.changes.host import RecordingHost
+    from coldfront_launch.testing.harness import (
+        FakeApptainer,
+        Harness,
+        IsolationRequired,
+        StartStop,
+        recording_host,
+    )
 
 __all__ = ["FakeApptainer", "Harness", "IsolationRequired", "StartStop", "recording_host"]
 
@@ -52,7 +58,7 @@ def __getattr__(name: str) -> Any:
 @pytest.fixture
 def cf_launch(tmp_path: Path) -> Iterator[Harness]:
     """A harness with its own state root, sysctl folder and fake Apptainer."""
-    from .harness import Harness
+    from coldfront_launch.testing.harness import Harness
 
     harness = Harness(tmp_path / "cf-launch")
     yield harness
@@ -62,7 +68,7 @@ def cf_launch(tmp_path: Path) -> Iterator[Harness]:
 @pytest.fixture
 def cf_launch_host() -> RecordingHost:
     """A recorder ``HostChanges``: hand it to a hook, then read ``.changes``."""
-    from .harness import recording_host
+    from coldfront_launch.testing.harness import recording_host
 
     return recording_host()
 
@@ -70,7 +76,7 @@ def cf_launch_host() -> RecordingHost:
 @pytest.fixture
 def cf_launch_apptainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeApptainer:
     """The fake ``apptainer`` and ``singularity`` first on PATH for this test."""
-    from .harness import FakeApptainer
+    from coldfront_launch.testing.harness import FakeApptainer
 
     fake = FakeApptainer.create(tmp_path / "fake-apptainer")
     for key, value in fake.environ().items():

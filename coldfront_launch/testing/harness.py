@@ -18,14 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import plugins, sysctl
-from ..changes import HostChange, Sysctl
-from ..host import RecordingHost
-from ..launcher import Launcher, Plan, Started
-from ..sequence import LaunchSequence
-from ..settings import Settings, settings_from_mapping
-from ..state import InstanceState
-from ..types import Endpoint, InstanceInfo, LaunchContext
+from coldfront_launch import plugins
+from coldfront_launch.changes import journal
+from coldfront_launch.changes.base import HostChange, Sysctl
+from coldfront_launch.changes.host import RecordingHost
+from coldfront_launch.config.settings import Settings, settings_from_mapping
+from coldfront_launch.lifecycle.launcher import Launcher, Plan, Started
+from coldfront_launch.lifecycle.sequence import LaunchSequence
+from coldfront_launch.linux import sysctl
+from coldfront_launch.state.instance import InstanceState
+from coldfront_launch.types import Endpoint, InstanceInfo, LaunchContext
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -211,14 +213,14 @@ class Harness:
                 "pytest`), or test those hooks with plan()")
         with self._sandbox([c for c in planned if isinstance(c, Sysctl)]):
             started = launcher.start(wait=False)
-            journaled = InstanceState(launcher.settings.state_dir).entries()
+            journaled = journal.entries(InstanceState(launcher.settings.state_dir))
             endpoint = launcher.sequence().endpoint(started.instance)
             try:
                 if during is not None:
                     during(started)
             finally:
                 launcher.stop()
-            left = InstanceState(launcher.settings.state_dir).entries()
+            left = journal.entries(InstanceState(launcher.settings.state_dir))
         kept = {c.identity() for c in left}
         undone = [c for c in reversed(journaled) if c.identity() not in kept]
         command = next((c for c in self.apptainer.calls() if c[2:4] == ["instance", "start"]),
@@ -255,5 +257,5 @@ class Harness:
 
 
 def recording_host() -> RecordingHost:
-    """A :class:`~coldfront_launch.host.HostChanges` that records and changes nothing."""
+    """A :class:`~coldfront_launch.changes.host.HostChanges` that records and changes nothing."""
     return RecordingHost()

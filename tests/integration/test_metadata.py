@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from coldfront_launch.security import DEFAULT_UID as DEFAULT_SERVICE_UID
+from coldfront_launch.config.security import DEFAULT_UID as DEFAULT_SERVICE_UID
 from tests.host.cloud import (
     AWS_DNS,
     ECS_CREDENTIALS,

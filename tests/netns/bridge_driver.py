@@ -17,13 +17,13 @@ import sys
 from pathlib import Path
 
 from coldfront_launch import hookimpl, plugins
-from coldfront_launch.hooks import bridge_cni
-from coldfront_launch.hooks.bridge_settings import parse
-from coldfront_launch.host import RealHost
-from coldfront_launch.launcher import Launcher
-from coldfront_launch.settings import settings_from_mapping
+from coldfront_launch.changes.host import RealHost
+from coldfront_launch.changes.undo import undo_all
+from coldfront_launch.config.settings import settings_from_mapping
+from coldfront_launch.hooks.bridge import cni as bridge_cni
+from coldfront_launch.hooks.bridge.settings import parse
+from coldfront_launch.lifecycle.launcher import Launcher
 from coldfront_launch.types import InstanceInfo, LaunchContext
-from coldfront_launch.undo import undo_all
 
 CNI_PATH = "/usr/lib/cni"
 NAME = "netnstest"

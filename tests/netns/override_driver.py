@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import sys
 
-from coldfront_launch.host import RealHost
-from coldfront_launch.launcher import Launcher
-from coldfront_launch.settings import settings_from_mapping
-from coldfront_launch.undo import undo_all
+from coldfront_launch.changes.host import RealHost
+from coldfront_launch.changes.undo import undo_all
+from coldfront_launch.config.settings import settings_from_mapping
+from coldfront_launch.lifecycle.launcher import Launcher
 from tests.netns.bridge_driver import checked
 
 NAME = "netnsover"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch.security import DEFAULT_UID as DEFAULT_SERVICE_UID
+from coldfront_launch.config.security import DEFAULT_UID as DEFAULT_SERVICE_UID
 from tests.host.cloud import AWS_DNS, ECS_CREDENTIALS, IMDS, IMDS6, Cloud, http_get
 from tests.host.harness import ROOT, Sandbox, network_snapshot
 from tests.netns.test_bridge_netns import FOREIGN, World, ns_run

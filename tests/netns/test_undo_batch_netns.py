@@ -19,11 +19,11 @@ pytestmark = pytest.mark.netns
 DRIVER = """
 import json, sys
 from pathlib import Path
-from coldfront_launch.firewall import Chain, Jump, Ruleset
-from coldfront_launch.host import RealHost
-from coldfront_launch.state import InstanceState
-from coldfront_launch.undo import undo_all
-import coldfront_launch.firewall as fw
+from coldfront_launch.linux.netfilter import Chain, Jump, Ruleset
+from coldfront_launch.changes.host import RealHost
+from coldfront_launch.state.instance import InstanceState
+from coldfront_launch.changes.undo import undo_all
+import coldfront_launch.linux.netfilter as fw
 
 root = Path(sys.argv[1])
 restores = []
@@ -92,11 +92,11 @@ def test_a_chain_gone_after_a_reload_falls_back(box: Sandbox, tmp_path) -> None:
 REFERENCED = """
 import json, subprocess, sys
 from pathlib import Path
-from coldfront_launch.firewall import Chain, Jump, Ruleset
-from coldfront_launch.host import RealHost
-from coldfront_launch.state import InstanceState
-from coldfront_launch.undo import undo_all
-import coldfront_launch.firewall as fw
+from coldfront_launch.linux.netfilter import Chain, Jump, Ruleset
+from coldfront_launch.changes.host import RealHost
+from coldfront_launch.state.instance import InstanceState
+from coldfront_launch.changes.undo import undo_all
+import coldfront_launch.linux.netfilter as fw
 
 root = Path(sys.argv[1])
 restores = []

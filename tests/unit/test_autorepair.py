@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch import dbuswatch
-from coldfront_launch.state import InstanceState
+from coldfront_launch.changes import journal
+from coldfront_launch.linux import firewalld_bus as dbuswatch
+from coldfront_launch.state.instance import InstanceState
 from tests.unit.test_launcher import _cli, _cli_argv, _config, recorder  # noqa: F401
 from tests.unit.test_supervise import Systemd, coldfront  # noqa: F401
 
@@ -69,7 +70,7 @@ def test_periodic_check_repairs(fake_apptainer, recorder, coldfront,  # noqa: F8
     finally:
         run.kill()
     assert "sysctl net.ipv4.ip_forward" in log
-    assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
+    assert journal.entries(InstanceState(tmp_path / "state" / "coldfront")) == []
 
 
 def test_no_check_when_off(fake_apptainer, recorder, coldfront,  # noqa: F811
@@ -183,7 +184,7 @@ def test_firewalld_reload_signal_repairs(fake_apptainer, recorder, coldfront,  #
         run.kill()
     assert "deferred: another cf-launch process" in log
     assert "listening for firewalld's reloads" in log
-    assert state.entries() == []
+    assert journal.entries(state) == []
 
 
 def test_repair_waits_for_a_busy_lock(fake_apptainer, recorder, coldfront,  # noqa: F811
@@ -216,7 +217,7 @@ def test_repair_all_skips_stopped_instances(make_settings, fake_apptainer, recor
                                             sysctl_root: Path, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """What a crash or a reboot left is not repaired (the next start cleans it up)."""
-    from coldfront_launch.launcher import Launcher
+    from coldfront_launch.lifecycle.launcher import Launcher
 
     for name in ("coldfront", "ghost"):
         monkeypatch.setenv("RECORDER_FILE", str(tmp_path / "etc" / f"{name}.conf"))
@@ -234,7 +235,7 @@ def test_repair_all_skips_stopped_instances(make_settings, fake_apptainer, recor
         {"name": "ghost", "running": False, "cannot": [], "restored": []}]
     human = _cli(["--config", str(_config(tmp_path)), "repair", "--all"], env)
     assert "ghost: not running" in human.stdout and "coldfront: nothing missing" in human.stdout
-    assert InstanceState(tmp_path / "state" / "ghost").entries(), "left for the next start"
+    assert journal.entries(InstanceState(tmp_path / "state" / "ghost")), "left for the next start"
 
 
 def test_stop_waits_for_a_repair_in_progress(fake_apptainer, recorder, coldfront,  # noqa: F811
@@ -251,4 +252,4 @@ def test_stop_waits_for_a_repair_in_progress(fake_apptainer, recorder, coldfront
         assert run.wait(timeout=30) == 0, run.stderr.read() if run.stderr else ""
     finally:
         run.kill()
-    assert state.entries() == []
+    assert journal.entries(state) == []

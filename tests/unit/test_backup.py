@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 
-from coldfront_launch import appdata, archive
+from coldfront_launch import atomic
+from coldfront_launch.coldfront import appdata
 from coldfront_launch.errors import ArchiveError, UnsupportedDatabaseError
 from coldfront_launch.exitcodes import ExitCode
+from coldfront_launch.operations import archive
 
 
 def make_staging(root: Path, env: str | None = None) -> dict[str, Any]:
@@ -115,14 +117,14 @@ def test_archive_is_0600_from_the_first_byte_whatever_the_umask(tmp_path: Path) 
     seen: list[int] = []
 
     def fill(out: Any) -> None:
-        temp = [p for p in tmp_path.iterdir() if p.name.startswith(".b.tar.gz.tmp-")]
+        temp = [p for p in tmp_path.iterdir() if p.name.endswith(atomic.SUFFIX)]
         assert len(temp) == 1
         seen.append(temp[0].stat().st_mode)
         out.write(b"new")
 
     old = os.umask(0)
     try:
-        archive.write_atomic(target, fill)
+        atomic.replace(target, fill, mode=0o600)
     finally:
         os.umask(old)
     assert seen and all(stat.S_IMODE(m) == 0o600 for m in seen)
@@ -140,7 +142,7 @@ def test_a_failed_write_leaves_the_old_archive_and_no_temporary(tmp_path: Path) 
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        archive.write_atomic(target, fill)
+        atomic.replace(target, fill, mode=0o600)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["b.tar.gz"]
 
@@ -312,8 +314,8 @@ def test_cli_backup_of_another_database_is_out_of_scope(tmp_path: Path) -> None:
 
 
 def test_certificate_links_are_kept_as_data_and_may_not_leave_the_folder(tmp_path: Path) -> None:
-    from coldfront_launch.backup import _copy_certs
     from coldfront_launch.errors import LaunchError
+    from coldfront_launch.operations.backup import _copy_certs
 
     certs = tmp_path / "letsencrypt"
     (certs / "archive/site").mkdir(parents=True)
@@ -338,8 +340,8 @@ def test_certificate_links_are_kept_as_data_and_may_not_leave_the_folder(tmp_pat
 
 
 def test_default_and_folder_outputs(tmp_path: Path) -> None:
-    from coldfront_launch.backup import output_path
-    from coldfront_launch.settings import settings_from_mapping
+    from coldfront_launch.config.settings import settings_from_mapping
+    from coldfront_launch.operations.backup import output_path
 
     settings = settings_from_mapping({"name": "site", "state_root": str(tmp_path)})
     epoch = 1795892547.0

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch.hooks import bridge, bridge_cni, bridge_rules
-from coldfront_launch.hooks.bridge_settings import parse
-from coldfront_launch.host import RecordingHost
-from coldfront_launch.launcher import Launcher
+from coldfront_launch.changes.host import RecordingHost
+from coldfront_launch.hooks import bridge
+from coldfront_launch.hooks.bridge import cni as bridge_cni
+from coldfront_launch.hooks.bridge import rules as bridge_rules
+from coldfront_launch.hooks.bridge.settings import parse
+from coldfront_launch.lifecycle.launcher import Launcher
 
 
 @pytest.fixture
@@ -102,7 +104,7 @@ def test_stale_leases_of_this_network_only(ctx, tmp_path: Path, monkeypatch) -> 
     import os
     import time
 
-    from coldfront_launch import netinfo
+    from coldfront_launch.linux import netinfo
 
     monkeypatch.setattr(bridge, "CNI_LEASES", tmp_path / "cni")
     monkeypatch.setattr(netinfo, "boot_time", lambda: time.time() - 100)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch import builder
+from coldfront_launch.apptainer import layers as builder
+from coldfront_launch.config.settings import BuildSettings
 from coldfront_launch.errors import BuildError, ConfigError
-from coldfront_launch.settings import BuildSettings
 from tests.conftest import calls
 
 BASE = """Bootstrap: debootstrap

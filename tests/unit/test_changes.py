@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch import changes as c
-from coldfront_launch import claims
-from coldfront_launch.claims import ClaimKey
+from coldfront_launch.changes import base as c
+from coldfront_launch.changes import claims, journal
+from coldfront_launch.changes.claims import ClaimKey
 from coldfront_launch.errors import HostChangeError
-from coldfront_launch.firewall import Chain, Jump, Ruleset
-from coldfront_launch.state import InstanceState
+from coldfront_launch.linux.netfilter import Chain, Jump, Ruleset
+from coldfront_launch.state.instance import InstanceState
 
 RULESET = Ruleset((Chain("nat", "CF-LAUNCH-ABC-DNAT", ("-p tcp -j DNAT --to 10.22.0.2:80",)),),
                   (Jump("nat", "PREROUTING", "-j CF-LAUNCH-ABC-DNAT"),))
@@ -41,8 +41,8 @@ def test_every_kind_has_an_example() -> None:
 @pytest.mark.parametrize("change", EXAMPLES, ids=lambda e: e.kind)
 def test_round_trip_through_the_journal(change: c.HostChange, tmp_path: Path) -> None:
     state = InstanceState(tmp_path / "cf1")
-    state.record(change)
-    (back,) = state.entries()
+    journal.record(state, change)
+    (back,) = journal.entries(state)
     assert back == change and type(back) is type(change)
     assert back.to_record() == change.to_record()
     assert json.loads(state.journal_path.read_text())["type"] == change.kind
@@ -51,7 +51,7 @@ def test_round_trip_through_the_journal(change: c.HostChange, tmp_path: Path) ->
 def test_content_is_not_journaled(tmp_path: Path) -> None:
     """Bind files can be large, and the env file is secret: the journal keeps paths."""
     state = InstanceState(tmp_path / "cf1")
-    state.record(c.File("/srv/secret.env", 0o600, "SECRET_KEY=abc\n"))
+    journal.record(state, c.File("/srv/secret.env", 0o600, "SECRET_KEY=abc\n"))
     assert "SECRET_KEY" not in state.journal_path.read_text()
 
 
@@ -83,7 +83,7 @@ def test_v1_journal_is_migrated(tmp_path: Path) -> None:
     state = InstanceState(tmp_path / "cf1")
     state.ensure()
     state.journal_path.write_text("".join(json.dumps(r) + "\n" for r in V1_JOURNAL))
-    got = state.entries()
+    got = journal.entries(state)
     assert got == [
         c.Directory("/srv/binds", ("/srv/binds",)),
         c.File("/srv/binds/etc/x.conf"),
@@ -100,9 +100,9 @@ def test_v1_journal_is_migrated(tmp_path: Path) -> None:
     ]
     assert all(not isinstance(e, c.Unknown) for e in got)
     # Rewritten in the current form, the same changes come back.
-    state.rewrite(got)
+    journal.rewrite(state, got)
     assert all("type" in json.loads(line) for line in state.journal_path.read_text().splitlines())
-    assert state.entries() == got
+    assert journal.entries(state) == got
 
 
 def test_v1_claims_are_migrated_and_rewritten(tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_unknown_journal_record_is_kept_and_reported(tmp_path: Path) -> None:
     state.ensure()
     record = {"type": "wormhole", "where": "elsewhere"}
     state.journal_path.write_text(json.dumps(record) + "\n")
-    (entry,) = state.entries()
+    (entry,) = journal.entries(state)
     assert isinstance(entry, c.Unknown) and entry.to_record() == record
     env = c.HostEnv(state, tmp_path)
     with pytest.raises(HostChangeError, match="unknown undo action 'wormhole'"):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from coldfront_launch import distro
 from coldfront_launch.cli import cli
+from coldfront_launch.linux import distro
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "os-release"
 RELEASE = distro.APPTAINER_VERSION
@@ -211,8 +211,10 @@ def test_hint_urls_and_packages_are_in_install_doc(sample: str) -> None:
 def test_runtime_errors_carry_this_distributions_command(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """start/stop failing on a missing tool say the same command as doctor."""
-    from coldfront_launch import apptainer, firewall, netinfo
+    from coldfront_launch import apptainer
     from coldfront_launch.errors import ApptainerNotFound, HostChangeError
+    from coldfront_launch.linux import netfilter as firewall
+    from coldfront_launch.linux import netinfo
 
     monkeypatch.setattr(distro, "OS_RELEASE_PATHS", (SAMPLES / "rocky-8",))
     monkeypatch.setenv("PATH", str(_bin(tmp_path)))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch import hookspecs
 from coldfront_launch.plugins import SPEC_NAMES
+from coldfront_launch.plugins import spec as hookspecs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -254,7 +254,7 @@ def test_plugin_made_before_the_layout_change_still_works(author_venv: Path,
     """tests/data/plugin-made-before-layout was written by `cf-launch plugin new site-audit`
     at f60e0c3, before the modules moved into subpackages (issue 24). Installed as a plugin
     author installs it, it passes its own tests against today's cf-launch, and the import
-    the 0.1 docs gave for rulesets (coldfront_launch.firewall) still resolves."""
+    the 0.1 docs gave for rulesets (coldfront_launch.linux.netfilter) still resolves."""
     import os
     import shutil
     import subprocess

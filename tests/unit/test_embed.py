@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch import embed
+from coldfront_launch.changes import journal
 from coldfront_launch.errors import ConfigError, LaunchError, PreflightError
-from coldfront_launch.launcher import Launcher
-from coldfront_launch.state import InstanceState
+from coldfront_launch.lifecycle import embedding as embed
+from coldfront_launch.lifecycle.launcher import Launcher
+from coldfront_launch.state.instance import InstanceState
 from tests.conftest import calls
 from tests.unit.test_launcher import recorder  # noqa: F401 - the recording plugin fixture
 
@@ -49,7 +50,7 @@ def test_prepare_attach_detach(make_settings, fake_apptainer, recorder, sysctl_r
     result = launcher.detach()
     assert result == {"name": "coldfront", "detached": True, "still_running": True}
     assert not made.exists() and (sysctl_root / "net/ipv4/ip_forward").read_text() == "0\n"
-    assert InstanceState(launcher.settings.state_dir).entries() == []
+    assert journal.entries(InstanceState(launcher.settings.state_dir)) == []
     assert not any(c[2:4] == ["instance", "stop"] for c in calls(fake_apptainer)), \
         "detach never stops the instance"
     assert recorder.read_text().split()[-2:] == ["pre_stop", "post_stop"]
@@ -112,7 +113,7 @@ def test_stop_of_an_attached_instance_stops_it_then_undoes(make_settings, fake_a
     launcher.attach(wait=False)
     launcher.stop()
     assert launcher.status()["running"] is False
-    assert InstanceState(launcher.settings.state_dir).entries() == []
+    assert journal.entries(InstanceState(launcher.settings.state_dir)) == []
 
 
 WEIRD = ["/srv/with space/x:/y", "/srv/quote'd:/y", '/srv/dq"x:/y', "/srv/dollar$HOME:/y",
@@ -204,4 +205,4 @@ def test_docs_python_recipe_runs(make_settings, fake_apptainer, recorder, sysctl
     exec(compile(block, "embedding.md", "exec"), {})  # noqa: S102 - the documented recipe
     log = recorder.read_text().split()
     assert log.index("binds") < log.index("check_instance") < log.index("post_stop")
-    assert InstanceState(Path(make_settings().state_dir)).entries() == []
+    assert journal.entries(InstanceState(Path(make_settings().state_dir))) == []

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from coldfront_launch import plugins
+from coldfront_launch.changes import journal
 from coldfront_launch.errors import HostChangeError, LockedError, NotRunningError, StartError
-from coldfront_launch.launcher import PLACEHOLDER_IP, Launcher
-from coldfront_launch.state import InstanceState
+from coldfront_launch.lifecycle.launcher import PLACEHOLDER_IP, Launcher
+from coldfront_launch.state.instance import InstanceState
 from tests import recorder_plugin
 from tests.conftest import calls
 
@@ -63,7 +64,7 @@ def test_start_runs_hooks_in_order_and_stop_undoes_everything(
     assert not made.exists() and not made.parent.exists()
     assert (sysctl_root / "net/ipv4/ip_forward").read_text().strip() == "0"
     assert not (state_dir / "binds").exists()
-    assert InstanceState(state_dir).entries() == []
+    assert journal.entries(InstanceState(state_dir)) == []
     assert any(c[2:4] == ["instance", "stop"] for c in calls(fake_apptainer))
     # The site's data and secret survive a stop.
     assert (state_dir / "coldfront.env").exists() and (state_dir / "data").is_dir()
@@ -91,7 +92,7 @@ def test_failed_start_undoes_and_carries_apptainer_stderr(
     assert "FATAL" in err.value.stderr
     assert not (tmp_path / "etc" / "made-by-recorder.conf").exists()
     assert (sysctl_root / "net/ipv4/ip_forward").read_text().strip() == "0"
-    assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
+    assert journal.entries(InstanceState(tmp_path / "state" / "coldfront")) == []
 
 
 def test_plan_matches_start(make_settings, fake_apptainer, recorder, sysctl_root) -> None:
@@ -112,7 +113,8 @@ def _cli_argv(args: list[str]) -> list[str]:
     """The argv of a child cf-launch process with the recorder plugin registered."""
     code = (f"import os, sys; sys.path.insert(0, {str(ROOT)!r})\n"
             "from pathlib import Path\n"
-            "from coldfront_launch import plugins, sysctl\n"
+            "from coldfront_launch import plugins\n"
+            "from coldfront_launch.linux import sysctl\n"
             "sysctl.SYSCTL_ROOT = Path(os.environ['TEST_SYSCTL_ROOT'])  # never the real one\n"
             "from tests import recorder_plugin\n"
             "plugins.register(recorder_plugin, 'recorder')\n"
@@ -149,13 +151,13 @@ def test_kill_during_start_then_stop_restores(fake_apptainer, recorder, tmp_path
     assert killed.returncode == -9
     assert made.exists(), "the change before the kill happened"
     state = InstanceState(tmp_path / "state" / "coldfront")
-    assert {e.kind for e in state.entries()} >= {"file", "instance"}
+    assert {e.kind for e in journal.entries(state)} >= {"file", "instance"}
 
     env.pop("RECORDER_KILL_IN_POST_START")
     stopped = _cli(["--config", str(config), "stop"], env)
     assert stopped.returncode == 0, stopped.stderr
     assert not made.exists()
-    assert state.entries() == []
+    assert journal.entries(state) == []
     assert json.loads(Path(os.environ["FAKE_APPTAINER_STATE"]).read_text()) == {}
 
 
@@ -239,7 +241,7 @@ def test_sigterm_during_start_undoes_at_once(fake_apptainer, recorder, tmp_path:
     assert child.returncode == 143, stderr
     assert "undoing every change" in stderr
     assert not (tmp_path / "etc" / "made-by-recorder.conf").exists()
-    assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
+    assert journal.entries(InstanceState(tmp_path / "state" / "coldfront")) == []
     assert json.loads(Path(os.environ["FAKE_APPTAINER_STATE"]).read_text()) == {}
 
 
@@ -263,7 +265,7 @@ def test_stop_after_the_namespace_is_gone(fake_apptainer, recorder, tmp_path: Pa
     assert stopped.returncode == 0, stopped.stderr
     assert "namespace this instance was started in is gone" in stopped.stderr
     assert not (tmp_path / "etc" / "made-by-recorder.conf").exists()
-    assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
+    assert journal.entries(InstanceState(tmp_path / "state" / "coldfront")) == []
     assert not claims.exists(), "the dead namespace's claims are dropped"
     assert json.loads(Path(os.environ["FAKE_APPTAINER_STATE"]).read_text()) == {}
 
@@ -291,30 +293,30 @@ def test_undo_never_depends_on_todays_settings(make_settings, fake_apptainer, re
         launcher.stop()
     assert "NotADirectoryError" in str(err.value) and str(made) in str(err.value)
     assert (sysctl_root / "net/ipv4/ip_forward").read_text() == "0\n", "the rest was undone"
-    assert [e.kind for e in state.entries()] == ["file"], "only the failure is kept"
+    assert [e.kind for e in journal.entries(state)] == ["file"], "only the failure is kept"
 
     notes: list[str] = []
     made.parent.unlink()
     Launcher(make_settings(hooks=["recorder"]), report=notes.append).start()
     assert not any("could not undo" in n for n in notes), "fixed: the retry worked"
     Launcher(make_settings(hooks=["recorder"])).stop()
-    assert state.entries() == [] and state.unresolved() == 0
+    assert journal.entries(state) == [] and state.unresolved() == 0
 
 
 def test_stuck_leftovers_are_set_aside_not_blocking(make_settings, fake_apptainer, recorder,
                                                     sysctl_root, tmp_path: Path) -> None:
-    from coldfront_launch.changes import Unknown
+    from coldfront_launch.changes.base import Unknown
 
     launcher = Launcher(make_settings(hooks=["recorder"]))
     state = InstanceState(launcher.settings.state_dir)
-    state.record(Unknown({"type": "from-a-newer-release"}))
+    journal.record(state, Unknown({"type": "from-a-newer-release"}))
     notes: list[str] = []
     Launcher(make_settings(hooks=["recorder"]), report=notes.append).start()
     assert any("could not undo" in n and "unresolved.jsonl" in n for n in notes), notes
     assert state.unresolved() == 1 and "from-a-newer-release" in \
         state.unresolved_path.read_text()
     launcher.stop()
-    assert state.entries() == []
+    assert journal.entries(state) == []
 
 
 def test_stop_of_an_unknown_name_creates_nothing(make_settings, fake_apptainer,
@@ -360,6 +362,6 @@ def test_start_after_a_simulated_reboot(fake_apptainer, recorder, tmp_path: Path
         assert stopped.returncode == 0, stopped.stderr
     finally:
         subprocess.run(["ip", "netns", "del", second], check=True)
-    assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
+    assert journal.entries(InstanceState(tmp_path / "state" / "coldfront")) == []
     assert not claims.exists()
     assert not (tmp_path / "etc" / "made-by-recorder.conf").exists()

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from coldfront_launch.changes import journal
+from coldfront_launch.changes.host import RecordingHost
 from coldfront_launch.errors import ConfigError
-from coldfront_launch.hooks import bridge_rules, metadata, override
-from coldfront_launch.hooks.bridge_settings import parse
-from coldfront_launch.host import RecordingHost
-from coldfront_launch.launcher import Launcher
+from coldfront_launch.hooks import metadata, override
+from coldfront_launch.hooks.bridge import rules as bridge_rules
+from coldfront_launch.hooks.bridge.settings import parse
+from coldfront_launch.lifecycle.launcher import Launcher
 from coldfront_launch.types import LaunchContext
 
 CREDENTIALS = ("169.254.169.254/32", "169.254.170.2/32")
@@ -180,9 +182,11 @@ def test_override_refuses_a_rule_in_the_wrong_namespace(make_settings, monkeypat
 def test_journal_undoes_each_family_with_its_tool(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """An IPv6 ruleset is removed with ip6tables, its claims put back in IPv6's tables;
     records without a family (older ones) stay IPv4."""
-    from coldfront_launch import changes, firewall, netinfo
-    from coldfront_launch.state import InstanceState
-    from coldfront_launch.undo import undo_all
+    from coldfront_launch.changes import base as changes
+    from coldfront_launch.changes.undo import undo_all
+    from coldfront_launch.linux import netfilter as firewall
+    from coldfront_launch.linux import netinfo
+    from coldfront_launch.state.instance import InstanceState
 
     removed: list[tuple[list[tuple[str, str]], str]] = []
     dropped: list[tuple[str, ...]] = []
@@ -192,10 +196,10 @@ def test_journal_undoes_each_family_with_its_tool(tmp_path: Path, monkeypatch) -
     monkeypatch.setattr(firewall, "drop_base_chain_if_empty", lambda *a: dropped.append(a))
     state = InstanceState(tmp_path / "state" / "cf1")
     here = netinfo.netns_id()
-    state.record(changes.Firewall("o", firewall.Ruleset((firewall.Chain("filter", "A", ()),),
-                                                        ()), here))
-    state.record(changes.Firewall("o6", firewall.Ruleset((firewall.Chain("filter", "B", ()),),
-                                                         (), "ipv6"), here))
+    four = firewall.Ruleset((firewall.Chain("filter", "A", ()),), ())
+    six = firewall.Ruleset((firewall.Chain("filter", "B", ()),), (), "ipv6")
+    journal.record(state, changes.Firewall("o", four, here))
+    journal.record(state, changes.Firewall("o6", six, here))
     assert undo_all(state, tmp_path / "state", lambda _n: None) == []
     assert removed == [([("filter", "B")], "ipv6"), ([("filter", "A")], "ipv4")]
     for change in (changes.IptablesTable(table="filter", original="absent", netns="1",

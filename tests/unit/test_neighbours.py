@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch import coreplugin, dbuswatch, firewalld
-from coldfront_launch.hooks import bridge_neighbours
-from coldfront_launch.settings import settings_from_mapping
+from coldfront_launch.config.settings import settings_from_mapping
+from coldfront_launch.hooks.bridge import neighbours as bridge_neighbours
+from coldfront_launch.linux import firewalld
+from coldfront_launch.linux import firewalld_bus as dbuswatch
+from coldfront_launch.plugins import core as coreplugin
 
 DEBIAN_1_3 = """\
 # firewalld config file

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch import readiness
 from coldfront_launch.apptainer import Probe
 from coldfront_launch.errors import NotReadyError
+from coldfront_launch.lifecycle import readiness
 from coldfront_launch.types import Endpoint
 
 

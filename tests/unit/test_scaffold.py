@@ -1,4 +1,4 @@
-"""`cf-launch plugin new` (coldfront_launch.scaffold) and `doctor --hook`. The generated
+"""`cf-launch plugin new` (coldfront_launch.plugins.scaffold) and `doctor --hook`. The generated
 plugin is installed and tested in a fresh venv by tests/unit/test_docs.py (the tutorial)."""
 
 from __future__ import annotations

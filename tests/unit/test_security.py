@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch import appdata, hardening
+from coldfront_launch.coldfront import appdata, hardening
+from coldfront_launch.config.security import DEFAULT_DROP, SecuritySettings
+from coldfront_launch.config.settings import settings_from_mapping
 from coldfront_launch.errors import ConfigError
-from coldfront_launch.launcher import Launcher
-from coldfront_launch.security import DEFAULT_DROP, SecuritySettings
-from coldfront_launch.settings import settings_from_mapping
+from coldfront_launch.lifecycle.launcher import Launcher
 
 
 @pytest.mark.parametrize(("raw", "setting"), [

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from coldfront_launch.config.settings import load_settings, settings_from_mapping
 from coldfront_launch.errors import ConfigError
-from coldfront_launch.launcher import Launcher
-from coldfront_launch.settings import load_settings, settings_from_mapping
+from coldfront_launch.lifecycle.launcher import Launcher
 
 
 @pytest.mark.parametrize(("raw", "setting"), [

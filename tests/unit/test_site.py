@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch import appdata, siteenv, sitetls
+from coldfront_launch.coldfront import appdata
+from coldfront_launch.coldfront import env as siteenv
+from coldfront_launch.coldfront import tls as sitetls
+from coldfront_launch.config.coldfront import PLUGINS, coldfront_from_mapping
+from coldfront_launch.config.settings import settings_from_mapping
 from coldfront_launch.errors import ConfigError
-from coldfront_launch.launcher import Launcher
-from coldfront_launch.settings import settings_from_mapping
-from coldfront_launch.sitesettings import PLUGINS, coldfront_from_mapping
+from coldfront_launch.lifecycle.launcher import Launcher
 
 SECRET = "s3cr3t-Pa$$w0rd\"`\\-never-shown"
 
@@ -254,7 +256,7 @@ def test_tls_mismatch_expired_and_garbage_refused(make_settings, tmp_path: Path)
 
 
 def test_every_key_documented() -> None:
-    from coldfront_launch import sitesettings as s
+    from coldfront_launch.config import coldfront as s
     text = (Path(__file__).resolve().parents[2] / "docs" / "production.md").read_text()
     for key in sorted(s.KEYS | s.EMAIL_KEYS | s.OIDC_KEYS | s.TLS_KEYS):
         assert any(form in text for form in (f"{key} =", f"`{key}`", f"[coldfront.{key}]")), \

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch import apptainer, hardening, status
+from coldfront_launch import apptainer
 from coldfront_launch.apptainer import Probe
-from coldfront_launch.statustable import COLUMNS, table
+from coldfront_launch.changes import journal
+from coldfront_launch.cli.table import COLUMNS, table
+from coldfront_launch.coldfront import hardening
+from coldfront_launch.lifecycle import status
 from coldfront_launch.types import InstanceInfo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +78,8 @@ def test_help_and_version_import_no_heavy_library(args: list[str], tmp_path: Pat
     mods = imported(args, tmp_path)
     assert not {m for m in mods if m.split(".")[0] in HEAVY}
     assert "pluggy" not in mods, "no plugin is loaded"
-    assert "coldfront_launch.plugins" not in mods and "coldfront_launch.launcher" not in mods
+    assert "coldfront_launch.plugins" not in mods
+    assert "coldfront_launch.lifecycle.launcher" not in mods
     if args != ["--version"]:
         assert "importlib.metadata" not in mods, "no entry-point scan"
 
@@ -89,10 +93,10 @@ def test_status_imports_no_heavy_library(tmp_path: Path, fake_apptainer: Path,
     assert not {m for m in mods if m.split(".")[0] in HEAVY}, "pyroute2, jinja2, spython"
     assert "pluggy" not in mods, "the URL comes from the launch record"
     assert "concurrent.futures" not in mods
-    assert "coldfront_launch.changes" in mods, "drift reads the typed changes"
+    assert "coldfront_launch.changes.base" in mods, "drift reads the typed changes"
     stopped = imported(["--state-root", str(root), "--name", "other", "status"], tmp_path)
     assert not {m for m in stopped if m.split(".")[0] in (*HEAVY, "pluggy")}
-    assert "coldfront_launch.changes" not in stopped, "a stopped instance: records counted"
+    assert "coldfront_launch.changes.base" not in stopped, "a stopped instance: records counted"
 
 
 def test_the_import_pin_sees_an_import(tmp_path: Path, fake_apptainer: Path) -> None:
@@ -214,13 +218,13 @@ def test_the_fast_probe_asks_only_a_booted_instance(monkeypatch: pytest.MonkeyPa
 def test_count_equals_the_typed_entries(tmp_path: Path) -> None:
     """status counts journal records without importing the typed changes: same answer,
     for a 0.1 journal (its netns record is no change) and a current one."""
-    from coldfront_launch.state import InstanceState
+    from coldfront_launch.state.instance import InstanceState
     state = InstanceState(tmp_path / "cf1")
     state.ensure()
     state.journal_path.write_text(
         '{"kind": "netns", "id": "7"}\n{"kind": "remove_file", "path": "/x"}\n'
         '{"type": "sysctl", "name": "net.x", "value": "1", "netns": "7"}\n')
-    assert state.count() == len(state.entries()) == 2
+    assert state.count() == len(journal.entries(state)) == 2
 
 
 def test_a_probe_error_is_raised() -> None:

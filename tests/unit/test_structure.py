@@ -23,8 +23,9 @@ def test_readme_exit_codes_equal_the_enum() -> None:
 
 
 def test_cli_uses_the_enum_not_literals() -> None:
-    for module in ("cli.py", "errors.py"):
-        text = (ROOT / "coldfront_launch" / module).read_text()
+    package = ROOT / "coldfront_launch"
+    for module in [*sorted((package / "cli").glob("*.py")), package / "errors.py"]:
+        text = module.read_text()
         assert not re.search(r"(sys\.exit|exit_code\s*=)\s*\(?\d", text), module
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch import service
-from coldfront_launch.settings import settings_from_mapping
-from coldfront_launch.state import InstanceState
+from coldfront_launch.changes import journal
+from coldfront_launch.config.settings import settings_from_mapping
+from coldfront_launch.service import units as service
+from coldfront_launch.state.instance import InstanceState
 from tests.unit.test_launcher import _cli, _cli_argv, _config, recorder  # noqa: F401
 
 
@@ -101,7 +102,7 @@ def test_ready_after_http_then_sigterm_stops_cleanly(fake_apptainer, recorder, c
         run.kill()
     systemd.wait_for("STOPPING")
     assert not (tmp_path / "etc" / "made-by-recorder.conf").exists()
-    assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
+    assert journal.entries(InstanceState(tmp_path / "state" / "coldfront")) == []
     assert json.loads(Path(os.environ["FAKE_APPTAINER_STATE"]).read_text()) == {}
 
 
@@ -116,7 +117,7 @@ def test_instance_death_undoes_and_exits_non_zero(fake_apptainer, recorder, cold
     finally:
         run.kill()
     assert not (tmp_path / "etc" / "made-by-recorder.conf").exists()
-    assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
+    assert journal.entries(InstanceState(tmp_path / "state" / "coldfront")) == []
 
 
 def test_stop_asks_the_supervisor(fake_apptainer, recorder, coldfront, tmp_path: Path  # noqa: F811
@@ -135,7 +136,7 @@ def test_stop_asks_the_supervisor(fake_apptainer, recorder, coldfront, tmp_path:
         assert run.wait(timeout=30) == 0, "a deliberate stop: systemd does not restart it"
     finally:
         run.kill()
-    assert InstanceState(tmp_path / "state" / "coldfront").entries() == []
+    assert journal.entries(InstanceState(tmp_path / "state" / "coldfront")) == []
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")

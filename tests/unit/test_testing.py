@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from coldfront_launch import Bind, Endpoint, PluginError, hookimpl
-from coldfront_launch.firewall import Chain, Jump, Ruleset
+from coldfront_launch.linux.netfilter import Chain, Jump, Ruleset
 from coldfront_launch.testing import FakeApptainer, Harness, IsolationRequired
 from coldfront_launch.testing.harness import in_own_netns
 
@@ -170,7 +170,7 @@ import sys
 
 def test_probe(request):
     pm = request.config.pluginmanager
-    heavy = [m for m in ("coldfront_launch.testing.harness", "coldfront_launch.launcher",
+    heavy = [m for m in ("coldfront_launch.testing.harness", "coldfront_launch.lifecycle.launcher",
                          "coldfront_launch.plugins", "pyroute2", "spython", "jinja2", "click")
              if m in sys.modules]
     assert heavy == [], heavy
@@ -238,7 +238,7 @@ def test_assertion_rewriting_changes_nothing() -> None:
 def _core(change) -> bool:  # type: ignore[no-untyped-def]
     """The core's own bind files (the hardening and journald drop-ins), in every plan and
     start."""
-    from coldfront_launch import appdata, hardening
+    from coldfront_launch.coldfront import appdata, hardening
 
     return change.target.endswith((hardening.CAPS_DROPIN, hardening.ACCOUNT_FILE,
                                    appdata.JOURNALD_DROPIN))

@@ -9,10 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from coldfront_launch import claims, netinfo
-from coldfront_launch.claims import ClaimKey
-from coldfront_launch.state import InstanceState
-from coldfront_launch.undo import undo_all
+from coldfront_launch.changes import claims, journal
+from coldfront_launch.changes.claims import ClaimKey
+from coldfront_launch.changes.undo import undo_all
+from coldfront_launch.linux import netinfo
+from coldfront_launch.state.instance import InstanceState
 
 
 def _v1(state: InstanceState, record: dict[str, Any]) -> None:
@@ -40,7 +41,7 @@ def test_newest_first_and_empty_afterwards(tmp_path: Path) -> None:
     _v1(state, {"kind": "stop_instance", "name": "cf1"})
     assert undo_all(state, tmp_path / "state", stopped.append) == []
     assert stopped == ["cf1"] and not folder.exists(), "file before its folder"
-    assert state.entries() == []
+    assert journal.entries(state) == []
     assert undo_all(state, tmp_path / "state", stopped.append) == [], "idempotent"
 
 
@@ -50,7 +51,7 @@ def test_failures_stay_with_the_namespace_record(tmp_path: Path) -> None:
     _v1(state, {"kind": "from-the-future"})
     failures = undo_all(state, tmp_path / "state", lambda _n: None)
     assert len(failures) == 1 and "unknown undo action" in failures[0]
-    kept = state.entries()
+    kept = journal.entries(state)
     assert [e.kind for e in kept] == [""] and kept[0].to_record() == {"kind": "from-the-future"}
     assert json.loads(state.journal_path.read_text()) == {"kind": "from-the-future"}, \
         "an unknown record is kept exactly as written"

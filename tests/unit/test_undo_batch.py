@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch import changes as c
-from coldfront_launch import claims, firewall, netinfo
+from coldfront_launch.changes import base as c
+from coldfront_launch.changes import claims
+from coldfront_launch.changes import journal as typed
+from coldfront_launch.changes.undo import steps, undo_all
 from coldfront_launch.errors import HostChangeError
-from coldfront_launch.firewall import Chain, Jump, Ruleset
-from coldfront_launch.state import InstanceState
-from coldfront_launch.undo import steps, undo_all
+from coldfront_launch.linux import netfilter as firewall
+from coldfront_launch.linux import netinfo
+from coldfront_launch.linux.netfilter import Chain, Jump, Ruleset
+from coldfront_launch.state.instance import InstanceState
 
 
 def ruleset(owner: str, family: str = "ipv4") -> Ruleset:
@@ -50,7 +53,7 @@ def fake_fw(monkeypatch: pytest.MonkeyPatch) -> FakeFirewall:
 def journal(tmp_path: Path, *entries: c.HostChange) -> InstanceState:
     state = InstanceState(tmp_path / "state" / "cf1")
     for entry in entries:
-        state.record(entry)
+        typed.record(state, entry)
     return state
 
 
@@ -79,7 +82,7 @@ def test_one_firewall_transaction_per_family(tmp_path: Path, fake_fw: FakeFirewa
     assert undo_all(state, tmp_path / "state", lambda _n: None) == []
     assert fake_fw.calls == [("ipv6", ["CF-LAUNCH-b6", "CF-LAUNCH-a6"]),
                              ("ipv4", ["CF-LAUNCH-b", "CF-LAUNCH-a"])]
-    assert state.entries() == []
+    assert typed.entries(state) == []
 
 
 def test_a_failed_batch_falls_back_to_entry_by_entry(tmp_path: Path,
@@ -96,7 +99,7 @@ def test_a_failed_batch_falls_back_to_entry_by_entry(tmp_path: Path,
     assert len(failures) == 1 and failures[0].startswith("firewall bridge:b: ")
     assert "line 2 failed" in failures[0]
     assert stopped == ["cf1"], "a failure blocks nothing after it"
-    assert state.entries() == [fw("b")], "the failed entry is kept, nothing else"
+    assert typed.entries(state) == [fw("b")], "the failed entry is kept, nothing else"
 
 
 def test_a_batch_that_fails_only_as_a_batch_leaves_nothing(
@@ -108,7 +111,7 @@ def test_a_batch_that_fails_only_as_a_batch_leaves_nothing(
     state = journal(tmp_path, fw("a"), fw("b"))
     assert undo_all(state, tmp_path / "state", lambda _n: None) == []
     assert [names for _f, names in fake_fw.calls] == [["CF-LAUNCH-b"], ["CF-LAUNCH-a"]]
-    assert state.entries() == []
+    assert typed.entries(state) == []
 
 
 def test_journal_rewritten_after_each_step(tmp_path: Path, fake_fw: FakeFirewall) -> None:
@@ -118,9 +121,9 @@ def test_journal_rewritten_after_each_step(tmp_path: Path, fake_fw: FakeFirewall
                       netns=netinfo.netns_id())
     state = journal(tmp_path, sysctl, c.StopInstance("cf1"), fw("a"), fw("b"))
     seen: list[list[c.HostChange]] = []
-    failures = undo_all(state, tmp_path / "state", lambda _n: seen.append(state.entries()))
+    failures = undo_all(state, tmp_path / "state", lambda _n: seen.append(typed.entries(state)))
     assert seen == [[sysctl, c.StopInstance("cf1")]]
-    assert failures == [] and state.entries() == []
+    assert failures == [] and typed.entries(state) == []
 
 
 def sysctl_claims(root: Path, sysctl_root: Path, names: list[str]) -> list[c.Sysctl]:
@@ -148,7 +151,7 @@ def test_claims_released_in_one_pass(tmp_path: Path, sysctl_root: Path,
     assert writes == [0], "one write of the registry for three claims"
     assert [(sysctl_root / n).read_text().strip() for n in ("net/a/x", "net/a/y", "net/a/z")] \
         == ["0", "0", "0"]
-    assert claims.read(root) == {} and state.entries() == []
+    assert claims.read(root) == {} and typed.entries(state) == []
 
 
 def test_a_failed_restore_in_the_claims_pass_falls_back(tmp_path: Path,
@@ -164,7 +167,7 @@ def test_a_failed_restore_in_the_claims_pass_falls_back(tmp_path: Path,
     assert (sysctl_root / "net/a/x").read_text().strip() == "0"
     assert (sysctl_root / "net/a/z").read_text().strip() == "0"
     assert list(claims.read(root)) == [bad.key()], "only the failed claim is still held"
-    assert state.entries() == [bad]
+    assert typed.entries(state) == [bad]
 
 
 def test_shared_file_batch_removes_its_folders(tmp_path: Path) -> None:
@@ -197,8 +200,8 @@ def test_a_failed_ruleset_keeps_the_table_and_chain_it_uses(tmp_path: Path,
     state = journal(tmp_path, table6, fw("b6", "ipv6"), table, chain, fw("a"))
     failures = undo_all(state, root, lambda _n: None)
     assert len(failures) == 1 and failures[0].startswith("firewall bridge:a: ")
-    assert state.entries() == [table, chain, fw("a")]
+    assert typed.entries(state) == [table, chain, fw("a")]
     assert set(claims.read(root)) == {table.key(), chain.key()}
     fake_fw.refuse = ()
     assert undo_all(state, root, lambda _n: None) == []
-    assert state.entries() == [] and claims.read(root) == {}
+    assert typed.entries(state) == [] and claims.read(root) == {}

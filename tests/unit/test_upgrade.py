@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from coldfront_launch import builder, imagepin, upgrade
+from coldfront_launch.apptainer import layers as builder
 from coldfront_launch.cli import cli
+from coldfront_launch.config.settings import BuildSettings, Settings, load_settings
 from coldfront_launch.errors import ConfigError, LockedError
-from coldfront_launch.imagepin import Pin, PinnedImage
-from coldfront_launch.settings import BuildSettings, Settings, load_settings
+from coldfront_launch.operations import upgrade
+from coldfront_launch.state import pin as imagepin
+from coldfront_launch.state.pin import Pin, PinnedImage
 from tests.conftest import calls
 
 VERSIONED = """Bootstrap: localimage
@@ -133,7 +135,7 @@ def test_build_names_the_instances_an_upgrade_holds_back(tmp_path: Path) -> None
 
 
 def test_start_on_a_pinned_image_that_is_gone_points_at_rollback(tmp_path: Path) -> None:
-    from coldfront_launch.launcher import Launcher
+    from coldfront_launch.lifecycle.launcher import Launcher
 
     config = tmp_path / "c.toml"
     config.write_text(f'state_root = "{tmp_path}"\n[build]\ncache_dir = "{tmp_path}/cache"\n')
@@ -244,8 +246,7 @@ def _config(tmp_path: Path, body: str) -> Path:
 
 
 def test_newest_on_index_reads_pips_report_and_says_why_not(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from coldfront_launch import imageinfo
-    from coldfront_launch.apptainer import Probe
+    from coldfront_launch.apptainer import Probe, imageinfo
     from coldfront_launch.errors import LaunchError
 
     seen: list[tuple[str, ...]] = []

@@ -1,0 +1,65 @@
+"""Replace a file atomically: readers see the old content or the new, never a part.
+
+Every file cf-launch rewrites in place (journals, records, pins, claims, the env file,
+archives, drop-ins) goes through :func:`replace`: a uniquely named temporary file beside
+the target (``O_EXCL | O_NOFOLLOW``, so a planted link is never followed), its mode set
+whatever the umask, filled, synced, renamed over the target, then the folder synced so
+the rename itself survives a power cut. ``sync=False`` skips both syncs for caches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+SUFFIX = ".cf-launch-tmp"
+
+
+def replace(path: Path, fill: Callable[[BinaryIO], None], *, mode: int = 0o644,
+            sync: bool = True) -> None:
+    """Create or replace ``path`` with what ``fill`` writes to the binary file it is given."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as out:
+            fill(out)
+            if sync:
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if sync:
+        sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync a folder, so a rename or an unlink in it is on disk."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text(path: Path, text: str, *, mode: int = 0o644, sync: bool = True) -> None:
+    """Replace ``path`` with ``text`` (UTF-8)."""
+    data = text.encode("utf-8")
+
+    def fill(out: BinaryIO) -> None:
+        out.write(data)
+
+    replace(path, fill, mode=mode, sync=sync)
+
+
+def write_json(path: Path, value: Any, *, mode: int = 0o644, sync: bool = True,
+               indent: int | None = None) -> None:
+    """Replace ``path`` with ``value`` as JSON (keys sorted, one trailing newline)."""
+    write_text(path, json.dumps(value, indent=indent, sort_keys=True) + "\n", mode=mode,
+               sync=sync)

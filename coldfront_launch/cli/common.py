@@ -1,0 +1,164 @@
+"""What every ``cf-launch`` command shares: one-line errors, the common options, JSON
+output, and the launcher built from the global options (imported on first use, so that
+``--help`` loads no plugin machinery)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from coldfront_launch.errors import LaunchError
+from coldfront_launch.exitcodes import ExitCode
+
+if TYPE_CHECKING:  # imported by the commands that use them: `--help` stays fast
+    from coldfront_launch.config.settings import Settings
+    from coldfront_launch.lifecycle.launcher import Launcher
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(err: LaunchError) -> None:
+    click.secho(f"cf-launch: error: {err}", fg="red", err=True)
+    if err.details:
+        click.echo(err.details, err=True)
+    if err.hint:
+        click.echo(f"hint: {err.hint}", err=True)
+    sys.exit(err.exit_code)
+
+
+def friendly(func: F) -> F:
+    """Turn every error into a one-line cause and a hint; never a traceback."""
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except LaunchError as err:
+            fail(err)
+        except KeyboardInterrupt:
+            click.echo("cf-launch: interrupted", err=True)
+            sys.exit(ExitCode.INTERRUPTED)
+        except Exception as err:  # noqa: BLE001 - the last line of defence
+            if os.environ.get("CF_LAUNCH_DEBUG"):
+                raise
+            click.secho(f"cf-launch: internal error: {type(err).__name__}: {err}", fg="red",
+                        err=True)
+            click.echo("hint: rerun with CF_LAUNCH_DEBUG=1 for a traceback, and report it",
+                       err=True)
+            sys.exit(ExitCode.INTERNAL)
+    return wrapper  # type: ignore[return-value]
+
+
+def settings_of(ctx: click.Context, **overrides: Any) -> Settings:
+    from coldfront_launch.config.settings import load_settings
+    obj = ctx.obj
+    return load_settings(obj["config"], name=obj["name"], state_root=obj["state_root"],
+                         **overrides)
+
+
+def progress(message: str) -> None:
+    click.echo(f"… {message}", err=True)
+
+
+def launcher_of(ctx: click.Context, **overrides: Any) -> Launcher:
+    from coldfront_launch.lifecycle.launcher import Launcher
+    return Launcher(settings_of(ctx, **overrides), report=progress)
+
+
+def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        human()
+
+
+def decorated(decorator: Callable[[F], Any], func: F) -> F:
+    """Apply a click decorator, keeping ``func``'s type for mypy."""
+    result: F = decorator(func)
+    return result
+
+
+def json_option(func: F) -> F:
+    """``--json``: machine-readable output on stdout (progress stays on stderr)."""
+    return decorated(click.option("--json", "as_json", is_flag=True,
+                                   help="Print the result as JSON."), func)
+
+
+def name_option(func: F) -> F:
+    """``--name`` after the subcommand too (``cf-launch start --name x``)."""
+    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value is not None:
+            ctx.ensure_object(dict)["name"] = value
+    return decorated(click.option("--name", expose_value=False, callback=remember,
+                                   help="Instance name (overrides the global --name)."), func)
+
+
+def hook_option(func: F) -> F:
+    return decorated(click.option(
+        "--hook", "hooks", multiple=True,
+        help="Plugin to run (repeatable); default from settings: bridge."), func)
+
+
+def start_overrides(hooks: tuple[str, ...], image: Path | None) -> dict[str, Any]:
+    return {"hooks": list(hooks) if hooks else None, "image": str(image) if image else None}
+
+
+def print_started(data: dict[str, Any]) -> None:
+    inst = data["instance"]
+    click.echo(f"instance {inst['name']} running (pid {inst['pid']}"
+               + (f", ip {inst['ip']}" if inst["ip"] else "") + ")")
+    if data["ready"]:
+        click.echo(f"systemd: {data['system_state']}; ColdFront answers at {data['url']} "
+                   f"({data['seconds_to_ready']}s)")
+        if data["failed_units"]:
+            click.echo(f"failed units: {', '.join(data['failed_units'])}")
+
+
+IMAGE_OPTION = click.option("--image", type=click.Path(path_type=Path),
+                            help="The .sif to boot.")
+
+
+def instance_command(group: click.Group, *options: Callable[..., Any]
+                     ) -> Callable[[Callable[..., Any]], click.Command]:
+    """``group.command()`` for one instance: ``--name``, then ``options``, then ``--json``;
+    the click context first, and one-line errors."""
+    def wrap(func: Callable[..., Any]) -> click.Command:
+        decorated: Any = click.pass_context(friendly(func))
+        chain: list[Callable[..., Any]] = [name_option, *options, json_option]
+        for option in reversed(chain):
+            decorated = option(decorated)
+        command: click.Command = group.command()(decorated)
+        return command
+    return wrap
+
+
+def build_printer(verbose: bool, events: list[dict[str, Any]]) -> Callable[[Any], None]:
+    """Print a build's progress (:class:`~coldfront_launch.apptainer.layers.BuildEvent`) on
+    stderr: a live line on a terminal, every line with ``verbose``; collect each step in
+    ``events``."""
+    live = sys.stderr.isatty() and not verbose
+    width = shutil.get_terminal_size().columns
+
+    def progress(event: Any) -> None:
+        step = f"[{event.index}/{event.total}] {event.layer.name}"
+        if event.kind == "line":
+            if verbose:
+                click.echo(event.text, err=True)
+            elif live:
+                click.echo(f"\r\033[K{step}: {event.text}"[: width + 4], nl=False, err=True)
+            return
+        if live:
+            click.echo("\r\033[K", nl=False, err=True)
+        words = {"cached": "cached, not rebuilt", "start": "building…",
+                 "done": f"built in {event.seconds:.0f}s"}
+        click.echo(f"{step}: {words[event.kind]} ({event.layer.key})", err=True)
+        events.append({"layer": event.layer.name, "key": event.layer.key, "event": event.kind,
+                       "image": str(event.layer.image), "seconds": round(event.seconds, 1)})
+    return progress

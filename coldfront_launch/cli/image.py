@@ -1,0 +1,83 @@
+"""``cf-launch upgrade``: a new ColdFront image, with a backup first and a rollback if it
+does not answer (docs/production.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from coldfront_launch.cli.common import (
+    build_printer,
+    emit,
+    friendly,
+    json_option,
+    name_option,
+    progress,
+    settings_of,
+)
+
+
+@click.command()
+@name_option
+@click.option("--coldfront-version", metavar="VERSION",
+              help="The ColdFront to build (default: [build] coldfront_version, else the "
+                   "newest on the package index).")
+@click.option("--image", type=click.Path(path_type=Path),
+              help="Upgrade to this ready-made image instead of building one.")
+@click.option("--ready-timeout", type=click.FloatRange(min=1), metavar="SECONDS",
+              help="How long the new image may take to answer (default: ready_timeout).")
+@click.option("--check", is_flag=True,
+              help="Only say which ColdFront an upgrade would bring; build and change nothing.")
+@click.option("--rollback", is_flag=True,
+              help="Go back to the image from before the last upgrade, with the data of the "
+                   "backup taken then (what was written since is kept beside it).")
+@click.option("-v", "--verbose", is_flag=True, help="Show all of the build's output.")
+@json_option
+@click.pass_context
+@friendly
+def upgrade(ctx: click.Context, coldfront_version: str | None, image: Path | None,
+            ready_timeout: float | None, check: bool, rollback: bool, verbose: bool,
+            as_json: bool) -> None:
+    """Build the new image, back up, boot it and wait until it answers; if it never does,
+    roll back to the previous image and the data from before."""
+    from coldfront_launch.config.settings import coldfront_version as checked_version
+    from coldfront_launch.errors import ConfigError
+    from coldfront_launch.operations.upgrade import Request
+    from coldfront_launch.operations.upgrade import upgrade as run_upgrade
+
+    if coldfront_version is not None and image is not None:
+        raise ConfigError("--image", "give --coldfront-version or --image, not both")
+    if rollback and (coldfront_version is not None or image is not None or check):
+        raise ConfigError("--rollback", "goes back to the image from before the last upgrade; "
+                          "it takes no --coldfront-version, --image or --check")
+    if coldfront_version is not None:
+        checked_version("--coldfront-version", coldfront_version)
+    events: list[dict[str, Any]] = []
+    result = run_upgrade(settings_of(ctx),
+                         Request(coldfront_version, image and image.absolute(), ready_timeout,
+                                 check, rollback),
+                         report=progress, progress=build_printer(verbose, events))
+    result["layers"] = events
+
+    def human() -> None:
+        before, after = result["from"], result["to"]
+        if rollback:
+            click.echo(f"{result['name']}: rolled back to ColdFront "
+                       f"{after['coldfront_version']} ({after['image']})")
+            for aside in result["kept"].values():
+                click.echo(f"  kept: {aside}")
+        elif check:
+            click.echo(f"{result['name']}: ColdFront {before['coldfront_version']}; "
+                       + (f"{after['coldfront_version']} available" if result["available"]
+                          else "up to date"))
+        elif result["upgraded"]:
+            click.echo(f"{result['name']}: ColdFront {before['coldfront_version']} -> "
+                       f"{after['coldfront_version']} ({after['image']})")
+        else:
+            click.echo(f"{result['name']}: already on ColdFront {after['coldfront_version']}")
+    emit(result, as_json, human)
+
+
+COMMANDS = (upgrade,)

@@ -1,0 +1,542 @@
+"""The Python API: everything the CLI does, as methods of :class:`Launcher`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coldfront_launch import apptainer, plugins
+from coldfront_launch.apptainer import layers as builder
+from coldfront_launch.apptainer import shutdown
+from coldfront_launch.changes import journal
+from coldfront_launch.changes.base import HostChange, HostEnv, Reading, StopInstance
+from coldfront_launch.changes.host import RealHost, RecordingHost
+from coldfront_launch.changes.undo import undo_all
+from coldfront_launch.coldfront import appdata, hardening
+from coldfront_launch.coldfront import env as siteenv
+from coldfront_launch.config.settings import Settings
+from coldfront_launch.errors import (
+    ConfigError,
+    HostChangeError,
+    LaunchError,
+    LockedError,
+    NotReadyError,
+    NotRunningError,
+    PreflightError,
+)
+from coldfront_launch.lifecycle import readiness, status
+from coldfront_launch.lifecycle.embedding import Embedding
+from coldfront_launch.lifecycle.sequence import LaunchSequence
+from coldfront_launch.lifecycle.timing import Stopwatch
+from coldfront_launch.state import pin as imagepin
+from coldfront_launch.state import record
+from coldfront_launch.state.instance import InstanceState
+from coldfront_launch.types import PLACEHOLDER_IP, Endpoint, InstanceInfo, LaunchContext, Problem
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class Plan:
+    """What ``start`` would do: the exact command and every host change."""
+
+    command: list[str]
+    binds: list[str]
+    changes: list[HostChange]
+    problems: list[Problem] = field(default_factory=list)
+    #: What ``start`` changes in ColdFront's env file, secrets masked (``siteenv.diff``).
+    env: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "command_line": shlex.join(self.command),
+            "binds": self.binds,
+            "changes": [c.to_json() for c in self.changes],
+            "problems": [p.to_json() for p in self.problems],
+            "env": self.env,
+        }
+
+
+@dataclass
+class Started:
+    """The result of ``start``."""
+
+    instance: InstanceInfo
+    readiness: readiness.Readiness | None
+    changes: list[HostChange] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        ready = self.readiness
+        return {
+            "instance": self.instance.to_json(),
+            "changes": [c.to_json() for c in self.changes],
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "ready": ready is not None,
+            "system_state": ready.system_state if ready else "",
+            "failed_units": ready.failed_units if ready else [],
+            "url": ready.url if ready else "",
+            "seconds_to_ready": round(ready.seconds, 1) if ready else None,
+        }
+
+
+class Launcher:
+    """Build, plan, start, stop and inspect one ColdFront instance."""
+
+    def __init__(self, settings: Settings, report: Report | None = None,
+                 upgrading: bool = False) -> None:
+        self.settings = settings
+        #: ``cf-launch upgrade`` boots its new image: it settles the image's pin itself.
+        self.upgrading = upgrading
+        self.state = InstanceState(settings.state_dir)
+        self.report: Report = report or (lambda _message: None)
+
+    def context(self, hooks: tuple[str, ...] | None = None,
+                planning: bool = False) -> LaunchContext:
+        return LaunchContext(self.settings, hooks or self.settings.hooks,
+                             self.settings.state_dir, planning)
+
+    def sequence(self, hooks: tuple[str, ...] | None = None,
+                 planning: bool = False) -> LaunchSequence:
+        return LaunchSequence.create(self.settings, hooks, planning)
+
+    def _recorded_sequence(self) -> LaunchSequence:
+        """The plugins the instance was started with (else today's settings)."""
+        return self.sequence(record.read(self.settings.state_dir).hooks_or(self.settings.hooks))
+
+    def _check_image(self) -> Path:
+        image = self.settings.image_path
+        if not image.exists():
+            if self.settings.pinned_image is not None:
+                raise ConfigError("image", f"{image}, the image the last upgrade pinned, does "
+                                  "not exist", "`cf-launch upgrade --rollback` goes back to the "
+                                  "image before it; or name an image in the settings (`image`)")
+            hint = "run `cf-launch build` first" if self.settings.image is None \
+                else "check the path, or build one with `cf-launch build`"
+            raise ConfigError("image", f"{image} does not exist", hint)
+        return image
+
+    # --- plan ------------------------------------------------------------------------
+
+    def plan(self) -> Plan:
+        """Run the sequence against a recorder: exactly what ``start`` would do, changing
+        nothing."""
+        seq = self.sequence(planning=True)
+        problems = seq.validate()
+        problems += seq.preflight()
+        host = RecordingHost()
+        prepared = seq.before_start(host)
+        seq.after_start(host, InstanceInfo(self.settings.name, 0, str(self.settings.image_path),
+                                           PLACEHOLDER_IP))
+        env = siteenv.diff(_readable_env(self.settings.state_dir), siteenv.values(self.settings),
+                           self.settings)
+        return Plan(seq.command(prepared.options), prepared.bind_specs, host.changes, problems,
+                    env)
+
+    # --- start -----------------------------------------------------------------------
+
+    def start(self, wait: bool = True) -> Started:
+        """Prepare the host, start the instance, finish the host, then wait until ready."""
+        seq = self.sequence()
+        for warning in seq.validate():
+            self.report(f"warning: {warning.check}: {warning.message}")
+        image = self._check_image()
+        apptainer.locate()
+        pin = None if self.upgrading else imagepin.read(self.settings.state_dir)
+        if pin is not None and not pin.proven and self.settings.pinned_image is not None:
+            self.report(f"warning: the upgrade to {pin.current.image} was interrupted; booting "
+                        "it (the upgrade completes once ColdFront answers)")
+        with self.state.locked():
+            self._ready_to_prepare(seq, "see `cf-launch status`; use `cf-launch restart` "
+                                   "to restart")
+            self._ensure_data()
+            record.write(self.settings.state_dir, seq.ctx.hooks, self.settings.image_path)
+            host = RealHost(self.state, self.settings.state_root)
+            clock = Stopwatch()
+            with self._undone_on_failure("start"):
+                self.report("preparing the host")
+                prepared = seq.before_start(host)
+                clock.lap("pre_start")
+                self.report(f"starting instance {self.settings.name}")
+                host.track_instance(self.settings.name)
+                info = apptainer.start(image, self.settings.name, prepared.options,
+                                       shutdown.BOOT_ENV)
+                clock.lap("apptainer_start")
+                seq.after_start(host, info)
+                clock.lap("post_start")
+        endpoint = self._record_endpoint(info, seq)
+        ready = self.wait_ready(info, seq, endpoint) if wait else None
+        if ready is not None:
+            clock.lap("ready")
+        return Started(info, ready, host.changes, clock.laps)
+
+    def _record_endpoint(self, info: InstanceInfo, seq: LaunchSequence) -> Endpoint | None:
+        """Where ColdFront answers, kept in the launch record for ``status`` (None if a
+        plugin cannot say: ``status`` asks the plugins then, the wait raises)."""
+        try:
+            endpoint = seq.endpoint(info)
+        except LaunchError:
+            return None
+        record.set_url(self.settings.state_dir, endpoint.url(self.settings.readiness_path))
+        return endpoint
+
+    def _ready_to_prepare(self, seq: LaunchSequence, running_hint: str,
+                          ignore: tuple[str, ...] = ()) -> None:
+        """Under the lock: the instance is not running, leftovers are undone, and no
+        preflight check (but those in ``ignore``) is fatal."""
+        if apptainer.find(self.settings.name) is not None:
+            raise LaunchError(f"instance {self.settings.name} is already running",
+                              running_hint)
+        self._clean_leftovers()
+        fatal = [p for p in seq.preflight() if p.fatal and p.check not in ignore]
+        if fatal:
+            raise PreflightError("; ".join(p.message for p in fatal),
+                                 fatal[0].hint or "run `cf-launch doctor`")
+
+    def _ensure_data(self) -> None:
+        """ColdFront's data folder, env file and certificates, owned by the service account."""
+        security = self.settings.security
+        appdata.ensure(self.settings.state_dir, (security.uid, security.gid),
+                       siteenv.values(self.settings))
+
+    @contextlib.contextmanager
+    def _undone_on_failure(self, what: str) -> Iterator[None]:
+        """Undo every journaled change if the block fails (also on SIGTERM or Ctrl-C)."""
+        owner = os.getpid()
+        try:
+            yield
+        except BaseException:
+            if os.getpid() != owner:  # a forked copy of this process: not ours to undo
+                raise
+            self.report(f"{what} failed: undoing every change made so far")
+            left = undo_all(self.state, self.settings.state_root, self._stop_instance)
+            if left:
+                self.report("could not undo: " + "; ".join(left) +
+                            " (kept in the journal: fix the cause, then `cf-launch stop`)")
+            else:
+                record.remove(self.settings.state_dir)
+            raise
+
+    # --- embedding -------------------------------------------------------------------
+
+    def prepare(self, only_hooks: bool = False,
+                check: Callable[[Embedding], None] | None = None) -> Embedding:
+        """Everything ``start`` does before ``apptainer instance start``, under the same lock
+        and journal; returns the options for the site's own start command.
+
+        ``only_hooks``: only what the plugins contribute (an image not built by cf-launch,
+        with its own data layout). ``check`` sees the result first (as ``plan`` would make
+        it) and may refuse before anything changes."""
+        if check is not None:
+            planning = self.sequence(planning=True)
+            planning.validate()
+            planned = planning.before_start(RecordingHost())
+            check(self._embedding(planning.command(planned.options),
+                                  planned.for_embedding(only_hooks)))
+        seq = self.sequence()
+        for warning in seq.validate():
+            self.report(f"warning: {warning.check}: {warning.message}")
+        if not only_hooks:
+            self._check_image()
+        with self.state.locked():
+            self._ready_to_prepare(seq, "prepare comes before your own `apptainer instance "
+                                   "start`; to redo it: stop the instance, `cf-launch detach`, "
+                                   "then prepare again", ignore=("image",) if only_hooks else ())
+            if not only_hooks:
+                self._ensure_data()
+            record.write(self.settings.state_dir, seq.ctx.hooks, self.settings.image_path,
+                         mode="prepared")
+            host = RealHost(self.state, self.settings.state_root)
+            with self._undone_on_failure("prepare"):
+                prepared = seq.before_start(host)
+        embedding = self._embedding(seq.command(prepared.options),
+                                    prepared.for_embedding(only_hooks))
+        embedding.changes = host.changes
+        return embedding
+
+    def _embedding(self, command: list[str], options: list[str]) -> Embedding:
+        return Embedding(self.settings.name, str(self.settings.image_path), options, command,
+                         env=dict(shutdown.BOOT_ENV))
+
+    def attach(self, wait: bool = True) -> Started:
+        """Finish the host for an instance the site started with the prepared options, then
+        wait until ready. Refuses, changing nothing, if it was not prepared or not started
+        with those options."""
+        name = self.settings.name
+        with self.state.locked():
+            launched = record.read(self.settings.state_dir)
+            if launched.mode == "started":
+                raise LaunchError(f"instance {name} was started by cf-launch itself",
+                                  "nothing to attach; `cf-launch status` shows it")
+            if launched.mode not in ("prepared", "attached"):
+                raise LaunchError(f"nothing was prepared for instance {name}",
+                                  f"run `cf-launch prepare --name {name}` before your own "
+                                  "`apptainer instance start`, and add the options it prints")
+            seq = self.sequence(launched.hooks_or(self.settings.hooks))
+            info = apptainer.find(name)
+            if info is None:
+                raise NotRunningError(f"instance {name} is not running",
+                                      "start it with the options `cf-launch prepare` printed")
+            fatal = [p for p in seq.hooks.check_instance(seq.ctx, info) if p.fatal]
+            if fatal:
+                options = seq.before_start(RecordingHost()).for_embedding(True)
+                raise PreflightError(
+                    f"instance {name} was not started the way `cf-launch prepare` said: "
+                    + "; ".join(p.message for p in fatal),
+                    "stop it and start it again with these options: " + shlex.join(options))
+            host = RealHost(self.state, self.settings.state_root)
+            clock = Stopwatch()
+            self.report(f"finishing the host for {name}")
+            seq.after_start(host, info)
+            clock.lap("post_start")
+            record.write(self.settings.state_dir, seq.ctx.hooks, Path(launched.image),
+                         mode="attached")
+            endpoint = self._record_endpoint(info, seq)
+        ready = self.wait_ready(info, seq, endpoint) if wait else None
+        if ready is not None:
+            clock.lap("ready")
+        return Started(info, ready, host.changes, clock.laps)
+
+    def detach(self) -> dict[str, Any]:
+        """Undo what ``prepare`` and ``attach`` changed; never stops the instance."""
+        name = self.settings.name
+        if not self.settings.state_dir.exists():
+            raise NotRunningError(f"nothing to detach for instance {name}",
+                                  "`cf-launch status --name NAME` shows what cf-launch knows")
+        with self.state.locked():
+            launched = record.read(self.settings.state_dir)
+            if launched.mode == "started":
+                raise LaunchError(f"instance {name} was started by cf-launch itself",
+                                  "stop it with `cf-launch stop`")
+            if not journal.entries(self.state) and not launched.mode:
+                raise NotRunningError(f"nothing to detach for instance {name}",
+                                      "`cf-launch status` shows what cf-launch knows")
+            if journal.check_namespace(self.state):
+                self.report("the network namespace the instance was prepared in is gone; "
+                            "undoing the rest")
+            info = apptainer.find(name)
+            seq = self.sequence(launched.hooks_or(self.settings.hooks))
+            if info is not None:
+                seq.hooks.pre_stop(seq.ctx, info)
+            self._undo_then_post_stop(seq, _never_stop, "detach")
+        if info is not None:
+            self.report(f"instance {name} still runs, and its network is gone now "
+                        f"(stop it first: apptainer instance stop {name})")
+        return {"name": name, "detached": True, "still_running": info is not None}
+
+    def wait_ready(self, info: InstanceInfo, seq: LaunchSequence | None = None,
+                   endpoint: Endpoint | None = None) -> readiness.Readiness:
+        endpoint = endpoint or (seq or self.sequence()).endpoint(info)
+        self.report(f"waiting for systemd and {endpoint.url(self.settings.readiness_path)}")
+        try:
+            found = readiness.wait_ready(info.name, endpoint, self.settings.readiness_path,
+                                         self.settings.ready_timeout, self.report,
+                                         pid=info.pid, host=siteenv.probe_host(self.settings))
+        except NotReadyError as err:
+            cause = siteenv.database_unreachable(self.settings)
+            if cause:
+                err = NotReadyError(f"{err}: {cause}", "check the database server, its "
+                                    f"firewall and [coldfront] database_url; {err.hint}",
+                                    err.details)
+            pin = None if self.upgrading else imagepin.read(self.settings.state_dir)
+            if pin is not None and not pin.proven:
+                before = pin.previous.image if pin.previous else "the image before"
+                err.hint = (f"this is the image of an interrupted upgrade; `cf-launch upgrade "
+                            f"--rollback` goes back to {before}; {err.hint}")
+            raise err from None
+        if not self.upgrading and imagepin.prove(self.settings.state_dir,
+                                                 self.settings.image_path):
+            self.report(f"the interrupted upgrade to {self.settings.image_path} is complete: "
+                        "ColdFront answers")
+        return found
+
+    def _clean_leftovers(self) -> None:
+        """Undo what an interrupted run left. What cannot be undone is reported and set
+        aside (never silently dropped), so it does not block this start."""
+        if journal.entries(self.state):
+            self.report("undoing changes left by an interrupted cf-launch run")
+            failures = undo_all(self.state, self.settings.state_root, self._stop_instance)
+            if failures:
+                self.state.set_aside()
+                self.report("warning: could not undo an earlier run's " + "; ".join(failures)
+                            + f" (kept in {self.state.unresolved_path}: check by hand)")
+
+    # --- stop ------------------------------------------------------------------------
+
+    def stop(self) -> dict[str, Any]:
+        """Stop the instance and undo every journaled host change (also after a crash).
+
+        Returns the seconds spent, ``apptainer_stop`` and ``undo`` (everything else),
+        and how the instance went down (``shutdown``: see :class:`shutdown.Shutdown`).
+        An instance that ``cf-launch run`` supervises is stopped by its supervisor."""
+        supervisor = self.state.supervisor()
+        if supervisor:
+            return self._stop_through(supervisor)
+        if not self.settings.state_dir.exists() and apptainer.find(self.settings.name) is None:
+            raise NotRunningError(f"instance {self.settings.name} is not running",
+                                  "nothing to stop; `cf-launch status` lists instances")
+        with self.state.locked():
+            info = apptainer.find(self.settings.name)
+            journaled = journal.entries(self.state)
+            if info is None and not journaled:
+                raise NotRunningError(f"instance {self.settings.name} is not running",
+                                      "nothing to stop; `cf-launch status` lists instances")
+            if info is not None and not journaled:
+                raise LaunchError(
+                    f"instance {self.settings.name} has no host changes recorded under "
+                    f"{self.settings.state_root}",
+                    "if cf-launch started it with another state_root or --config, stop it "
+                    f"with those; if not, `apptainer instance stop {info.name}`")
+            if journal.check_namespace(self.state):
+                self.report("the network namespace this instance was started in is gone, and "
+                            "its links, rules and sysctls with it; undoing the rest")
+            seq = self._recorded_sequence()
+            seq.hooks.pre_stop(seq.ctx, info)
+            self.report(f"stopping {self.settings.name} and undoing host changes")
+            clock = Stopwatch()
+            stopped: list[shutdown.Shutdown] = []
+
+            def timed_stop(name: str) -> None:
+                stopped.append(self._stop_instance(name))
+            if info is not None and not any(isinstance(e, StopInstance) for e in journaled):
+                timed_stop(info.name)  # attached: the site started it; stop it, then undo
+            self._undo_then_post_stop(seq, timed_stop, "stop")
+            total = clock.total()
+            seconds = sum(s.seconds for s in stopped)
+            return {"apptainer_stop": seconds, "undo": total - seconds,
+                    "shutdown": stopped[0].method if stopped else "gone"}
+
+    def _stop_instance(self, name: str) -> shutdown.Shutdown:
+        """Stop the instance gracefully: poweroff inside, then instance stop, then force."""
+        outcome = shutdown.stop(name, self.settings.stop_timeout, self.report)
+        if outcome.method in ("instance stop", "forced"):
+            self.report(f"warning: {name} did not shut down cleanly ({outcome.method})")
+        return outcome
+
+    def _undo_then_post_stop(self, seq: LaunchSequence, stop_instance: Callable[[str], None],
+                             verb: str) -> None:
+        """Undo the journal (the instance entry through ``stop_instance``); then post_stop."""
+        failures = undo_all(self.state, self.settings.state_root, stop_instance)
+        if failures:
+            raise HostChangeError("some changes could not be undone: " + "; ".join(failures),
+                                  f"fix the cause and run `cf-launch {verb}` again")
+        record.remove(self.settings.state_dir)
+        seq.hooks.post_stop(seq.ctx)
+
+    def _stop_through(self, supervisor: int, timeout: float = 600) -> dict[str, float]:
+        """Ask the supervisor (SIGTERM) to stop the instance; wait until it is done."""
+        self.report(f"asking the supervisor (pid {supervisor}) to stop {self.settings.name}")
+        clock = Stopwatch()
+        os.kill(supervisor, signal.SIGTERM)
+        while self.state.supervisor() == supervisor and clock.total() < timeout:
+            time.sleep(0.1)
+        if self.state.supervisor() == supervisor:
+            raise LaunchError(f"the supervisor (pid {supervisor}) did not stop "
+                              f"{self.settings.name} in {timeout:.0f}s",
+                              f"see `journalctl -u cf-launch@{self.settings.name}`")
+        return {"supervisor": clock.total()}
+
+    def restart(self, wait: bool = True) -> Started:
+        supervisor = self.state.supervisor()
+        if supervisor:
+            raise LockedError(f"cf-launch run (pid {supervisor}) supervises "
+                              f"{self.settings.name}",
+                              f"restart it the service's way: systemctl restart "
+                              f"cf-launch@{self.settings.name}")
+        if apptainer.find(self.settings.name) is not None or journal.entries(self.state):
+            self.stop()
+        return self.start(wait=wait)
+
+    # --- inspect ---------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Instance, host-change journal, drift and health, for ``cf-launch status``."""
+        return status.of(self.settings)
+
+    def status_all(self) -> list[dict[str, Any]]:
+        """Every instance cf-launch knows under ``state_root``, and every running one."""
+        return status.of_all(self.settings)
+
+    def drift(self) -> list[str]:
+        """How the live host differs from what the journal says cf-launch applied.
+
+        One firewall read per family. Raises HostChangeError from another live network
+        namespace (reading here would describe the wrong host)."""
+        return status.drift(self.state)
+
+    def repair(self, lock_timeout: float = 0) -> dict[str, list[str]]:
+        """Put back, from the journal and nothing else, what is missing; idempotent.
+
+        Returns what was ``restored`` and what ``cannot`` be (restart the instance).
+        ``lock_timeout``: seconds to wait while another cf-launch process holds the lock
+        (a supervisor's automatic repair, the repair unit)."""
+        with self.state.locked(timeout=lock_timeout):
+            entries = journal.entries(self.state)
+            if not entries:
+                raise NotRunningError(f"cf-launch has no host changes for {self.settings.name}",
+                                      "nothing to repair; `cf-launch status --name NAME`")
+            if journal.check_namespace(self.state):
+                raise HostChangeError("the network namespace the instance was started in "
+                                      "is gone", "restart the instance: `cf-launch restart`")
+            env = HostEnv(self.state, self.settings.state_root)
+            live = Reading()
+            restored, cannot = [], []
+            for change in entries:
+                found = change.drift(live)
+                if not found:
+                    continue
+                if change.repairable:
+                    change.repair(env)
+                    restored.append(found)
+                else:
+                    cannot.append(found)
+            return {"restored": restored, "cannot": cannot}
+
+    def doctor(self) -> list[Problem]:
+        """Every preflight check, core and plugins; an empty list means ready to start."""
+        problems: list[Problem] = []
+        loaded = plugins.load()
+        for name, error in loaded.failed.items():
+            problems.append(Problem(f"plugin {name}", f"failed to load: {error}",
+                                    "fix or uninstall it", fatal=name in self.settings.hooks))
+        try:
+            seq = self.sequence()
+            problems += seq.validate()
+            problems += seq.preflight()
+        except ConfigError as err:
+            problems.append(Problem("config", str(err), err.hint))
+            problems += plugins.Hooks(()).preflight(self.context())  # the core's own checks
+        with contextlib.suppress(LaunchError):  # no Apptainer: the core's check says so
+            running = apptainer.find(self.settings.name)
+            if running is not None:
+                booted = readiness.system_state_of(running.name, running.pid) \
+                    in readiness.BOOTED
+                problems += hardening.problems(
+                    hardening.cached_report(self.settings.state_dir, running, booted))
+                problems += [Problem("drift", found, "`cf-launch repair` puts it back",
+                                     fatal=False) for found in self.drift()]
+        return problems
+
+    def build(self, force: bool = False,
+              progress: builder.Progress | None = None) -> Path:
+        return builder.build(self.settings.build, force=force, progress=progress)
+
+
+def _readable_env(state_dir: Path) -> dict[str, str] | None:
+    """The env file as it is (None: none yet, or not readable without root)."""
+    try:
+        return appdata.read_env(state_dir)
+    except OSError:
+        return None
+
+
+def _never_stop(name: str) -> None:
+    """``detach`` never stops the instance (and its journal holds no instance entry)."""

@@ -1,0 +1,57 @@
+"""The internal ``core`` plugin: cf-launch's own checks, through the same hooks as every
+plugin's (always active, never named with ``--hook``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from coldfront_launch.coldfront import hardening
+from coldfront_launch.coldfront import tls as sitetls
+from coldfront_launch.config.settings import Settings
+from coldfront_launch.linux import distro, firewalld
+from coldfront_launch.linux import firewalld_bus as dbuswatch
+from coldfront_launch.plugins.spec import hookimpl
+from coldfront_launch.types import LaunchContext, Problem
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@hookimpl
+def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
+    problems = distro.install_problems() + distro.setuid_problems()
+    if os.geteuid() != 0:
+        problems.append(Problem("root", "cf-launch start needs root (--boot, firewall)",
+                                "run it with sudo"))
+    problems += cgroup_problems()
+    problems += hardening.preflight(ctx.settings)
+    problems += sitetls.problems(ctx.settings)
+    problems += autorepair_problems(ctx.settings)
+    image = ctx.settings.image_path
+    if not image.exists():
+        problems.append(Problem("image", f"{image} does not exist", "run `cf-launch build`"))
+    return problems
+
+
+def cgroup_problems(root: Path = CGROUP_ROOT) -> list[Problem]:
+    """systemd inside needs a cgroup hierarchy; v2 (unified) is what it prefers."""
+    if (root / "cgroup.controllers").exists():
+        return []
+    if (root / "systemd").is_dir() or (root / "unified").is_dir():
+        return [Problem("cgroup", "the host uses the cgroup v1 (legacy/hybrid) hierarchy",
+                        "it works; cgroup v2 (systemd.unified_cgroup_hierarchy=1) is "
+                        "recommended", fatal=False)]
+    return [Problem("cgroup", "no cgroup hierarchy is mounted at /sys/fs/cgroup",
+                    "systemd inside the instance needs one; mount cgroup2 there")]
+
+
+def autorepair_problems(settings: Settings) -> list[Problem]:
+    """firewalld is here but its reloads cannot be heard (no jeepney, the ``dbus`` extra)."""
+    if not firewalld.present() or dbuswatch.available():
+        return []
+    interval = settings.drift_check_interval
+    when = (f"only by the drift check every {interval:g}s" if interval
+            else "not at all (drift_check_interval = 0)")
+    return [Problem("dbus", "firewalld is installed but jeepney is not: under `cf-launch run`, "
+                    f"what a `firewall-cmd --reload` removes is repaired {when}",
+                    "pip install 'coldfront-launch[dbus]'", fatal=False)]
