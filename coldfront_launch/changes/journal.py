@@ -1,7 +1,11 @@
-"""Journals written by cf-launch 0.1 (untyped undo actions), read as typed changes.
+"""The journal as typed host changes: read, append, rewrite, and where it was made.
 
-0.1 wrote one JSON object per line with a ``kind``: ``netns`` (where the changes were
-made), then undo actions. Each maps onto the change whose undo it was.
+The state folder (:class:`~coldfront_launch.state.InstanceState`) stores plain records;
+this module turns them into :class:`~coldfront_launch.changes.base.HostChange` objects and
+back. It also reads journals written by cf-launch 0.1 (untyped undo actions): one JSON
+object per line with a ``kind``: ``netns`` (where the changes were made), then undo
+actions, each mapped onto the change whose undo it was. The next undo rewrites them in the
+current form.
 """
 
 from __future__ import annotations
@@ -10,7 +14,53 @@ from typing import Any
 
 from coldfront_launch.changes import base as c
 from coldfront_launch.changes.claims import ClaimKey
+from coldfront_launch.errors import HostChangeError
+from coldfront_launch.linux import netinfo
 from coldfront_launch.linux.netfilter import Chain, Jump, Ruleset
+from coldfront_launch.state.instance import InstanceState
+
+
+def entries(state: InstanceState) -> list[c.HostChange]:
+    """All journaled changes, oldest first (0.1 journals read too)."""
+    return from_v1(state.records())
+
+
+def record(state: InstanceState, change: c.HostChange) -> None:
+    """Journal one change, on disk before it is made."""
+    state.append(change.to_record())
+
+
+def rewrite(state: InstanceState, remaining: list[c.HostChange]) -> None:
+    """Atomically replace the journal with the changes still to undo."""
+    state.rewrite([change.to_record() for change in remaining])
+
+
+def made_in(changes: list[c.HostChange]) -> str | None:
+    """The network namespace the journal's network changes were made in."""
+    return next((e.netns_id for e in changes if e.network and e.netns_id), None)
+
+
+def check_namespace(state: InstanceState) -> bool:
+    """Whether the network namespace the changes were made in is gone.
+
+    Refuses (raises) when it still exists but is not this process's: undoing there from
+    here would change the wrong host. A namespace that is gone took its links, rules and
+    sysctls with it; only the changes outside it are left to undo."""
+    journaled = entries(state)
+    boot = netinfo.boot_id()
+    if any(e.network and e.boot_id and e.boot_id != boot for e in journaled):
+        return True  # made before a reboot: the namespace, its rules and sysctls are gone
+    where = made_in(journaled)
+    here = netinfo.netns_id()
+    if where is None or where == here:
+        return False
+    if not netinfo.netns_alive(where):
+        return True
+    raise HostChangeError(
+        f"{state.directory.name} was started in network namespace {where}, "
+        f"but this process runs in {here}; undoing here would change the wrong host",
+        "run `cf-launch stop` in the namespace it was started in "
+        "(e.g. nsenter --net=/run/netns/NAME cf-launch stop)")
 
 
 def is_v1(record: dict[str, Any]) -> bool:
