@@ -6,12 +6,20 @@ from coldfront_launch.exitcodes import ExitCode
 
 
 class LaunchError(Exception):
-    """Base class. ``str(err)`` is the one-line cause; ``hint`` says what to do."""
+    """Base class. ``str(err)`` is the one-line cause; ``hint`` says what to do.
+
+    A subclass names its exit code as a class keyword:
+    ``class NotReadyError(LaunchError, exit_code=ExitCode.NOT_READY)``."""
 
     exit_code: ExitCode = ExitCode.FAILURE
     hint = "run `cf-launch doctor` for a check of the host and settings"
     #: Extra lines shown after the one-line cause (e.g. failed units, a journal tail).
     details: str = ""
+
+    def __init_subclass__(cls, exit_code: ExitCode | None = None, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if exit_code is not None:
+            cls.exit_code = exit_code
 
     def __init__(self, message: str, hint: str = "", details: str = "") -> None:
         super().__init__(message)
@@ -21,10 +29,8 @@ class LaunchError(Exception):
             self.details = details
 
 
-class ConfigError(LaunchError):
+class ConfigError(LaunchError, exit_code=ExitCode.CONFIG):
     """A setting is invalid. Nothing on the host was changed."""
-
-    exit_code = ExitCode.CONFIG
 
     def __init__(self, setting: str, message: str, hint: str = "") -> None:
         super().__init__(f"{setting}: {message}",
@@ -45,16 +51,12 @@ class PluginError(LaunchError):
             ExitCode.INTERNAL
 
 
-class PreflightError(LaunchError):
+class PreflightError(LaunchError, exit_code=ExitCode.PREFLIGHT):
     """The host is not ready for the requested action. Nothing was changed."""
 
-    exit_code = ExitCode.PREFLIGHT
 
-
-class ApptainerError(LaunchError):
+class ApptainerError(LaunchError, exit_code=ExitCode.APPTAINER):
     """An Apptainer command failed; ``stderr`` holds what Apptainer printed."""
-
-    exit_code = ExitCode.APPTAINER
 
     def __init__(self, message: str, stderr: str = "", hint: str = "") -> None:
         cause = message
@@ -68,8 +70,6 @@ class ApptainerError(LaunchError):
 class ApptainerNotFound(ApptainerError):
     """Neither ``apptainer`` nor the ``singularity`` link spython runs is on PATH."""
 
-    exit_code = ExitCode.APPTAINER
-
 
 class BuildError(ApptainerError):
     """``apptainer build`` failed for one layer."""
@@ -79,59 +79,41 @@ class StartError(ApptainerError):
     """``apptainer instance start`` failed; everything done before it was undone."""
 
 
-class NotReadyError(LaunchError):
+class NotReadyError(LaunchError, exit_code=ExitCode.NOT_READY):
     """The instance started but did not become ready in time."""
 
-    exit_code = ExitCode.NOT_READY
 
-
-class HostChangeError(LaunchError):
+class HostChangeError(LaunchError, exit_code=ExitCode.HOST_CHANGE):
     """A change to the host (file, sysctl, firewall, link) failed."""
 
-    exit_code = ExitCode.HOST_CHANGE
 
-
-class LockedError(LaunchError):
+class LockedError(LaunchError, exit_code=ExitCode.LOCKED):
     """Another cf-launch process holds this instance's lock."""
 
-    exit_code = ExitCode.LOCKED
 
-
-class NotRunningError(LaunchError):
+class NotRunningError(LaunchError, exit_code=ExitCode.NOT_RUNNING):
     """The named instance is not running."""
 
-    exit_code = ExitCode.NOT_RUNNING
 
-
-class InstanceRunningError(LaunchError):
+class InstanceRunningError(LaunchError, exit_code=ExitCode.RUNNING):
     """The instance runs, and the command needs it stopped. Nothing was changed."""
 
-    exit_code = ExitCode.RUNNING
 
-
-class ArchiveError(LaunchError):
+class ArchiveError(LaunchError, exit_code=ExitCode.BAD_ARCHIVE):
     """A backup archive is damaged, unsafe or not a cf-launch backup. Nothing was changed."""
-
-    exit_code = ExitCode.BAD_ARCHIVE
     hint = "nothing was changed; use another backup (`cf-launch backup` makes one)"
 
 
-class DataExistsError(LaunchError):
+class DataExistsError(LaunchError, exit_code=ExitCode.DATA_EXISTS):
     """``restore`` would replace existing data and ``--force`` was not given."""
 
-    exit_code = ExitCode.DATA_EXISTS
 
-
-class RolledBackError(LaunchError):
+class RolledBackError(LaunchError, exit_code=ExitCode.ROLLED_BACK):
     """``upgrade``: the new image failed, and the previous image (and data) run again."""
 
-    exit_code = ExitCode.ROLLED_BACK
 
-
-class RollbackFailedError(LaunchError):
+class RollbackFailedError(LaunchError, exit_code=ExitCode.ROLLBACK_FAILED):
     """``upgrade``: the new image failed, and so did the rollback."""
-
-    exit_code = ExitCode.ROLLBACK_FAILED
 
 
 class UnsupportedDatabaseError(LaunchError):

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from coldfront_launch.changes import journal
-from coldfront_launch.changes.base import (
+from coldfront_launch.changes import (
     Directory,
     File,
     Firewall,
@@ -32,6 +31,7 @@ from coldfront_launch.changes.base import (
     SharedFile,
     StopInstance,
     Sysctl,
+    journal,
     missing_dirs,
 )
 from coldfront_launch.linux import netfilter as firewall

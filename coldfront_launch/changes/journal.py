@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from coldfront_launch.changes import base as c
+from coldfront_launch import changes as c
 from coldfront_launch.changes.claims import ClaimKey
 from coldfront_launch.errors import HostChangeError
 from coldfront_launch.linux import netinfo

@@ -125,16 +125,16 @@ IMAGE_OPTION = click.option("--image", type=click.Path(path_type=Path),
                             help="The .sif to boot.")
 
 
-def instance_command(group: click.Group, *options: Callable[..., Any]
+def instance_command(*options: Callable[..., Any]
                      ) -> Callable[[Callable[..., Any]], click.Command]:
-    """``group.command()`` for one instance: ``--name``, then ``options``, then ``--json``;
-    the click context first, and one-line errors."""
+    """A command for one instance: ``--name``, then ``options``, then ``--json``; the click
+    context first, and one-line errors."""
     def wrap(func: Callable[..., Any]) -> click.Command:
         decorated: Any = click.pass_context(friendly(func))
         chain: list[Callable[..., Any]] = [name_option, *options, json_option]
         for option in reversed(chain):
             decorated = option(decorated)
-        command: click.Command = group.command()(decorated)
+        command: click.Command = click.command()(decorated)
         return command
     return wrap
 

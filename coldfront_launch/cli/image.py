@@ -1,5 +1,6 @@
-"""``cf-launch upgrade``: a new ColdFront image, with a backup first and a rollback if it
-does not answer (docs/production.md)."""
+"""The commands about the image: ``build`` it from the layered definitions, ``upgrade``
+an instance to a new one (a backup first, a rollback if it does not answer;
+docs/production.md)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,43 @@ from coldfront_launch.cli.common import (
     progress,
     settings_of,
 )
+
+
+@click.command()
+@click.option("--force", is_flag=True, help="Rebuild every layer, cached or not.")
+@click.option("--fakeroot/--no-fakeroot", default=None, help="Build with --fakeroot.")
+@click.option("--bind", "binds", multiple=True, help="Extra --bind for %post (repeatable).")
+@click.option("--ca-bundle", type=click.Path(path_type=Path),
+              help="CA bundle that %post trusts (TLS-intercepting proxies).")
+@click.option("--layer", "layers", multiple=True, help="Layer stack, base first (repeatable).")
+@click.option("-v", "--verbose", is_flag=True, help="Show all of Apptainer's output.")
+@json_option
+@click.pass_context
+@friendly
+def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[str, ...],
+          ca_bundle: Path | None, layers: tuple[str, ...], verbose: bool,
+          as_json: bool) -> None:
+    """Build the ColdFront image from layered definitions (cached by content)."""
+    from coldfront_launch.config.settings import replace_build
+    from coldfront_launch.lifecycle.launcher import Launcher
+    from coldfront_launch.state.pin import held_back
+    settings = settings_of(ctx)
+    raw_build: dict[str, Any] = {"fakeroot": fakeroot,
+                                 "binds": tuple(binds) if binds else None,
+                                 "layers": tuple(layers) if layers else None}
+    if ca_bundle is not None:
+        raw_build["ca_bundle"] = str(ca_bundle)
+    settings = replace_build(settings, **raw_build)
+    events: list[dict[str, Any]] = []
+    progress = build_printer(verbose, events)
+    image = Launcher(settings).build(force=force, progress=progress)
+    held = held_back(settings.state_root, image)
+    for name, pinned in held.items():
+        click.echo(f"note: instance {name} keeps booting {pinned} from its last upgrade; "
+                   f"`cf-launch upgrade --name {name}` moves it to this build", err=True)
+    emit({"image": str(image), "target": str(image.resolve()), "layers": events,
+           "held_back": held}, as_json,
+          lambda: click.echo(f"image: {image} -> {image.resolve()}"))
 
 
 @click.command()
@@ -80,4 +118,4 @@ def upgrade(ctx: click.Context, coldfront_version: str | None, image: Path | Non
     emit(result, as_json, human)
 
 
-COMMANDS = (upgrade,)
+COMMANDS = (build, upgrade)

@@ -12,25 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coldfront_launch import apptainer, plugins
+from coldfront_launch import apptainer, errors, plugins
 from coldfront_launch.apptainer import layers as builder
 from coldfront_launch.apptainer import shutdown
-from coldfront_launch.changes import journal
-from coldfront_launch.changes.base import HostChange, HostEnv, Reading, StopInstance
+from coldfront_launch.changes import HostChange, StopInstance, drift, journal
 from coldfront_launch.changes.host import RealHost, RecordingHost
 from coldfront_launch.changes.undo import undo_all
 from coldfront_launch.coldfront import appdata, hardening
 from coldfront_launch.coldfront import env as siteenv
 from coldfront_launch.config.settings import Settings
-from coldfront_launch.errors import (
-    ConfigError,
-    HostChangeError,
-    LaunchError,
-    LockedError,
-    NotReadyError,
-    NotRunningError,
-    PreflightError,
-)
 from coldfront_launch.lifecycle import readiness, status
 from coldfront_launch.lifecycle.embedding import Embedding
 from coldfront_launch.lifecycle.sequence import LaunchSequence
@@ -116,12 +106,13 @@ class Launcher:
         image = self.settings.image_path
         if not image.exists():
             if self.settings.pinned_image is not None:
-                raise ConfigError("image", f"{image}, the image the last upgrade pinned, does "
-                                  "not exist", "`cf-launch upgrade --rollback` goes back to the "
-                                  "image before it; or name an image in the settings (`image`)")
+                raise errors.ConfigError(
+                    "image", f"{image}, the image the last upgrade pinned, does not exist",
+                    "`cf-launch upgrade --rollback` goes back to the image before it; or name "
+                    "an image in the settings (`image`)")
             hint = "run `cf-launch build` first" if self.settings.image is None \
                 else "check the path, or build one with `cf-launch build`"
-            raise ConfigError("image", f"{image} does not exist", hint)
+            raise errors.ConfigError("image", f"{image} does not exist", hint)
         return image
 
     # --- plan ------------------------------------------------------------------------
@@ -183,7 +174,7 @@ class Launcher:
         plugin cannot say: ``status`` asks the plugins then, the wait raises)."""
         try:
             endpoint = seq.endpoint(info)
-        except LaunchError:
+        except errors.LaunchError:
             return None
         record.set_url(self.settings.state_dir, endpoint.url(self.settings.readiness_path))
         return endpoint
@@ -193,13 +184,13 @@ class Launcher:
         """Under the lock: the instance is not running, leftovers are undone, and no
         preflight check (but those in ``ignore``) is fatal."""
         if apptainer.find(self.settings.name) is not None:
-            raise LaunchError(f"instance {self.settings.name} is already running",
-                              running_hint)
+            raise errors.LaunchError(f"instance {self.settings.name} is already running",
+                                     running_hint)
         self._clean_leftovers()
         fatal = [p for p in seq.preflight() if p.fatal and p.check not in ignore]
         if fatal:
-            raise PreflightError("; ".join(p.message for p in fatal),
-                                 fatal[0].hint or "run `cf-launch doctor`")
+            raise errors.PreflightError("; ".join(p.message for p in fatal),
+                                        fatal[0].hint or "run `cf-launch doctor`")
 
     def _ensure_data(self) -> None:
         """ColdFront's data folder, env file and certificates, owned by the service account."""
@@ -274,21 +265,23 @@ class Launcher:
         with self.state.locked():
             launched = record.read(self.settings.state_dir)
             if launched.mode == "started":
-                raise LaunchError(f"instance {name} was started by cf-launch itself",
-                                  "nothing to attach; `cf-launch status` shows it")
+                raise errors.LaunchError(f"instance {name} was started by cf-launch itself",
+                                         "nothing to attach; `cf-launch status` shows it")
             if launched.mode not in ("prepared", "attached"):
-                raise LaunchError(f"nothing was prepared for instance {name}",
-                                  f"run `cf-launch prepare --name {name}` before your own "
-                                  "`apptainer instance start`, and add the options it prints")
+                raise errors.LaunchError(
+                    f"nothing was prepared for instance {name}",
+                    f"run `cf-launch prepare --name {name}` before your own "
+                    "`apptainer instance start`, and add the options it prints")
             seq = self.sequence(launched.hooks_or(self.settings.hooks))
             info = apptainer.find(name)
             if info is None:
-                raise NotRunningError(f"instance {name} is not running",
-                                      "start it with the options `cf-launch prepare` printed")
+                raise errors.NotRunningError(
+                    f"instance {name} is not running",
+                    "start it with the options `cf-launch prepare` printed")
             fatal = [p for p in seq.hooks.check_instance(seq.ctx, info) if p.fatal]
             if fatal:
                 options = seq.before_start(RecordingHost()).for_embedding(True)
-                raise PreflightError(
+                raise errors.PreflightError(
                     f"instance {name} was not started the way `cf-launch prepare` said: "
                     + "; ".join(p.message for p in fatal),
                     "stop it and start it again with these options: " + shlex.join(options))
@@ -309,16 +302,17 @@ class Launcher:
         """Undo what ``prepare`` and ``attach`` changed; never stops the instance."""
         name = self.settings.name
         if not self.settings.state_dir.exists():
-            raise NotRunningError(f"nothing to detach for instance {name}",
-                                  "`cf-launch status --name NAME` shows what cf-launch knows")
+            raise errors.NotRunningError(
+                f"nothing to detach for instance {name}",
+                "`cf-launch status --name NAME` shows what cf-launch knows")
         with self.state.locked():
             launched = record.read(self.settings.state_dir)
             if launched.mode == "started":
-                raise LaunchError(f"instance {name} was started by cf-launch itself",
-                                  "stop it with `cf-launch stop`")
+                raise errors.LaunchError(f"instance {name} was started by cf-launch itself",
+                                         "stop it with `cf-launch stop`")
             if not journal.entries(self.state) and not launched.mode:
-                raise NotRunningError(f"nothing to detach for instance {name}",
-                                      "`cf-launch status` shows what cf-launch knows")
+                raise errors.NotRunningError(f"nothing to detach for instance {name}",
+                                             "`cf-launch status` shows what cf-launch knows")
             if journal.check_namespace(self.state):
                 self.report("the network namespace the instance was prepared in is gone; "
                             "undoing the rest")
@@ -340,12 +334,12 @@ class Launcher:
             found = readiness.wait_ready(info.name, endpoint, self.settings.readiness_path,
                                          self.settings.ready_timeout, self.report,
                                          pid=info.pid, host=siteenv.probe_host(self.settings))
-        except NotReadyError as err:
+        except errors.NotReadyError as err:
             cause = siteenv.database_unreachable(self.settings)
             if cause:
-                err = NotReadyError(f"{err}: {cause}", "check the database server, its "
-                                    f"firewall and [coldfront] database_url; {err.hint}",
-                                    err.details)
+                err = errors.NotReadyError(f"{err}: {cause}", "check the database server, its "
+                                           f"firewall and [coldfront] database_url; {err.hint}",
+                                           err.details)
             pin = None if self.upgrading else imagepin.read(self.settings.state_dir)
             if pin is not None and not pin.proven:
                 before = pin.previous.image if pin.previous else "the image before"
@@ -381,16 +375,16 @@ class Launcher:
         if supervisor:
             return self._stop_through(supervisor)
         if not self.settings.state_dir.exists() and apptainer.find(self.settings.name) is None:
-            raise NotRunningError(f"instance {self.settings.name} is not running",
-                                  "nothing to stop; `cf-launch status` lists instances")
+            raise errors.NotRunningError(f"instance {self.settings.name} is not running",
+                                         "nothing to stop; `cf-launch status` lists instances")
         with self.state.locked():
             info = apptainer.find(self.settings.name)
             journaled = journal.entries(self.state)
             if info is None and not journaled:
-                raise NotRunningError(f"instance {self.settings.name} is not running",
-                                      "nothing to stop; `cf-launch status` lists instances")
+                raise errors.NotRunningError(f"instance {self.settings.name} is not running",
+                                             "nothing to stop; `cf-launch status` lists instances")
             if info is not None and not journaled:
-                raise LaunchError(
+                raise errors.LaunchError(
                     f"instance {self.settings.name} has no host changes recorded under "
                     f"{self.settings.state_root}",
                     "if cf-launch started it with another state_root or --config, stop it "
@@ -426,8 +420,8 @@ class Launcher:
         """Undo the journal (the instance entry through ``stop_instance``); then post_stop."""
         failures = undo_all(self.state, self.settings.state_root, stop_instance)
         if failures:
-            raise HostChangeError("some changes could not be undone: " + "; ".join(failures),
-                                  f"fix the cause and run `cf-launch {verb}` again")
+            raise errors.HostChangeError("some changes could not be undone: " + "; ".join(failures),
+                                         f"fix the cause and run `cf-launch {verb}` again")
         record.remove(self.settings.state_dir)
         seq.hooks.post_stop(seq.ctx)
 
@@ -439,18 +433,18 @@ class Launcher:
         while self.state.supervisor() == supervisor and clock.total() < timeout:
             time.sleep(0.1)
         if self.state.supervisor() == supervisor:
-            raise LaunchError(f"the supervisor (pid {supervisor}) did not stop "
-                              f"{self.settings.name} in {timeout:.0f}s",
-                              f"see `journalctl -u cf-launch@{self.settings.name}`")
+            raise errors.LaunchError(f"the supervisor (pid {supervisor}) did not stop "
+                                     f"{self.settings.name} in {timeout:.0f}s",
+                                     f"see `journalctl -u cf-launch@{self.settings.name}`")
         return {"supervisor": clock.total()}
 
     def restart(self, wait: bool = True) -> Started:
         supervisor = self.state.supervisor()
         if supervisor:
-            raise LockedError(f"cf-launch run (pid {supervisor}) supervises "
-                              f"{self.settings.name}",
-                              f"restart it the service's way: systemctl restart "
-                              f"cf-launch@{self.settings.name}")
+            raise errors.LockedError(f"cf-launch run (pid {supervisor}) supervises "
+                                     f"{self.settings.name}",
+                                     f"restart it the service's way: systemctl restart "
+                                     f"cf-launch@{self.settings.name}")
         if apptainer.find(self.settings.name) is not None or journal.entries(self.state):
             self.stop()
         return self.start(wait=wait)
@@ -461,44 +455,19 @@ class Launcher:
         """Instance, host-change journal, drift and health, for ``cf-launch status``."""
         return status.of(self.settings)
 
-    def status_all(self) -> list[dict[str, Any]]:
-        """Every instance cf-launch knows under ``state_root``, and every running one."""
-        return status.of_all(self.settings)
-
     def drift(self) -> list[str]:
-        """How the live host differs from what the journal says cf-launch applied.
-
-        One firewall read per family. Raises HostChangeError from another live network
-        namespace (reading here would describe the wrong host)."""
-        return status.drift(self.state)
+        """How the live host differs from what the journal says cf-launch applied
+        (:func:`coldfront_launch.changes.drift.find`)."""
+        return drift.find(self.state)
 
     def repair(self, lock_timeout: float = 0) -> dict[str, list[str]]:
-        """Put back, from the journal and nothing else, what is missing; idempotent.
+        """Put back, from the journal and nothing else, what is missing
+        (:func:`coldfront_launch.changes.drift.repair`)."""
+        return drift.repair(self.state, self.settings.state_root, lock_timeout)
 
-        Returns what was ``restored`` and what ``cannot`` be (restart the instance).
-        ``lock_timeout``: seconds to wait while another cf-launch process holds the lock
-        (a supervisor's automatic repair, the repair unit)."""
-        with self.state.locked(timeout=lock_timeout):
-            entries = journal.entries(self.state)
-            if not entries:
-                raise NotRunningError(f"cf-launch has no host changes for {self.settings.name}",
-                                      "nothing to repair; `cf-launch status --name NAME`")
-            if journal.check_namespace(self.state):
-                raise HostChangeError("the network namespace the instance was started in "
-                                      "is gone", "restart the instance: `cf-launch restart`")
-            env = HostEnv(self.state, self.settings.state_root)
-            live = Reading()
-            restored, cannot = [], []
-            for change in entries:
-                found = change.drift(live)
-                if not found:
-                    continue
-                if change.repairable:
-                    change.repair(env)
-                    restored.append(found)
-                else:
-                    cannot.append(found)
-            return {"restored": restored, "cannot": cannot}
+    def repair_all(self, lock_timeout: float = 0) -> list[dict[str, Any]]:
+        """:meth:`repair` for every running instance with a journal under ``state_root``."""
+        return drift.repair_all(self.settings.state_root, lock_timeout)
 
     def doctor(self) -> list[Problem]:
         """Every preflight check, core and plugins; an empty list means ready to start."""
@@ -511,10 +480,10 @@ class Launcher:
             seq = self.sequence()
             problems += seq.validate()
             problems += seq.preflight()
-        except ConfigError as err:
+        except errors.ConfigError as err:
             problems.append(Problem("config", str(err), err.hint))
             problems += plugins.Hooks(()).preflight(self.context())  # the core's own checks
-        with contextlib.suppress(LaunchError):  # no Apptainer: the core's check says so
+        with contextlib.suppress(errors.LaunchError):  # no Apptainer: the core's check says so
             running = apptainer.find(self.settings.name)
             if running is not None:
                 booted = readiness.system_state_of(running.name, running.pid) \

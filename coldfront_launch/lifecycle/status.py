@@ -29,7 +29,7 @@ from coldfront_launch.state.instance import InstanceState
 from coldfront_launch.types import InstanceInfo
 
 if TYPE_CHECKING:  # the typed changes: only for a running instance (drift)
-    from coldfront_launch.changes.base import Reading
+    from coldfront_launch.changes import Reading
 
 T = TypeVar("T")
 UrlOf = Callable[[Settings, InstanceInfo, "tuple[str, ...]"], str]
@@ -62,21 +62,6 @@ def url_of(settings: Settings, info: InstanceInfo, endpoint: UrlOf = plugin_url)
         return ""
 
 
-def drift(state: InstanceState, live: Reading | None = None) -> list[str]:
-    """How the live host differs from what the journal says cf-launch applied.
-
-    ``live`` may be shared by several instances (one firewall read per family for all).
-    Raises HostChangeError from another live network namespace (reading here would
-    describe the wrong host)."""
-    from coldfront_launch.changes import journal
-    from coldfront_launch.changes.base import Reading
-    entries = journal.entries(state)
-    if journal.check_namespace(state):
-        return ["the network namespace the instance was started in is gone"]
-    live = live or Reading()
-    return [found for change in entries if (found := change.drift(live))]
-
-
 def _http(url: str, host: str | None = None) -> int:
     """The HTTP status at ``url`` (0 for no URL: a plugin could not say where), asked with
     a ``Host:`` that ``allowed_hosts`` accepts."""
@@ -84,8 +69,9 @@ def _http(url: str, host: str | None = None) -> int:
 
 
 def _drift_or_unknown(state: InstanceState, live: Reading | None = None) -> list[str]:
+    from coldfront_launch.changes import drift  # the typed changes: a running instance only
     try:
-        return drift(state, live)
+        return drift.find(state, live)
     except LaunchError as err:
         return [f"unknown: {err}"]
 
@@ -194,7 +180,7 @@ def every(settings: Settings, running: list[InstanceInfo],
     def drift_all() -> list[list[str]]:
         if not drifting:
             return []
-        from coldfront_launch.changes.base import Reading
+        from coldfront_launch.changes import Reading
         live = Reading()
         return [_drift_or_unknown(state, live) for _row, state in drifting]
 

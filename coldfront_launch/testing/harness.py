@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from coldfront_launch import plugins
-from coldfront_launch.changes import journal
-from coldfront_launch.changes.base import HostChange, Sysctl
+from coldfront_launch.changes import HostChange, Sysctl, journal
 from coldfront_launch.changes.host import RecordingHost
 from coldfront_launch.config.settings import Settings, settings_from_mapping
 from coldfront_launch.lifecycle.launcher import Launcher, Plan, Started

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch.changes import base as c
+from coldfront_launch import changes as c
 from coldfront_launch.changes import claims, journal
 from coldfront_launch.changes.claims import ClaimKey
 from coldfront_launch.errors import HostChangeError

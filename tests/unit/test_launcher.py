@@ -305,7 +305,7 @@ def test_undo_never_depends_on_todays_settings(make_settings, fake_apptainer, re
 
 def test_stuck_leftovers_are_set_aside_not_blocking(make_settings, fake_apptainer, recorder,
                                                     sysctl_root, tmp_path: Path) -> None:
-    from coldfront_launch.changes.base import Unknown
+    from coldfront_launch.changes import Unknown
 
     launcher = Launcher(make_settings(hooks=["recorder"]))
     state = InstanceState(launcher.settings.state_dir)

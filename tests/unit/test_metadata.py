@@ -182,7 +182,7 @@ def test_override_refuses_a_rule_in_the_wrong_namespace(make_settings, monkeypat
 def test_journal_undoes_each_family_with_its_tool(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """An IPv6 ruleset is removed with ip6tables, its claims put back in IPv6's tables;
     records without a family (older ones) stay IPv4."""
-    from coldfront_launch.changes import base as changes
+    from coldfront_launch import changes as changes
     from coldfront_launch.changes.undo import undo_all
     from coldfront_launch.linux import netfilter as firewall
     from coldfront_launch.linux import netinfo

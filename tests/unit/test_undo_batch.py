@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from coldfront_launch.changes import base as c
+from coldfront_launch import changes as c
 from coldfront_launch.changes import claims
 from coldfront_launch.changes import journal as typed
 from coldfront_launch.changes.undo import steps, undo_all
