@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from coldfront_launch.hooks.bridge.settings import chain_tag
-from coldfront_launch.linux.netfilter import Chain, Jump, Ruleset
+from coldfront_launch.linux.netfilter import Chain, Jump, Ruleset, chain_tag
 from coldfront_launch.types import Problem
 
 # AWS, GCP and Azure IMDS; AWS ECS/container credentials.

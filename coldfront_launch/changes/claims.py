@@ -136,7 +136,3 @@ def release_many(state_root: Path, instance: str, keys: list[ClaimKey],
         restore(last)
         _write(state_root, registry)
 
-
-def holders(state_root: Path, key: ClaimKey) -> list[str]:
-    entry = read(state_root).get(key)
-    return list(entry["holders"]) if entry else []

@@ -1,7 +1,8 @@
 """ColdFront's environment, rendered from ``[coldfront]`` on every start (docs/production.md).
 
 :func:`values` turns the settings into the variables ColdFront reads, reading the secret
-files; :func:`masked` and :func:`diff` are the only forms that ``plan`` and messages show.
+files; :func:`diff` (through :func:`mask_value`) is the only form ``plan`` and messages
+show.
 The file itself is written by :mod:`appdata` (atomically, root 0600, the ``SECRET_KEY``
 kept).
 """
@@ -188,10 +189,6 @@ def mask_value(name: str, value: str, settings: Settings) -> str:
             user = netloc[0].split(":", 1)[0]
             return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{netloc[1]}"))
     return value
-
-
-def masked(env: dict[str, str], settings: Settings) -> dict[str, str]:
-    return {name: mask_value(name, value, settings) for name, value in env.items()}
 
 
 def diff(old: dict[str, str] | None, new: dict[str, str], settings: Settings

@@ -154,13 +154,6 @@ def env_value(setting: str, value: Any, *, show: bool = True) -> str:
     return value
 
 
-def _table(setting: str, value: Any, known: set[str]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(setting, "must be a table of settings")
-    v.no_unknown_keys(setting, value, known)
-    return value
-
-
 def _secret_file(setting: str, value: Any) -> Path:
     return v.path(setting, value, must_exist=True, kind="file")
 
@@ -214,7 +207,7 @@ def database_url(setting: str, value: Any) -> str:
 
 def _email(data: Any) -> EmailSettings:
     s = f"{SECTION}.email"
-    data = _table(s, data, EMAIL_KEYS)
+    data = v.table(s, data, EMAIL_KEYS)
     d = EmailSettings()
     password = data.get("password_file")
     return EmailSettings(
@@ -231,7 +224,7 @@ def _email(data: Any) -> EmailSettings:
 
 def _oidc(data: Any) -> OidcSettings:
     s = f"{SECTION}.oidc"
-    data = _table(s, data, OIDC_KEYS)
+    data = v.table(s, data, OIDC_KEYS)
     missing = sorted(k for k in ("authorization_endpoint", "token_endpoint", "user_endpoint",
                                  "jwks_endpoint", "client_id", "client_secret_file")
                      if k not in data)
@@ -259,7 +252,7 @@ def _oidc(data: Any) -> OidcSettings:
 
 def _tls(data: Any) -> TlsSettings:
     s = f"{SECTION}.tls"
-    data = _table(s, data, TLS_KEYS)
+    data = v.table(s, data, TLS_KEYS)
     for key in ("certificate", "key"):
         if key not in data:
             raise ConfigError(s, f"missing {key}", "give both certificate and key (PEM files)")
@@ -313,7 +306,7 @@ def _extra_env_files(value: Any) -> dict[str, Path]:
 
 def coldfront_from_mapping(data: Any) -> ColdFrontSettings:
     """Validate the ``[coldfront]`` table."""
-    data = _table(SECTION, data, KEYS)
+    data = v.table(SECTION, data, KEYS)
     d = ColdFrontSettings()
     debug = v.boolean(f"{SECTION}.debug", data.get("debug", d.debug))
     force = v.boolean(f"{SECTION}.debug_force", data.get("debug_force", d.debug_force))

@@ -90,9 +90,7 @@ def capabilities(setting: str, value: Any) -> tuple[str, ...]:
 
 def security_from_mapping(data: Any) -> SecuritySettings:
     """Validate the ``[security]`` table."""
-    if not isinstance(data, dict):
-        raise ConfigError(SECTION, "must be a table of settings")
-    v.no_unknown_keys(SECTION, data, KEYS)
+    v.table(SECTION, data, KEYS)
     d = SecuritySettings()
     return SecuritySettings(
         uid=account_id(f"{SECTION}.uid", data.get("uid", d.uid)),

@@ -1,4 +1,8 @@
-"""Launcher settings: defaults, TOML files, CLI overrides, all validated before anything runs."""
+"""Launcher settings: defaults, TOML files, CLI overrides, all validated before anything runs.
+
+:func:`load_settings` also reads the image pin ``upgrade`` left in the instance's state
+folder (:mod:`coldfront_launch.state.pin`), so ``start`` boots the image the last upgrade
+proved, not the one the settings name."""
 
 from __future__ import annotations
 
@@ -108,8 +112,7 @@ def settings_from_mapping(data: dict[str, Any]) -> Settings:
     if not isinstance(hook_settings, dict):
         raise ConfigError("hook", "must hold one table per hook, e.g. [hook.bridge]")
     for name, section in hook_settings.items():
-        if not isinstance(section, dict):
-            raise ConfigError(f"hook.{name}", "must be a table of settings")
+        v.table(f"hook.{name}", section)
     defaults = Settings()
     build = _build_from_mapping(data.get("build", {}))
     hooks = _hooks(data.get("hooks", list(defaults.hooks)))
@@ -157,9 +160,7 @@ def _hooks(value: Any) -> tuple[str, ...]:
 
 
 def _build_from_mapping(data: Any) -> BuildSettings:
-    if not isinstance(data, dict):
-        raise ConfigError("build", "must be a table of settings")
-    v.no_unknown_keys("build", data, BUILD_KEYS)
+    v.table("build", data, BUILD_KEYS)
     defaults = BuildSettings()
     layers = tuple(v.string_list("build.layers", data.get("layers", list(defaults.layers))))
     if not layers:

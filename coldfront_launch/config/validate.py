@@ -242,6 +242,15 @@ def bind_spec(setting: str, value: Any) -> str:
     return ":".join([str(source), *parts[1:]])
 
 
+def table(setting: str, value: Any, known: set[str] | None = None) -> dict[str, Any]:
+    """``value`` if it is a table of settings (with no key outside ``known``, if given)."""
+    if not isinstance(value, dict):
+        raise ConfigError(setting, "must be a table of settings")
+    if known is not None:
+        no_unknown_keys(setting, value, known)
+    return value
+
+
 def no_unknown_keys(section: str, data: dict[str, Any], known: set[str]) -> None:
     """Reject keys a section does not define (usually typos)."""
     for key in data:

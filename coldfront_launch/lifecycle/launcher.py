@@ -1,4 +1,8 @@
-"""The Python API: everything the CLI does, as methods of :class:`Launcher`."""
+"""The Python API for an instance's life: :class:`Launcher` plans, starts, stops,
+restarts, prepares, attaches and detaches it, and reports its status, drift and doctor's
+checks. Backup, restore, upgrade (:mod:`coldfront_launch.operations`), the host service
+(:mod:`coldfront_launch.service`) and the CLI's logs, exec and shell are built on it, not
+methods of it."""
 
 from __future__ import annotations
 
@@ -12,16 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coldfront_launch import apptainer, errors, plugins
+from coldfront_launch import apptainer, errors
 from coldfront_launch.apptainer import layers as builder
 from coldfront_launch.apptainer import shutdown
 from coldfront_launch.changes import HostChange, StopInstance, drift, journal
 from coldfront_launch.changes.host import RealHost, RecordingHost
 from coldfront_launch.changes.undo import undo_all
-from coldfront_launch.coldfront import appdata, hardening
+from coldfront_launch.coldfront import appdata
 from coldfront_launch.coldfront import env as siteenv
 from coldfront_launch.config.settings import Settings
-from coldfront_launch.lifecycle import readiness, status
+from coldfront_launch.lifecycle import doctor, readiness, status
 from coldfront_launch.lifecycle.embedding import Embedding
 from coldfront_launch.lifecycle.sequence import LaunchSequence
 from coldfront_launch.lifecycle.timing import Stopwatch
@@ -163,6 +167,12 @@ class Launcher:
                 clock.lap("apptainer_start")
                 seq.after_start(host, info)
                 clock.lap("post_start")
+        return self._started(info, seq, host, clock, wait)
+
+    def _started(self, info: InstanceInfo, seq: LaunchSequence, host: RealHost,
+                 clock: Stopwatch, wait: bool) -> Started:
+        """The tail ``start`` and ``attach`` share: record where ColdFront answers, wait
+        until it does (``wait``), and report what was done."""
         endpoint = self._record_endpoint(info, seq)
         ready = self.wait_ready(info, seq, endpoint) if wait else None
         if ready is not None:
@@ -292,11 +302,7 @@ class Launcher:
             clock.lap("post_start")
             record.write(self.settings.state_dir, seq.ctx.hooks, Path(launched.image),
                          mode="attached")
-            endpoint = self._record_endpoint(info, seq)
-        ready = self.wait_ready(info, seq, endpoint) if wait else None
-        if ready is not None:
-            clock.lap("ready")
-        return Started(info, ready, host.changes, clock.laps)
+        return self._started(info, seq, host, clock, wait)
 
     def detach(self) -> dict[str, Any]:
         """Undo what ``prepare`` and ``attach`` changed; never stops the instance."""
@@ -470,29 +476,9 @@ class Launcher:
         return drift.repair_all(self.settings.state_root, lock_timeout)
 
     def doctor(self) -> list[Problem]:
-        """Every preflight check, core and plugins; an empty list means ready to start."""
-        problems: list[Problem] = []
-        loaded = plugins.load()
-        for name, error in loaded.failed.items():
-            problems.append(Problem(f"plugin {name}", f"failed to load: {error}",
-                                    "fix or uninstall it", fatal=name in self.settings.hooks))
-        try:
-            seq = self.sequence()
-            problems += seq.validate()
-            problems += seq.preflight()
-        except errors.ConfigError as err:
-            problems.append(Problem("config", str(err), err.hint))
-            problems += plugins.Hooks(()).preflight(self.context())  # the core's own checks
-        with contextlib.suppress(errors.LaunchError):  # no Apptainer: the core's check says so
-            running = apptainer.find(self.settings.name)
-            if running is not None:
-                booted = readiness.system_state_of(running.name, running.pid) \
-                    in readiness.BOOTED
-                problems += hardening.problems(
-                    hardening.cached_report(self.settings.state_dir, running, booted))
-                problems += [Problem("drift", found, "`cf-launch repair` puts it back",
-                                     fatal=False) for found in self.drift()]
-        return problems
+        """Every preflight check, core and plugins; an empty list means ready to start
+        (:func:`coldfront_launch.lifecycle.doctor.check`)."""
+        return doctor.check(self.settings, self.sequence, self.context, self.drift)
 
     def build(self, force: bool = False,
               progress: builder.Progress | None = None) -> Path:

@@ -10,18 +10,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from coldfront_launch.types import Problem
 
 OS_RELEASE_PATHS = (Path("/etc/os-release"), Path("/usr/lib/os-release"))
-APPTAINER_CONFS = (Path("/etc/apptainer/apptainer.conf"),
-                   Path("/usr/local/etc/apptainer/apptainer.conf"))
-STARTER_SUID_GLOBS = ("/usr/libexec/apptainer/bin/starter-suid",
-                      "/usr/local/libexec/apptainer/bin/starter-suid",
-                      "/usr/lib/*/apptainer/bin/starter-suid")
 APPTAINER_VERSION = "1.4.5"
 INSTALL_DOC = "docs/install.md"
 
@@ -173,52 +167,3 @@ def install_problems(os_release_path: Path | None = None,
                         f"Apptainer is at {apptainer}, but the `singularity` link that spython "
                         "runs is missing", f"ln -s {apptainer} {link}")]
     return []
-
-
-def conf_value(key: str, confs: tuple[Path, ...] | None = None) -> tuple[str, Path | None]:
-    """``key``'s value in the first apptainer.conf that sets it, and that file."""
-    confs = APPTAINER_CONFS if confs is None else confs
-    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=\s*(\S+)", re.MULTILINE)
-    for conf in confs:
-        try:
-            match = pattern.search(conf.read_text(errors="replace"))
-        except OSError:
-            continue
-        if match:
-            return match.group(1), conf
-    return "", None
-
-
-def suid_starters(globs: tuple[str, ...] | None = None) -> list[Path]:
-    """Installed ``starter-suid`` binaries that carry the setuid bit."""
-    found = []
-    for pattern in STARTER_SUID_GLOBS if globs is None else globs:
-        for candidate in sorted(Path("/").glob(pattern.lstrip("/"))):
-            try:
-                if candidate.stat().st_mode & stat.S_ISUID:
-                    found.append(candidate)
-            except OSError:
-                continue
-    return found
-
-
-def setuid_problems(confs: tuple[Path, ...] | None = None,
-                    globs: tuple[str, ...] | None = None) -> list[Problem]:
-    """Non-fatal notes: setuid mode that ``--boot`` as root does not need."""
-    starters = suid_starters(globs)
-    if not starters:
-        return []
-    value, conf = conf_value("allow setuid", confs)
-    value = value.lower()
-    where = str(conf) if conf else "apptainer.conf"
-    starter = starters[0]
-    if value in ("", "yes"):  # Apptainer's default is yes
-        return [Problem("setuid", f"setuid mode is on ({starter} is setuid root, "
-                        f"`allow setuid = {value or 'yes'}` in {where}); cf-launch runs "
-                        "`--boot` as root and does not need it",
-                        f"set `allow setuid = no` in {where}, or remove the apptainer-suid "
-                        "package", fatal=False)]
-    return [Problem("setuid", f"{starter} is still setuid root, though {where} says "
-                    f"`allow setuid = {value}`; cf-launch does not need it",
-                    f"remove the apptainer-suid package, or `chmod u-s {starter}`",
-                    fatal=False)]

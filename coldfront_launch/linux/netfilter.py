@@ -1,6 +1,8 @@
-"""iptables rulesets that cf-launch owns: its own chains, each reached by one jump.
+"""Netfilter rulesets that cf-launch owns: its own chains, each reached by one jump, and
+the empty tables and base chains it brought into nft, dropped again.
 
-A ruleset is IPv4 (``iptables``) unless its ``family`` is ``ipv6`` (``ip6tables``).
+A ruleset is IPv4 (``iptables``) unless its ``family`` is ``ipv6`` (``ip6tables``); on an
+nft backend the ``nft`` tool reads and drops what iptables-nft created.
 
 Applied atomically with one ``iptables-restore --noflush``; nothing outside the owned
 chains is flushed or edited, and the jumps are added only when missing. Removal reads
@@ -10,6 +12,7 @@ the live ruleset, so it is exact and idempotent even after a half-finished start
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 import shlex
@@ -281,3 +284,9 @@ def save(family: str = "ipv4") -> str:
     if result.returncode != 0:
         raise HostChangeError(f"{TOOLS[family]}-save failed: {result.stderr.strip()}")
     return result.stdout
+
+
+def chain_tag(instance: str) -> str:
+    """A short, stable tag for an instance's chain names (iptables allows 28 characters),
+    shared by every plugin that names chains after the instance."""
+    return hashlib.sha256(instance.encode()).hexdigest()[:6].upper()

@@ -1,5 +1,7 @@
-"""Read the host's network (pyroute2, imported on first use from ``pyroute2.iproute``;
-a link's index with ``if_nametoindex``) and NIC offloads (ethtool), in the current netns."""
+"""The host's network in the current namespace: which namespace and boot this is, links,
+addresses and routes (pyroute2, imported on first use from ``pyroute2.iproute``; a link's
+index with ``if_nametoindex``) and NIC offloads (ethtool). Reads, and the two writes undo
+needs: NIC offloads set back, and a link deleted when nothing uses it."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ import os
 import posixpath
 import re
 import tarfile
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,11 @@ class Contents:
 
 def manifest_json(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+
+def stamp(epoch: float) -> str:
+    """A UTC time for file names (backups, data set aside): 20261128T020000Z."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch))
 
 
 # --- writing -------------------------------------------------------------------------

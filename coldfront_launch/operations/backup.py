@@ -38,14 +38,9 @@ Report = Callable[[str], None]
 BACKUPS = "backups"
 
 
-def stamp(epoch: float) -> str:
-    """A UTC time for file names: 20261128T020000Z."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch))
-
-
 def default_output(settings: Settings, epoch: float) -> Path:
     """``<state_dir>/backups/<name>-<UTC time>.tar.gz``."""
-    return settings.state_dir / BACKUPS / f"{settings.name}-{stamp(epoch)}.tar.gz"
+    return settings.state_dir / BACKUPS / f"{settings.name}-{archive.stamp(epoch)}.tar.gz"
 
 
 def output_path(settings: Settings, output: Path | None, epoch: float) -> Path:

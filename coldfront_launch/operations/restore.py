@@ -69,16 +69,12 @@ def restore(settings: Settings, path: Path, force: bool = False,
             if integrity != "ok":
                 raise ArchiveError(f"{path.name}: its database fails SQLite's integrity "
                                    f"check: {integrity}")
-            replaced = _swap(settings.state_dir, staging, stamp(time.time()))
+            replaced = _swap(settings.state_dir, staging, archive.stamp(time.time()))
     manifest = contents.manifest
     say(f"restored {settings.name} from the backup of {manifest.get('instance')} made "
         f"{manifest.get('created')}; start it with `cf-launch start`")
     return {"name": settings.name, "archive": str(path), "integrity_check": integrity,
             "replaced": replaced, "manifest": manifest}
-
-
-def stamp(epoch: float) -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch))
 
 
 def _refuse_if_running(settings: Settings) -> None:

@@ -32,7 +32,7 @@ from coldfront_launch.errors import (
 )
 from coldfront_launch.lifecycle.launcher import Launcher
 from coldfront_launch.locks import try_lock
-from coldfront_launch.operations import backup, restore
+from coldfront_launch.operations import archive, backup, restore
 from coldfront_launch.state import pin as imagepin
 from coldfront_launch.state import record
 from coldfront_launch.state.instance import InstanceState
@@ -252,7 +252,7 @@ def _now() -> str:
 def _backup_path(settings: Settings) -> Path:
     folder = settings.state_dir / backup.BACKUPS
     folder.mkdir(mode=0o700, exist_ok=True)
-    return folder / f"{settings.name}-{backup.stamp(time.time())}-before-upgrade.tar.gz"
+    return folder / f"{settings.name}-{archive.stamp(time.time())}-before-upgrade.tar.gz"
 
 
 def _roll_back(settings: Settings, upgraded: Settings, current: PinnedImage,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from coldfront_launch.apptainer import conf
 from coldfront_launch.coldfront import hardening
 from coldfront_launch.coldfront import tls as sitetls
 from coldfront_launch.config.settings import Settings
@@ -19,7 +20,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 @hookimpl
 def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
-    problems = distro.install_problems() + distro.setuid_problems()
+    problems = distro.install_problems() + conf.setuid_problems()
     if os.geteuid() != 0:
         problems.append(Problem("root", "cf-launch start needs root (--boot, firewall)",
                                 "run it with sudo"))

@@ -6,8 +6,8 @@ import ipaddress
 import json
 from pathlib import Path
 
+from coldfront_launch.apptainer import conf
 from coldfront_launch.hooks.bridge.settings import BridgeSettings
-from coldfront_launch.linux import distro
 
 FALLBACK_DIRS = (Path("/usr/local/etc/apptainer/network"), Path("/etc/apptainer/network"))
 DEFAULT_PLUGIN_DIRS = (Path("/usr/libexec/apptainer/cni"), Path("/usr/local/libexec/apptainer/cni"),
@@ -18,7 +18,7 @@ def config_dir(settings: BridgeSettings) -> Path:
     """Apptainer's CNI configuration folder: setting, apptainer.conf, then the defaults."""
     if settings.cni_config_dir:
         return Path(settings.cni_config_dir)
-    configured = distro.conf_value("cni configuration path")[0]
+    configured = conf.conf_value("cni configuration path")[0]
     if configured:
         return Path(configured)
     for folder in FALLBACK_DIRS:
@@ -28,7 +28,7 @@ def config_dir(settings: BridgeSettings) -> Path:
 
 
 def plugin_dir() -> Path:
-    configured = distro.conf_value("cni plugin path")[0]
+    configured = conf.conf_value("cni plugin path")[0]
     if configured:
         return Path(configured)
     return next((d for d in DEFAULT_PLUGIN_DIRS if (d / "bridge").exists()), DEFAULT_PLUGIN_DIRS[0])

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from coldfront_launch.hooks import metadata
-from coldfront_launch.hooks.bridge.settings import BridgeSettings, chain_tag
-from coldfront_launch.linux.netfilter import Chain, Jump, Ruleset
+from coldfront_launch.hooks.bridge.settings import BridgeSettings
+from coldfront_launch.linux.netfilter import Chain, Jump, Ruleset, chain_tag
 
 PREFIX = "CF-LAUNCH"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +84,3 @@ def _bridge_name(setting: str, value: Any) -> str:
     return name
 
 
-def chain_tag(instance: str) -> str:
-    """A short, stable tag for an instance's chain names (iptables allows 28 characters)."""
-    return hashlib.sha256(instance.encode()).hexdigest()[:6].upper()

@@ -18,12 +18,12 @@ VENV=/opt/cf-py39-venv
 DEPS_HASH=$(sha256sum "$SRC/pyproject.toml" | cut -c1-16)
 # Unit tests that create network namespaces on this machine run in the main test run only.
 DESELECT=(
-  --deselect tests/unit/test_launcher.py::test_stop_from_another_namespace_is_refused
-  --deselect tests/unit/test_launcher.py::test_stop_after_the_namespace_is_gone
+  --deselect tests/unit/lifecycle/test_launcher.py::test_stop_from_another_namespace_is_refused
+  --deselect tests/unit/lifecycle/test_launcher.py::test_stop_after_the_namespace_is_gone
   --deselect tests/unit/test_docs.py::test_example_plugin_starts_and_stops_in_a_namespace
   # The settings fuzz test (150 random configs, each a cf-launch start/stop in a sandbox
   # namespace) took 716 s of this stage's 820 s; it runs in the main test run.
-  --deselect tests/unit/test_fuzz_settings.py::test_random_settings_never_crash
+  --deselect tests/unit/config/test_fuzz_settings.py::test_random_settings_never_crash
 )
 
 mkdir -p "$PY_DIR"

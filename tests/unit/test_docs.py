@@ -20,7 +20,7 @@ def test_hook_documented_and_tested(name: str) -> None:
     assert "```python" in section, f"{name} needs an example"
     assert getattr(hookspecs, name).__doc__, f"{name} needs a docstring"
     recorder = (ROOT / "tests" / "recorder_plugin.py").read_text()
-    package_test = (ROOT / "tests" / "unit" / "test_package.py").read_text()
+    package_test = (ROOT / "tests" / "unit" / "plugins" / "test_package.py").read_text()
     assert f"def {name}(" in recorder and f"def {name}(" in package_test
 
 

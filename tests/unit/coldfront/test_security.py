@@ -144,7 +144,7 @@ def test_documented_defaults_match() -> None:
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     text = (root / "docs" / "configuration.md").read_text()
     block = re.search(r"```toml\n(.*?)```", text, re.S)
     assert block is not None

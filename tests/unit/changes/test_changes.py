@@ -112,7 +112,7 @@ def test_v1_claims_are_migrated_and_rewritten(tmp_path: Path) -> None:
                                                        "holders": ["cf1"], "sha256": "ab"},
     }))
     key = ClaimKey("sysctl", "net.ipv4.ip_forward", "777")
-    assert claims.holders(tmp_path, key) == ["cf1", "cf2"]
+    assert claims.read(tmp_path)[key]["holders"] == ["cf1", "cf2"]
     restored: list[str] = []
     claims.release(tmp_path, "cf2", key, restored.append)
     data = json.loads((tmp_path / "claims.json").read_text())
@@ -121,7 +121,7 @@ def test_v1_claims_are_migrated_and_rewritten(tmp_path: Path) -> None:
     assert restored == ["0"], "the last holder restores the first one's original"
     file_key = ClaimKey("file", "/etc/apptainer/network/50_cf.conflist")
     assert c.SharedFile("/etc/apptainer/network/50_cf.conflist").key() == file_key
-    assert claims.holders(tmp_path, file_key) == ["cf1"]
+    assert claims.read(tmp_path)[file_key]["holders"] == ["cf1"]
 
 
 def test_unknown_claims_format_is_refused(tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ def test_env_values_from_every_key(secret_file: Path) -> None:
     assert env["DB_URL"] == "psql://cf:hunter2@db.example.org:5432/cf"
     assert env["OIDC_OP_TOKEN_ENDPOINT"] == "https://idp.example.org/token"
     assert env["SLURM_TOKEN"] == SECRET and env["PROJECT_CODE"] == "CF"
-    shown = siteenv.masked(env, settings)
+    shown = {e["name"]: e["new"] for e in siteenv.diff(None, env, settings)}
     assert SECRET not in str(shown) and "hunter2" not in str(shown)
     assert shown["LDAP_PASSWORD_HINT"] == "***", "a name that says secret is masked"
     assert shown["DB_URL"] == "***", "a URL from a file is masked whole"
@@ -115,7 +115,7 @@ def test_env_values_from_every_key(secret_file: Path) -> None:
 def test_inline_database_url_masks_its_password() -> None:
     settings = settings_from_mapping(
         {"coldfront": {"database_url": "psql://cf:hunter2@db.example.org/cf"}})
-    shown = siteenv.masked(siteenv.values(settings), settings)
+    shown = {e["name"]: e["new"] for e in siteenv.diff(None, siteenv.values(settings), settings)}
     assert shown["DB_URL"] == "psql://cf:***@db.example.org/cf"
 
 
@@ -257,7 +257,7 @@ def test_tls_mismatch_expired_and_garbage_refused(make_settings, tmp_path: Path)
 
 def test_every_key_documented() -> None:
     from coldfront_launch.config import coldfront as s
-    text = (Path(__file__).resolve().parents[2] / "docs" / "production.md").read_text()
+    text = (Path(__file__).resolve().parents[3] / "docs" / "production.md").read_text()
     for key in sorted(s.KEYS | s.EMAIL_KEYS | s.OIDC_KEYS | s.TLS_KEYS):
         assert any(form in text for form in (f"{key} =", f"`{key}`", f"[coldfront.{key}]")), \
             f"docs/production.md: {key}"

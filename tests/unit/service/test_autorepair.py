@@ -18,8 +18,8 @@ import pytest
 from coldfront_launch.changes import journal
 from coldfront_launch.linux import firewalld_bus as dbuswatch
 from coldfront_launch.state.instance import InstanceState
-from tests.unit.test_launcher import _cli, _cli_argv, _config, recorder  # noqa: F401
-from tests.unit.test_supervise import Systemd, coldfront  # noqa: F401
+from tests.unit.lifecycle.test_launcher import _cli, _cli_argv, _config, recorder  # noqa: F401
+from tests.unit.service.test_supervise import Systemd, coldfront  # noqa: F401
 
 FIREWALLD = dbuswatch.FIREWALLD
 

@@ -21,7 +21,7 @@ from coldfront_launch.coldfront import hardening
 from coldfront_launch.lifecycle import status
 from coldfront_launch.types import InstanceInfo
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 #: Never imported by `--help`, `--version` or `status`: the libraries that made the CLI slow.
 HEAVY = ("pyroute2", "jinja2", "spython")
 #: Above the kernel's largest pid_max: no process has these (probes fall back to exec).

@@ -19,7 +19,7 @@ from coldfront_launch.state.instance import InstanceState
 from tests import recorder_plugin
 from tests.conftest import calls
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

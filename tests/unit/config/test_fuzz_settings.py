@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import FAKES
-from tests.unit.test_bad_inputs import Namespace, pytestmark  # noqa: F401 - root only
+from tests.unit.cli.test_bad_inputs import Namespace, pytestmark  # noqa: F401 - root only
 
 EXAMPLES = int(os.environ.get("CF_FUZZ_EXAMPLES", "150"))
 
@@ -26,7 +26,7 @@ def test_random_settings_never_crash(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}",
            "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none"),
            "FAKE_APPTAINER_STATE": str(tmp_path / "instances.json"),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+           "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     ns = Namespace()
     try:
         before = ns.snapshot()

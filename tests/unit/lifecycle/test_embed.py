@@ -18,7 +18,7 @@ from coldfront_launch.lifecycle import embedding as embed
 from coldfront_launch.lifecycle.launcher import Launcher
 from coldfront_launch.state.instance import InstanceState
 from tests.conftest import calls
-from tests.unit.test_launcher import recorder  # noqa: F401 - the recording plugin fixture
+from tests.unit.lifecycle.test_launcher import recorder  # noqa: F401 - the recording plugin fixture
 
 
 def site_start(launcher: Launcher, options: list[str]) -> None:
@@ -198,7 +198,7 @@ def test_docs_python_recipe_runs(make_settings, fake_apptainer, recorder, sysctl
 
     import coldfront_launch
 
-    text = (Path(__file__).resolve().parents[2] / "docs" / "embedding.md").read_text()
+    text = (Path(__file__).resolve().parents[3] / "docs" / "embedding.md").read_text()
     (block,) = re.findall(r"## Recipe 3: Python\n.*?```python\n(.*?)```", text, re.S)
     monkeypatch.setattr(coldfront_launch, "load_settings",
                         lambda **kw: make_settings(hooks=["recorder"], **kw))

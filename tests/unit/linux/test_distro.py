@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from coldfront_launch.apptainer import conf as apptainer_conf
 from coldfront_launch.cli import cli
 from coldfront_launch.linux import distro
 
-SAMPLES = Path(__file__).resolve().parents[1] / "data" / "os-release"
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "os-release"
 RELEASE = distro.APPTAINER_VERSION
 GITHUB = f"https://github.com/apptainer/apptainer/releases/download/v{RELEASE}"
 
@@ -134,7 +135,7 @@ def test_setuid_notes(tmp_path: Path, conf_text: str, says: str) -> None:
     conf = tmp_path / "apptainer.conf"
     conf.write_text(conf_text)
     starter = _starter(tmp_path, 0o4755)
-    notes = distro.setuid_problems(confs=(conf,), globs=(starter,))
+    notes = apptainer_conf.setuid_problems(confs=(conf,), globs=(starter,))
     assert len(notes) == 1
     assert notes[0].check == "setuid" and not notes[0].fatal
     assert says in notes[0].message and starter in notes[0].message
@@ -144,16 +145,17 @@ def test_no_setuid_note_without_the_suid_bit(tmp_path: Path) -> None:
     conf = tmp_path / "apptainer.conf"
     conf.write_text("allow setuid = yes\n")
     starter = _starter(tmp_path, 0o755)
-    assert distro.setuid_problems(confs=(conf,), globs=(starter,)) == []
-    assert distro.setuid_problems(confs=(conf,), globs=(str(tmp_path / "none" / "x"),)) == []
+    assert apptainer_conf.setuid_problems(confs=(conf,), globs=(starter,)) == []
+    nowhere = (str(tmp_path / "none" / "x"),)
+    assert apptainer_conf.setuid_problems(confs=(conf,), globs=nowhere) == []
 
 
 def _doctor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample: str,
             starters: tuple[str, ...] = ()) -> tuple[int, list[str]]:
     """``cf-launch doctor`` in this process, on a PATH without Apptainer or any tool."""
     monkeypatch.setattr(distro, "OS_RELEASE_PATHS", (SAMPLES / sample,))
-    monkeypatch.setattr(distro, "STARTER_SUID_GLOBS", starters)
-    monkeypatch.setattr(distro, "APPTAINER_CONFS", (tmp_path / "apptainer.conf",))
+    monkeypatch.setattr(apptainer_conf, "STARTER_SUID_GLOBS", starters)
+    monkeypatch.setattr(apptainer_conf, "APPTAINER_CONFS", (tmp_path / "apptainer.conf",))
     monkeypatch.setenv("PATH", str(_bin(tmp_path)))
     monkeypatch.setenv("CF_LAUNCH_SYSTEM_CONFIG", str(tmp_path / "none"))
     monkeypatch.chdir(tmp_path)
@@ -198,7 +200,7 @@ def test_hint_urls_and_packages_are_in_install_doc(sample: str) -> None:
     """What doctor prints stays what docs/install.md explains."""
     import re
 
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "install.md").read_text()
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "install.md").read_text()
     d = distro.read_distro(SAMPLES / sample)
     for url in re.findall(r"https://[^\s`]+", distro.install_hint("apptainer", d)):
         assert url in doc, url

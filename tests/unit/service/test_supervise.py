@@ -22,7 +22,7 @@ from coldfront_launch.changes import journal
 from coldfront_launch.config.settings import settings_from_mapping
 from coldfront_launch.service import units as service
 from coldfront_launch.state.instance import InstanceState
-from tests.unit.test_launcher import _cli, _cli_argv, _config, recorder  # noqa: F401
+from tests.unit.lifecycle.test_launcher import _cli, _cli_argv, _config, recorder  # noqa: F401
 
 
 class Systemd:

@@ -225,7 +225,7 @@ def test_assertion_rewriting_changes_nothing() -> None:
     so cf-launch's own code (the kit aside) holds no assert statement to rewrite."""
     import ast
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     found = []
     for path in [*(root / "coldfront_launch").rglob("*.py"), *(root / "hooks").rglob("*.py")]:
         if "testing" in path.relative_to(root).parts:
