@@ -3,12 +3,32 @@
 # machine (apt + pip), runs ruff and mypy, the unit tests under Python 3.9 (tests/py39, in the
 # background), builds the Apptainer test host once, then runs pytest.
 # Run as root. Extra arguments go to pytest (e.g. -m "not integration").
+#
+# tests/run.sh --quick: the day-to-day loop: lint (ruff, mypy, import layers) and the unit
+# tier (tests/unit, in parallel with pytest-xdist); no apt, no test host, no Apptainer, no
+# Python 3.9 stage. It makes .venv if there is none. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "tests/run.sh: run as root (network namespaces, Apptainer --boot)" >&2
   exit 2
+fi
+
+if [ "${1:-}" = "--quick" ]; then
+  shift
+  if [ ! -x .venv/bin/python ]; then
+    echo "== python: venv and packages"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --upgrade pip >/dev/null
+    .venv/bin/pip install -q -e '.[test]'
+  fi
+  echo "== lint: ruff, mypy, import layers"
+  .venv/bin/ruff check .
+  .venv/bin/mypy
+  .venv/bin/lint-imports --no-cache
+  echo "== pytest: the unit tier"
+  exec .venv/bin/python -m pytest tests/unit -q -n auto -p no:cacheprovider "$@"
 fi
 
 # firewalld, dbus-daemon: the automatic-repair tests run them in sandbox namespaces only.

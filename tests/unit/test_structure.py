@@ -63,3 +63,82 @@ def test_source_checkout_finds_the_builtin_plugins(tmp_path: Path) -> None:
     assert found["available"] == ["bridge", "override"] and found["failed"] == {}
     assert found["bridge"].startswith(str(src)), "imported from the checkout"
     assert found["data"]
+
+
+# --- the layout (docs/architecture.md, issue 24) ----------------------------------------
+
+PACKAGE = ROOT / "coldfront_launch"
+SUBPACKAGES = ("state", "config", "linux", "apptainer", "changes", "coldfront", "plugins",
+               "lifecycle", "operations", "service", "cli", "testing")
+
+
+def _pyproject() -> dict:  # type: ignore[type-arg]
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_at_most_eight_modules_at_the_top() -> None:
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= 8, top
+
+
+def test_every_subpackage_is_a_package_and_in_the_architecture_doc() -> None:
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    found = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py")
+                   if not p.parent.is_symlink())
+    assert sorted(SUBPACKAGES) == found
+    for name in (*SUBPACKAGES, "hooks"):
+        assert f"**{name}/**" in doc, f"docs/architecture.md needs a line on {name}/"
+
+
+def test_one_layers_contract_of_at_most_ten_layers_counting_type_checking_imports() -> None:
+    linter = _pyproject()["tool"]["importlinter"]
+    assert linter["exclude_type_checking_imports"] is False
+    layered = [c for c in linter["contracts"] if c["type"] == "layers"]
+    assert len(layered) == 1 and len(layered[0]["layers"]) <= 10
+    named = {part.strip().removeprefix("coldfront_launch.")
+             for layer in layered[0]["layers"] for part in layer.split("|")}
+    assert set(SUBPACKAGES) | {"hooks"} <= named
+    forbidden = {c["name"] for c in linter["contracts"] if c["type"] == "forbidden"}
+    assert len(forbidden) >= 2
+
+
+def test_no_function_longer_than_eighty_lines() -> None:
+    import ast
+
+    long = []
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "hooks").rglob("*.py")]:
+        if "hooks" in path.relative_to(ROOT).parts[1:2]:
+            continue  # the symlink: hooks/ is read once, from the top
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+                if lines > 80:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} {lines}")
+    assert not long, long
+
+
+def test_hooks_doc_names_only_the_public_face() -> None:
+    """Plugin authors are pointed at `coldfront_launch` (its EXPORTS), the test kit, the
+    plugin manager's register() and the built-in plugins' module paths; nothing else."""
+    import coldfront_launch
+
+    text = (ROOT / "docs" / "hooks.md").read_text()
+    allowed = {"coldfront_launch.testing", "coldfront_launch.plugins.register",
+               "coldfront_launch.hooks.bridge", "coldfront_launch.hooks.override",
+               *(f"coldfront_launch.{name}" for name in coldfront_launch.EXPORTS)}
+    used = set(re.findall(r"coldfront_launch(?:\.\w+)+", text))
+    assert used <= allowed, used - allowed
+    imports = re.findall(r"^from (coldfront_launch[\w.]*) import", text, re.M)
+    assert set(imports) <= {"coldfront_launch", "coldfront_launch.testing"}, imports
+
+
+def test_the_firewall_module_of_the_01_docs_still_exports_the_rulesets() -> None:
+    import coldfront_launch
+    from coldfront_launch import firewall
+
+    assert (firewall.Chain, firewall.Jump, firewall.Ruleset) == (
+        coldfront_launch.Chain, coldfront_launch.Jump, coldfront_launch.Ruleset)
