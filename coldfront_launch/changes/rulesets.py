@@ -68,8 +68,10 @@ class IptablesTable(_FamilyClaim):
 
 @dataclass(frozen=True)
 class NftBaseChain(IptablesTable):
-    """A built-in chain that nf_tables creates on its first rule; dropped by the last
-    holder if it was absent and is empty. Part of a :class:`Firewall` change."""
+    """A built-in chain (``table/chain``, e.g. ``nat/POSTROUTING``) of an nf_tables
+    backend. nft creates it with the table's first rule, so a holder that found it absent
+    drops it again when it is empty and the last holder lets go. Part of a
+    :class:`Firewall` change, keyed per address family like the table it belongs to."""
 
     kind: ClassVar[str] = "nft-chain"
     v6_kind: ClassVar[str] = "nft6-chain"

@@ -6,52 +6,45 @@ from pathlib import Path
 
 import click
 
-from coldfront_launch.cli.common import (
-    emit,
-    friendly,
-    json_option,
-    name_option,
-    progress,
-    settings_of,
-)
+from coldfront_launch.cli import common
 
 
 @click.command()
-@name_option
+@common.name_option
 @click.option("--output", type=click.Path(path_type=Path),
               help="The archive to write, or a folder for it "
                    "(default: <state_root>/NAME/backups/NAME-<UTC time>.tar.gz).")
-@json_option
+@common.json_option
 @click.pass_context
-@friendly
+@common.friendly
 def backup(ctx: click.Context, output: Path | None, as_json: bool) -> None:
     """Back up ColdFront's database (online), env file and certificates into one .tar.gz."""
     from coldfront_launch.operations.backup import backup as run_backup
 
-    result = run_backup(settings_of(ctx), output, report=progress)
-    emit(result, as_json, lambda: click.echo(result["path"]))
+    result = run_backup(common.settings_of(ctx), output, report=common.progress)
+    common.emit(result, as_json, lambda: click.echo(result["path"]))
 
 
 @click.command()
 @click.argument("archive", type=click.Path(path_type=Path))
-@name_option
+@common.name_option
 @click.option("--force", is_flag=True,
               help="Replace existing data (kept beside it as <name>.replaced-<UTC time>).")
-@json_option
+@common.json_option
 @click.pass_context
-@friendly
+@common.friendly
 def restore(ctx: click.Context, archive: Path, force: bool, as_json: bool) -> None:
     """Check a backup, then restore it into the stopped instance."""
     from coldfront_launch.operations.restore import restore as run_restore
 
-    result = run_restore(settings_of(ctx), archive, force, report=progress)
+    result = run_restore(common.settings_of(ctx), archive, force, report=common.progress)
 
     def human() -> None:
         click.echo(f"{result['name']}: restored from {result['archive']} "
                    f"(integrity_check: {result['integrity_check']})")
         for item, aside in result["replaced"].items():
             click.echo(f"  replaced {item}: kept as {aside}")
-    emit(result, as_json, human)
+    common.emit(result, as_json, human)
 
 
 COMMANDS = (backup, restore)
