@@ -17,6 +17,8 @@ from coldfront_launch.config.settings import settings_from_mapping
 from coldfront_launch.linux import sysctl
 
 FAKES = Path(__file__).parent / "fakes"
+#: serve_forever's poll interval in the test servers (shutdown() waits up to one of these).
+SERVE_POLL = 0.02
 
 # tests/data holds inputs, among them a plugin with tests of its own (run in its own venv).
 collect_ignore = ["data"]
@@ -46,14 +48,25 @@ def calls(log: Path) -> list[list[str]]:
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """cf-launch's wheel, built once per run (the package and docs tests install it)."""
+    import fcntl
     import subprocess
     import sys
 
-    dist = tmp_path_factory.mktemp("dist")
+    # Under pytest-xdist each worker has its own session: build in the folder all workers
+    # share, under a lock, so the wheel is built once and two setuptools runs never write
+    # the source tree's build/ and *.egg-info/ at the same time.
+    base = tmp_path_factory.getbasetemp()  # under xdist: <run's folder>/popen-gwN
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    dist = shared / "cf-launch-dist"
     root = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(root)],
-                   check=True, capture_output=True)
-    return next(dist.glob("coldfront_launch-*.whl"))
+    with open(shared / "cf-launch-dist.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = sorted(dist.glob("coldfront_launch-*.whl"))
+        if not found:
+            subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist),
+                            str(root)], check=True, capture_output=True)
+            found = sorted(dist.glob("coldfront_launch-*.whl"))
+    return found[0]
 
 
 @pytest.fixture
@@ -80,10 +93,12 @@ def http_server() -> Iterator[tuple[str, int]]:
             pass
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for serve_forever's next poll: 0.5 s by default, at every teardown
+    thread = threading.Thread(target=server.serve_forever, args=(SERVE_POLL,), daemon=True)
     thread.start()
     yield "127.0.0.1", server.server_address[1]
     server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(autouse=True)

@@ -28,7 +28,7 @@ if [ "${1:-}" = "--quick" ]; then
   .venv/bin/mypy
   .venv/bin/lint-imports --no-cache
   echo "== pytest: the unit tier"
-  exec .venv/bin/python -m pytest tests/unit -q -n auto -p no:cacheprovider "$@"
+  exec .venv/bin/python -m pytest tests/unit -q -n auto --dist loadscope -p no:cacheprovider "$@"
 fi
 
 # firewalld, dbus-daemon: the automatic-repair tests run them in sandbox namespaces only.

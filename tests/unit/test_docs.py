@@ -205,8 +205,12 @@ def author_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = tmp_path_factory.mktemp("author") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
     # pip >= 21.3 installs a pyproject-only project in editable mode (Debian 11's is older)
-    subprocess.run([str(env / "bin" / "pip"), "install", "-q", "--upgrade", "pip"],
-                   check=True, capture_output=True)
+    pip_version = subprocess.run([str(env / "bin" / "python"), "-c",
+                                  "import pip; print(pip.__version__)"], check=True,
+                                 capture_output=True, text=True).stdout.split(".")
+    if tuple(int(p) for p in pip_version[:2]) < (21, 3):
+        subprocess.run([str(env / "bin" / "pip"), "install", "-q", "--upgrade", "pip"],
+                       check=True, capture_output=True)
     subprocess.run([str(env / "bin" / "pip"), "install", "-q", str(wheel)], check=True,
                    capture_output=True)
     return env

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from tests.conftest import FAKES
+from coldfront_launch.testing import FakeApptainer
 from tests.unit.cli.test_bad_inputs import Namespace, pytestmark  # noqa: F401 - root only
 
 EXAMPLES = int(os.environ.get("CF_FUZZ_EXAMPLES", "150"))
@@ -18,9 +18,9 @@ EXAMPLES = int(os.environ.get("CF_FUZZ_EXAMPLES", "150"))
 
 def test_random_settings_never_crash(tmp_path: Path) -> None:
     bindir = tmp_path / "bin"
-    bindir.mkdir()
-    for name in ("apptainer", "singularity"):
-        (bindir / name).symlink_to(FAKES / "apptainer")
+    # The kit's launchers run the fake with this Python; a symlink to FAKES/apptainer runs
+    # `/usr/bin/env python3`, which can be a slow shim (pyenv: ~0.1 s on every call).
+    FakeApptainer.create(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}",

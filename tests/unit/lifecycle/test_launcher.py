@@ -117,6 +117,9 @@ def _cli_argv(args: list[str]) -> list[str]:
             "from coldfront_launch.linux import sysctl\n"
             "sysctl.SYSCTL_ROOT = Path(os.environ['TEST_SYSCTL_ROOT'])  # never the real one\n"
             "from tests import recorder_plugin\n"
+            "if 'TEST_AUTOREPAIR_RETRY' in os.environ:  # a deferred repair's retry, shorter\n"
+            "    from coldfront_launch.service import autorepair\n"
+            "    autorepair.RETRY = float(os.environ['TEST_AUTOREPAIR_RETRY'])\n"
             "plugins.register(recorder_plugin, 'recorder')\n"
             "from coldfront_launch.cli import main\n"
             f"sys.argv = ['cf-launch'] + {args!r}\n"
@@ -190,7 +193,7 @@ def test_not_ready_reports_state_and_keeps_instance(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from coldfront_launch.errors import NotReadyError
     monkeypatch.setenv("FAKE_APPTAINER_SYSTEM_STATE", "starting")
-    launcher = Launcher(make_settings(hooks=["recorder"], ready_timeout=2))
+    launcher = Launcher(make_settings(hooks=["recorder"], ready_timeout=0.5))
     with pytest.raises(NotReadyError, match="systemd: starting"):
         launcher.start()
     launcher.stop()

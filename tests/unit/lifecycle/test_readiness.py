@@ -147,7 +147,7 @@ def test_probe_sends_the_host_header_and_counts_a_redirect_without_following() -
             pass
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/user/login"
         assert readiness.http_status(url, host="coldfront.example.org") == 301

@@ -22,6 +22,9 @@ from tests.unit.lifecycle.test_launcher import _cli, _cli_argv, _config, recorde
 from tests.unit.service.test_supervise import Systemd, coldfront  # noqa: F401
 
 FIREWALLD = dbuswatch.FIREWALLD
+#: coldfront_launch/service/autorepair.py's RETRY (1 s) in the supervisor under test: a repair the
+#: lock deferred is retried this often, so a window of a few RETRYs sees several retries.
+RETRY = 0.1
 
 
 def wait_status(systemd: Systemd, text: str, timeout: float) -> float:
@@ -35,7 +38,8 @@ def supervise(tmp_path: Path, extra: str, env: dict[str, str] | None = None
     systemd = Systemd(tmp_path / "notify")
     environ = {**os.environ, "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none"),
                "NOTIFY_SOCKET": str(tmp_path / "notify"),
-               "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={tmp_path / 'no-bus'}", **(env or {})}
+               "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={tmp_path / 'no-bus'}",
+               "TEST_AUTOREPAIR_RETRY": str(RETRY), **(env or {})}
     run = subprocess.Popen(_cli_argv(["--config", str(_config(tmp_path, extra)), "run",
                                       "--interval", "0.2"]),
                            env=environ, text=True, stdout=subprocess.PIPE,
@@ -79,7 +83,7 @@ def test_no_check_when_off(fake_apptainer, recorder, coldfront,  # noqa: F811
     try:
         systemd.wait_for("READY")
         (sysctl_root / "net/ipv4/ip_forward").write_text("0\n")
-        time.sleep(2)
+        time.sleep(0.8)  # four turns of the loop (run --interval 0.2)
         assert forwarding(sysctl_root) == "0", "0 turns the periodic check off"
         stop(run)
     finally:
@@ -152,11 +156,11 @@ def test_firewalld_reload_signal_repairs(fake_apptainer, recorder, coldfront,  #
             time.sleep(0.1)
         time.sleep(0.5)  # its match rules follow its connection
         (sysctl_root / "net/ipv4/ip_forward").write_text("0\n")
-        time.sleep(1)
+        time.sleep(0.6)  # three turns of the loop (run --interval 0.2)
         assert forwarding(sysctl_root) == "0", "nothing repairs without the signal"
         with state.locked():  # an administrator's `cf-launch repair`, say
             bus.reloaded()
-            time.sleep(1.5)
+            time.sleep(6 * RETRY)
             assert forwarding(sysctl_root) == "0", "the lock holder goes first"
         sent = time.monotonic()
         wait_status(systemd, "repaired after firewalld reloaded: restored", 5)
@@ -173,7 +177,7 @@ def test_firewalld_reload_signal_repairs(fake_apptainer, recorder, coldfront,  #
         (sysctl_root / "net/ipv4/ip_forward").write_text("0\n")
         question = bus.conn.receive(timeout=5)
         assert question.header.fields[HeaderFields.member] == "Get"
-        time.sleep(1.5)
+        time.sleep(0.6)
         assert forwarding(sysctl_root) == "0", "no repair while firewalld loads its rules"
         answered = time.monotonic()
         bus.conn.send(new_method_return(question, "v", (("s", "RUNNING"),)))
@@ -247,7 +251,7 @@ def test_stop_waits_for_a_repair_in_progress(fake_apptainer, recorder, coldfront
         systemd.wait_for("READY")
         with state.locked():
             run.send_signal(signal.SIGTERM)
-            time.sleep(1.5)
+            time.sleep(0.6)  # _stop retries every 0.2 s (coldfront_launch/service/supervisor.py)
             assert run.poll() is None, "it waits for the lock"
         assert run.wait(timeout=30) == 0, run.stderr.read() if run.stderr else ""
     finally:

@@ -22,6 +22,7 @@ from coldfront_launch.changes import journal
 from coldfront_launch.config.settings import settings_from_mapping
 from coldfront_launch.service import units as service
 from coldfront_launch.state.instance import InstanceState
+from tests.conftest import SERVE_POLL
 from tests.unit.lifecycle.test_launcher import _cli, _cli_argv, _config, recorder  # noqa: F401
 
 
@@ -56,13 +57,15 @@ class Systemd:
 
 @pytest.fixture
 def coldfront(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
-    """ColdFront's login page, answering only after a moment; records when it first did."""
+    """ColdFront's login page, answering 503 for a moment after the first request (so the
+    supervisor sees "not yet" at least once), then 200; records when it first did."""
     answered: list[float] = []
-    opens = time.monotonic() + 1.0
+    asked: list[float] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
-            ok = time.monotonic() >= opens
+            asked.append(time.monotonic())
+            ok = len(asked) > 1 and asked[-1] >= asked[0] + 0.3
             if ok and not answered:  # noted before the answer leaves: no race with READY
                 answered.append(time.monotonic())
             self.send_response(200 if ok else 503)
@@ -72,10 +75,11 @@ def coldfront(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
             pass
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(SERVE_POLL,), daemon=True).start()
     monkeypatch.setenv("RECORDER_ENDPOINT", json.dumps(["127.0.0.1", server.server_port]))
     yield answered
     server.shutdown()
+    server.server_close()
 
 
 def supervise(tmp_path: Path, systemd_socket: Path) -> subprocess.Popen[str]:
