@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from coldfront_launch.errors import HostChangeError
-from coldfront_launch.linux import netfilter as firewall
-from coldfront_launch.linux import netinfo
+from coldfront_launch.linux import netfilter, netinfo
 
 if TYPE_CHECKING:
     from coldfront_launch.state.instance import InstanceState
@@ -38,12 +37,12 @@ class Reading:
     offloads read once (``status --all``: once for all instances)."""
 
     def __init__(self) -> None:
-        self._firewall: dict[str, firewall.Live] = {}
+        self._firewall: dict[str, netfilter.Live] = {}
         self._offloads: dict[str, dict[str, bool]] = {}
 
-    def firewall(self, family: str) -> firewall.Live:
+    def firewall(self, family: str) -> netfilter.Live:
         if family not in self._firewall:
-            self._firewall[family] = firewall.Live.read(family)
+            self._firewall[family] = netfilter.Live.read(family)
         return self._firewall[family]
 
     def offloads(self, ifname: str) -> dict[str, bool]:

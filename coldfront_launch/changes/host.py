@@ -34,8 +34,7 @@ from coldfront_launch.changes import (
     journal,
     missing_dirs,
 )
-from coldfront_launch.linux import netfilter as firewall
-from coldfront_launch.linux import netinfo, sysctl
+from coldfront_launch.linux import netfilter, netinfo, sysctl
 from coldfront_launch.state.instance import InstanceState
 
 T = TypeVar("T")
@@ -63,7 +62,7 @@ class HostChanges(Protocol):
         """Hold a link others create for us (the CNI bridge); removed by the last holder
         if it did not exist before the first claim."""
 
-    def apply_firewall(self, owner: str, ruleset: firewall.Ruleset) -> None:
+    def apply_firewall(self, owner: str, ruleset: netfilter.Ruleset) -> None:
         """Install this instance's own chains and their jumps atomically."""
 
     def set_offloads(self, ifname: str, features: dict[str, bool], shared: bool = False) -> None:
@@ -108,17 +107,17 @@ class RecordingHost:
         present = self._read(lambda: "present" if netinfo.link_exists(ifname) else "absent")
         self._make(Link(ifname=ifname, original=present, netns=self.netns))
 
-    def apply_firewall(self, owner: str, ruleset: firewall.Ruleset) -> None:
+    def apply_firewall(self, owner: str, ruleset: netfilter.Ruleset) -> None:
         family = ruleset.family
-        live = self._read(lambda: firewall.Live.read(family))
+        live = self._read(lambda: netfilter.Live.read(family))
         if live is not None:
             # iptables-nft creates a table on first use, and a built-in chain on its first
             # rule: claim each, so the last holder removes what cf-launch brought in.
             for table in ruleset.tables():
                 self._make(IptablesTable(table=table, original=_presence(table in live.chains),
                                          netns=self.netns, family=family))
-            if firewall.nft_available():
-                base = firewall.base_chains_present(family)
+            if netfilter.nft_available():
+                base = netfilter.base_chains_present(family)
                 for jump in ruleset.jumps:
                     self._make(NftBaseChain(
                         table=jump.table, chain=jump.builtin, netns=self.netns, family=family,

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from coldfront_launch.changes.base import HostChange, HostEnv, Reading
 from coldfront_launch.changes.claims import ClaimKey
 from coldfront_launch.changes.shared import Claim, NetworkClaim
-from coldfront_launch.linux import netfilter as firewall
+from coldfront_launch.linux import netfilter
 
 
 class _FamilyClaim(NetworkClaim):
@@ -49,7 +49,7 @@ class IptablesTable(_FamilyClaim):
 
     def restore(self, original: Any) -> None:
         if original == "absent":
-            firewall.drop_table_if_empty(self.table, self.family)
+            netfilter.drop_table_if_empty(self.table, self.family)
 
     @classmethod
     def restore_together(cls, items: list[tuple[Claim, Any]]) -> None:
@@ -60,7 +60,7 @@ class IptablesTable(_FamilyClaim):
             return str(getattr(change, "family", "ipv4"))
         for fam in dict.fromkeys(family(c) for c, _o in items):
             absent = [c for c, original in items if original == "absent" and family(c) == fam]
-            firewall.drop_empty(
+            netfilter.drop_empty(
                 [(c.table, c.chain) for c in absent if isinstance(c, NftBaseChain)],
                 [c.table for c in absent
                  if isinstance(c, IptablesTable) and not isinstance(c, NftBaseChain)], fam)
@@ -90,7 +90,7 @@ class NftBaseChain(IptablesTable):
 
     def restore(self, original: Any) -> None:
         if original == "absent":
-            firewall.drop_base_chain_if_empty(self.table, self.chain, self.family)
+            netfilter.drop_base_chain_if_empty(self.table, self.chain, self.family)
 
 
 # --- firewall --------------------------------------------------------------------------
@@ -103,9 +103,9 @@ class Firewall(HostChange):
     kind: ClassVar[str] = "firewall"
     network: ClassVar[bool] = True
     owner: str = ""
-    ruleset: firewall.Ruleset = field(default_factory=lambda: firewall.Ruleset((), ()))
+    ruleset: netfilter.Ruleset = field(default_factory=lambda: netfilter.Ruleset((), ()))
     netns: str = ""
-    live: firewall.Live | None = field(default=None, compare=False, repr=False)
+    live: netfilter.Live | None = field(default=None, compare=False, repr=False)
     boot: str = ""  # the boot it was made in: a reboot took it away
 
     target_field = "owner"
@@ -128,13 +128,13 @@ class Firewall(HostChange):
 
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> HostChange:
-        return cls(data.get("owner", ""), firewall.Ruleset.from_json(data), data.get("netns", ""))
+        return cls(data.get("owner", ""), netfilter.Ruleset.from_json(data), data.get("netns", ""))
 
     def apply(self, env: HostEnv) -> None:
-        firewall.apply(self.ruleset, self.live)
+        netfilter.apply(self.ruleset, self.live)
 
     def undo(self, env: HostEnv) -> None:
-        firewall.remove(((c.table, c.name) for c in self.ruleset.chains), self.ruleset.family)
+        netfilter.remove(((c.table, c.name) for c in self.ruleset.chains), self.ruleset.family)
 
     def batch_key(self) -> tuple[Any, ...] | None:
         return (self.kind, self.ruleset.family)
@@ -144,7 +144,7 @@ class Firewall(HostChange):
         """Every owner's chains and jumps of one family: one read of the ruleset, one
         ``iptables-restore`` transaction (refused whole if any line fails)."""
         rulesets = [c.ruleset for c in changes if isinstance(c, Firewall)]
-        firewall.remove([(c.table, c.name) for r in rulesets for c in r.chains],
+        netfilter.remove([(c.table, c.name) for r in rulesets for c in r.chains],
                         rulesets[0].family)
 
     def drift(self, live: Reading) -> str:

@@ -2,8 +2,8 @@
 
 Validation only: typed keys, each mapped to the environment variable ColdFront 1.1 reads
 (``coldfront/config/*.py`` in the image). Secrets are given as files, read when the env
-file is rendered (``siteenv.py``); no error message here ever repeats a value that could
-be one.
+file is rendered (:mod:`coldfront_launch.coldfront.env`); no error message here ever
+repeats a value that could be one.
 """
 
 from __future__ import annotations

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from coldfront_launch import apptainer, errors
-from coldfront_launch.apptainer import layers as builder
-from coldfront_launch.apptainer import shutdown
+from coldfront_launch.apptainer import layers, shutdown
 from coldfront_launch.changes import HostChange, StopInstance, drift, journal
 from coldfront_launch.changes.host import RealHost, RecordingHost
 from coldfront_launch.changes.undo import undo_all
@@ -481,8 +480,8 @@ class Launcher:
         return doctor.check(self.settings, self.sequence, self.context, self.drift)
 
     def build(self, force: bool = False,
-              progress: builder.Progress | None = None) -> Path:
-        return builder.build(self.settings.build, force=force, progress=progress)
+              progress: layers.Progress | None = None) -> Path:
+        return layers.build(self.settings.build, force=force, progress=progress)
 
 
 def _readable_env(state_dir: Path) -> dict[str, str] | None:

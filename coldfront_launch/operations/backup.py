@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from coldfront_launch import apptainer
-from coldfront_launch.apptainer import imageinfo
-from coldfront_launch.apptainer import layers as builder
+from coldfront_launch.apptainer import imageinfo, layers
 from coldfront_launch.coldfront.appdata import (
     CERTS_DIR,
     DATA_DIR,
@@ -215,7 +214,7 @@ def image_of(settings: Settings) -> Path:
 def _image(settings: Settings) -> dict[str, Any]:
     path = image_of(settings)
     resolved = path.resolve()
-    found = builder.LAYER_FILE.match(resolved.name)
+    found = layers.LAYER_FILE.match(resolved.name)
     return {"path": str(path), "resolved": str(resolved),
             "layer": found.group("layer") if found else None,
             "key": found.group("key") if found else None}

@@ -45,7 +45,7 @@ BUILTIN: tuple[tuple[str, str], ...] = (
 )
 #: Always active; not named with ``--hook``, never blocked.
 INTERNAL = ("core",)
-# The hook names in the order hookspecs.py declares them (the order they run in).
+# The hook names in the order plugins/spec.py declares them (the order they run in).
 SPEC_NAMES = [name for name in vars(hookspecs) if name.startswith("cf_launch_")]
 
 

@@ -7,11 +7,9 @@ import os
 from pathlib import Path
 
 from coldfront_launch.apptainer import conf
-from coldfront_launch.coldfront import hardening
-from coldfront_launch.coldfront import tls as sitetls
+from coldfront_launch.coldfront import hardening, tls
 from coldfront_launch.config.settings import Settings
-from coldfront_launch.linux import distro, firewalld
-from coldfront_launch.linux import firewalld_bus as dbuswatch
+from coldfront_launch.linux import distro, firewalld, firewalld_bus
 from coldfront_launch.plugins.spec import hookimpl
 from coldfront_launch.types import LaunchContext, Problem
 
@@ -26,7 +24,7 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
                                 "run it with sudo"))
     problems += cgroup_problems()
     problems += hardening.preflight(ctx.settings)
-    problems += sitetls.problems(ctx.settings)
+    problems += tls.problems(ctx.settings)
     problems += autorepair_problems(ctx.settings)
     image = ctx.settings.image_path
     if not image.exists():
@@ -48,7 +46,7 @@ def cgroup_problems(root: Path = CGROUP_ROOT) -> list[Problem]:
 
 def autorepair_problems(settings: Settings) -> list[Problem]:
     """firewalld is here but its reloads cannot be heard (no jeepney, the ``dbus`` extra)."""
-    if not firewalld.present() or dbuswatch.available():
+    if not firewalld.present() or firewalld_bus.available():
         return []
     interval = settings.drift_check_interval
     when = (f"only by the drift check every {interval:g}s" if interval

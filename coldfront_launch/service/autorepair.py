@@ -16,8 +16,7 @@ from collections.abc import Callable
 
 from coldfront_launch.errors import LaunchError, LockedError
 from coldfront_launch.lifecycle.launcher import Launcher
-from coldfront_launch.linux import firewalld
-from coldfront_launch.linux import firewalld_bus as dbuswatch
+from coldfront_launch.linux import firewalld, firewalld_bus
 
 RETRY = 1.0  # seconds before a repair the lock deferred is tried again
 
@@ -37,14 +36,14 @@ class AutoRepair:
         self.retry_at = 0.0
         self.cannot: list[str] = []
         self.guard = threading.Lock()
-        self.watch: dbuswatch.FirewalldWatch | None = None
+        self.watch: firewalld_bus.FirewalldWatch | None = None
 
     def start(self) -> None:
         """Listen to firewalld when jeepney is here; say what automatic repair covers."""
         checks = (f"a drift check every {self.interval:g}s" if self.interval
                   else "no periodic drift check (drift_check_interval = 0)")
-        if dbuswatch.available():
-            self.watch = dbuswatch.FirewalldWatch(self.request, self.report).start()
+        if firewalld_bus.available():
+            self.watch = firewalld_bus.FirewalldWatch(self.request, self.report).start()
             self.report(f"automatic repair: on firewalld's signals; {checks}")
         elif firewalld.present():
             self.status("jeepney is not installed, so firewalld's reloads are not heard "

@@ -36,8 +36,7 @@ from coldfront_launch.hooks.bridge import cni as bridge_cni
 from coldfront_launch.hooks.bridge import neighbours as bridge_neighbours
 from coldfront_launch.hooks.bridge import rules as bridge_rules
 from coldfront_launch.hooks.bridge.settings import NAME, BridgeSettings, parse
-from coldfront_launch.linux import distro, netinfo, sysctl
-from coldfront_launch.linux import netfilter as firewall
+from coldfront_launch.linux import distro, netfilter, netinfo, sysctl
 from coldfront_launch.plugins.spec import hookimpl
 from coldfront_launch.types import PLACEHOLDER_IP, Endpoint, InstanceInfo, LaunchContext, Problem
 
@@ -111,7 +110,7 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
     for tool in ("iptables", "ethtool"):
         if shutil.which(tool) is None:
             problems.append(Problem(tool, f"{tool} is not installed", distro.install_hint(tool)))
-    if shutil.which("iptables") and firewall.is_nft_backend() and not firewall.nft_available():
+    if shutil.which("iptables") and netfilter.is_nft_backend() and not netfilter.nft_available():
         problems.append(Problem("nft", "iptables uses nf_tables but the nft tool is missing: "
                                 "empty tables and built-in chains cf-launch's rules create "
                                 "cannot be removed on stop", distro.install_hint("nft"),
@@ -127,7 +126,7 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
                                 f"choose another hook.{NAME}.subnet"))
     problems += bridge_neighbours.strict_forward_ports()
     if shutil.which("iptables-save"):
-        saved = firewall.save()
+        saved = netfilter.save()
         problems += bridge_neighbours.docker_forward_drop(saved)
         taken = bridge_rules.forwarded_ports(saved)
         for port in s.ports:

@@ -12,8 +12,7 @@ from coldfront_launch.changes import claims
 from coldfront_launch.changes import journal as typed
 from coldfront_launch.changes.undo import steps, undo_all
 from coldfront_launch.errors import HostChangeError
-from coldfront_launch.linux import netfilter as firewall
-from coldfront_launch.linux import netinfo
+from coldfront_launch.linux import netfilter, netinfo
 from coldfront_launch.linux.netfilter import Chain, Jump, Ruleset
 from coldfront_launch.state.instance import InstanceState
 
@@ -29,7 +28,7 @@ def fw(owner: str, family: str = "ipv4") -> c.Firewall:
 
 
 class FakeFirewall:
-    """Records each ``firewall.remove`` call; refuses any that holds a chain in ``refuse``
+    """Records each ``netfilter.remove`` call; refuses any that holds a chain in ``refuse``
     (as iptables-restore refuses a whole transaction)."""
 
     def __init__(self, refuse: tuple[str, ...] = ()) -> None:
@@ -46,7 +45,7 @@ class FakeFirewall:
 @pytest.fixture
 def fake_fw(monkeypatch: pytest.MonkeyPatch) -> FakeFirewall:
     fake = FakeFirewall()
-    monkeypatch.setattr(firewall, "remove", fake.remove)
+    monkeypatch.setattr(netfilter, "remove", fake.remove)
     return fake
 
 

@@ -184,20 +184,19 @@ def test_journal_undoes_each_family_with_its_tool(tmp_path: Path, monkeypatch) -
     records without a family (older ones) stay IPv4."""
     from coldfront_launch import changes as changes
     from coldfront_launch.changes.undo import undo_all
-    from coldfront_launch.linux import netfilter as firewall
-    from coldfront_launch.linux import netinfo
+    from coldfront_launch.linux import netfilter, netinfo
     from coldfront_launch.state.instance import InstanceState
 
     removed: list[tuple[list[tuple[str, str]], str]] = []
     dropped: list[tuple[str, ...]] = []
-    monkeypatch.setattr(firewall, "remove", lambda chains, family="ipv4":
+    monkeypatch.setattr(netfilter, "remove", lambda chains, family="ipv4":
                         removed.append((list(chains), family)))
-    monkeypatch.setattr(firewall, "drop_table_if_empty", lambda *a: dropped.append(a))
-    monkeypatch.setattr(firewall, "drop_base_chain_if_empty", lambda *a: dropped.append(a))
+    monkeypatch.setattr(netfilter, "drop_table_if_empty", lambda *a: dropped.append(a))
+    monkeypatch.setattr(netfilter, "drop_base_chain_if_empty", lambda *a: dropped.append(a))
     state = InstanceState(tmp_path / "state" / "cf1")
     here = netinfo.netns_id()
-    four = firewall.Ruleset((firewall.Chain("filter", "A", ()),), ())
-    six = firewall.Ruleset((firewall.Chain("filter", "B", ()),), (), "ipv6")
+    four = netfilter.Ruleset((netfilter.Chain("filter", "A", ()),), ())
+    six = netfilter.Ruleset((netfilter.Chain("filter", "B", ()),), (), "ipv6")
     journal.record(state, changes.Firewall("o", four, here))
     journal.record(state, changes.Firewall("o6", six, here))
     assert undo_all(state, tmp_path / "state", lambda _n: None) == []

@@ -10,9 +10,8 @@ import pytest
 
 from coldfront_launch.config.settings import settings_from_mapping
 from coldfront_launch.hooks.bridge import neighbours as bridge_neighbours
-from coldfront_launch.linux import firewalld
-from coldfront_launch.linux import firewalld_bus as dbuswatch
-from coldfront_launch.plugins import core as coreplugin
+from coldfront_launch.linux import firewalld, firewalld_bus
+from coldfront_launch.plugins import core
 
 DEBIAN_1_3 = """\
 # firewalld config file
@@ -108,10 +107,10 @@ def test_docker_forward_drop() -> None:
 def test_doctor_says_when_firewalld_reloads_go_unheard(conf, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     conf(DEBIAN_1_3)
     settings = settings_from_mapping({"drift_check_interval": 0})
-    monkeypatch.setattr(dbuswatch, "available", lambda: False)
-    found = coreplugin.autorepair_problems(settings)
+    monkeypatch.setattr(firewalld_bus, "available", lambda: False)
+    found = core.autorepair_problems(settings)
     assert [p.check for p in found] == ["dbus"] and "not at all" in found[0].message
     assert "coldfront-launch[dbus]" in found[0].hint
-    assert "every 30s" in coreplugin.autorepair_problems(settings_from_mapping({}))[0].message
-    monkeypatch.setattr(dbuswatch, "available", lambda: True)
-    assert coreplugin.autorepair_problems(settings) == []
+    assert "every 30s" in core.autorepair_problems(settings_from_mapping({}))[0].message
+    monkeypatch.setattr(firewalld_bus, "available", lambda: True)
+    assert core.autorepair_problems(settings) == []

@@ -215,13 +215,12 @@ def test_runtime_errors_carry_this_distributions_command(
     """start/stop failing on a missing tool say the same command as doctor."""
     from coldfront_launch import apptainer
     from coldfront_launch.errors import ApptainerNotFound, HostChangeError
-    from coldfront_launch.linux import netfilter as firewall
-    from coldfront_launch.linux import netinfo
+    from coldfront_launch.linux import netfilter, netinfo
 
     monkeypatch.setattr(distro, "OS_RELEASE_PATHS", (SAMPLES / "rocky-8",))
     monkeypatch.setenv("PATH", str(_bin(tmp_path)))
     with pytest.raises(HostChangeError) as missing_iptables:
-        firewall.save()
+        netfilter.save()
     assert missing_iptables.value.hint == "dnf install -y iptables"
     with pytest.raises(HostChangeError) as missing_ethtool:
         netinfo._ethtool(["-k", "lo"])

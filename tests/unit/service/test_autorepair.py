@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from coldfront_launch.changes import journal
-from coldfront_launch.linux import firewalld_bus as dbuswatch
+from coldfront_launch.linux import firewalld_bus
 from coldfront_launch.state.instance import InstanceState
 from tests.unit.lifecycle.test_launcher import _cli, _cli_argv, _config, recorder  # noqa: F401
 from tests.unit.service.test_supervise import Systemd, coldfront  # noqa: F401
 
-FIREWALLD = dbuswatch.FIREWALLD
+FIREWALLD = firewalld_bus.FIREWALLD
 #: coldfront_launch/service/autorepair.py's RETRY (1 s) in the supervisor under test: a repair the
 #: lock deferred is retried this often, so a window of a few RETRYs sees several retries.
 RETRY = 0.1
@@ -121,7 +121,7 @@ class Bus:
 
     def reloaded(self) -> None:
         from jeepney import DBusAddress, new_signal
-        self.conn.send(new_signal(DBusAddress(dbuswatch.FIREWALLD_PATH, interface=FIREWALLD),
+        self.conn.send(new_signal(DBusAddress(firewalld_bus.FIREWALLD_PATH, interface=FIREWALLD),
                                   "Reloaded"))
 
     def close(self) -> None:
@@ -132,7 +132,7 @@ class Bus:
 
 @pytest.fixture
 def bus(tmp_path: Path) -> Iterator[Bus]:
-    if shutil.which("dbus-daemon") is None or not dbuswatch.available():
+    if shutil.which("dbus-daemon") is None or not firewalld_bus.available():
         pytest.skip("needs dbus-daemon and jeepney (tests/run.sh installs both)")
     private = Bus(tmp_path)
     yield private
