@@ -1,10 +1,12 @@
 """Replace a file atomically: readers see the old content or the new, never a part.
 
 Every file cf-launch rewrites in place (journals, records, pins, claims, the env file,
-archives, drop-ins) goes through :func:`replace`: a uniquely named temporary file beside
-the target (``O_EXCL | O_NOFOLLOW``, so a planted link is never followed), its mode set
-whatever the umask, filled, synced, renamed over the target, then the folder synced so
-the rename itself survives a power cut. ``sync=False`` skips both syncs for caches.
+archives, drop-ins, the supervisor's pid) goes through :func:`replace`: a uniquely named
+temporary file beside the target (``O_EXCL | O_NOFOLLOW``, so a planted link is never
+followed), its mode set whatever the umask, filled, synced, renamed over the target, then
+the folder synced so the rename itself survives a power cut. ``sync=False`` skips both syncs
+for caches. (The image build renames a finished image and swaps a symbolic link: those are
+renames of their own, in ``apptainer/layers.py``.)
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ spython only runs an executable named ``singularity`` (Apptainer installs that l
 failed ``instance start`` instead of raising, calls ``sys.exit`` on some paths, prints to
 stdout, and streams builds with stderr on an unread pipe. Each is handled here, and every
 failure becomes a typed :class:`~coldfront_launch.errors.ApptainerError` carrying stderr.
+
+Beside the client: ``conf`` (apptainer.conf, the setuid starters), ``layers`` (the layered,
+content-addressed build), ``imageinfo`` (what an image says about itself) and ``shutdown``
+(the graceful stop of a booted instance).
 """
 
 from __future__ import annotations

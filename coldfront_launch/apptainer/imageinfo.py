@@ -15,7 +15,7 @@ from coldfront_launch.errors import LaunchError
 VENV = "/srv/coldfront/venv/bin"
 VENV_PYTHON = f"{VENV}/python"
 VERSION_CODE = "from importlib.metadata import version; print(version('coldfront'))"
-#: Where a build's CA bundle is bound for pip (as the build binds it: builder.CA_MOUNT).
+#: Where a build's CA bundle is bound for pip (as the build binds it: layers.CA_MOUNT).
 CA_TARGET = "/mnt/cf-launch-ca.crt"
 
 

@@ -2,7 +2,8 @@
 applied, and putting back, from the journal and nothing else, what is missing.
 
 Used by ``status`` and ``doctor`` (:func:`find`), ``repair`` and the supervisor's automatic
-repair after a firewall reload (:func:`repair`), and ``repair --all`` (:func:`repair_all`).
+repair after a firewall reload or a periodic drift check (:func:`repair`), and
+``repair --all`` (:func:`repair_all`).
 """
 
 from __future__ import annotations

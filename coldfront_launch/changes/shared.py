@@ -1,6 +1,7 @@
 """Shared resources as claims: each instance that needs one holds it, and the last holder
 puts back what the first found (:mod:`coldfront_launch.changes.claims`): a sysctl, a
-link, a link's offloads."""
+link, a link's offloads. ``NetworkClaim`` (a claim inside a network namespace, with the
+boot it was made in) is the base of these and of the firewall claims in ``rulesets``."""
 
 from __future__ import annotations
 

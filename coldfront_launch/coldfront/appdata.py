@@ -44,7 +44,7 @@ JOURNALD_CONF = ("# cf-launch: keep the journal in the state folder, bounded\n"
 DB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
-#: What every env file holds when no settings are given (``siteenv.values`` renders the
+#: What every env file holds when no settings are given (``coldfront.env.values`` renders the
 #: real ones from ``[coldfront]``).
 DEFAULT_ENV = {
     "DB_URL": f"sqlite:///{CONTAINER_DATA}/coldfront.db",

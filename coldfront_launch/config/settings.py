@@ -60,7 +60,8 @@ class Settings:
     hook_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     coldfront: ColdFrontSettings = field(default_factory=ColdFrontSettings)
-    #: The image ``cf-launch upgrade`` pinned (not a setting: see :mod:`imagepin`).
+    #: The image ``cf-launch upgrade`` pinned (not a setting: see
+    #: :mod:`coldfront_launch.state.pin`).
     pinned_image: Path | None = None
 
     @property

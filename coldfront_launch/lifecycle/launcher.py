@@ -1,8 +1,8 @@
 """The Python API for an instance's life: :class:`Launcher` plans, starts, stops,
-restarts, prepares, attaches and detaches it, and reports its status, drift and doctor's
-checks. Backup, restore, upgrade (:mod:`coldfront_launch.operations`), the host service
-(:mod:`coldfront_launch.service`) and the CLI's logs, exec and shell are built on it, not
-methods of it."""
+restarts, prepares, attaches and detaches it, builds its image, repairs drift, and reports
+its status, drift and doctor's checks. Backup, restore, upgrade
+(:mod:`coldfront_launch.operations`), the host service (:mod:`coldfront_launch.service`) and
+the CLI's logs, exec and shell are built on it, not methods of it."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ class Plan:
     binds: list[str]
     changes: list[HostChange]
     problems: list[Problem] = field(default_factory=list)
-    #: What ``start`` changes in ColdFront's env file, secrets masked (``siteenv.diff``).
+    #: What ``start`` changes in ColdFront's env file, secrets masked
+    #: (:func:`coldfront_launch.coldfront.env.diff`).
     env: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -471,7 +472,8 @@ class Launcher:
         return drift.repair(self.state, self.settings.state_root, lock_timeout)
 
     def repair_all(self, lock_timeout: float = 0) -> list[dict[str, Any]]:
-        """:meth:`repair` for every running instance with a journal under ``state_root``."""
+        """:meth:`repair` for every running instance with a journal under ``state_root``;
+        those that do not run are listed (``running`` False) and left for ``stop``."""
         return drift.repair_all(self.settings.state_root, lock_timeout)
 
     def doctor(self) -> list[Problem]:

@@ -2,9 +2,10 @@
 
 Build the new image (or take the one given), stop the instance, back its data up, boot the
 new image (ColdFront's migrations run at boot) and wait until it answers. Only then is it
-pinned (:mod:`imagepin`), with the image it replaced kept as ``previous``. If it never
-answers: stop it, restore the backup (the data the new image touched is kept beside it),
-boot the previous image again and say so. Going back never migrates a database down.
+pinned (:mod:`coldfront_launch.state.pin`), with the image it replaced kept as ``previous``.
+If it never answers: stop it, restore the backup (the data the new image touched is kept
+beside it), boot the previous image again and say so. Going back never migrates a database
+down.
 """
 
 from __future__ import annotations

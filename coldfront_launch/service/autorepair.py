@@ -1,5 +1,5 @@
 """Automatic repair under ``cf-launch run``: when firewalld says it reloaded, started or
-stopped (D-Bus, :mod:`.dbuswatch`), and on a periodic drift check
+stopped (D-Bus, :mod:`coldfront_launch.linux.firewalld_bus`), and on a periodic drift check
 (``drift_check_interval``), put back what the journal says cf-launch applied.
 
 Repairs run on the supervisor's own thread (the D-Bus thread only asks), under the

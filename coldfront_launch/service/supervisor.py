@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from coldfront_launch import apptainer
+from coldfront_launch import apptainer, atomic
 from coldfront_launch.errors import LockedError, NotReadyError
 from coldfront_launch.exitcodes import ExitCode
 from coldfront_launch.lifecycle.launcher import Launcher
@@ -66,7 +66,7 @@ def run(launcher: Launcher, interval: float = 2.0,
     pid_file = launcher.state.supervisor_path
     started = launcher.start(wait=False)
     launcher.state.ensure()
-    pid_file.write_text(str(os.getpid()))
+    atomic.write_text(pid_file, str(os.getpid()), sync=False)
     stopping, wake = threading.Event(), threading.Event()
 
     def on_signal(*_args: object) -> None:

@@ -1,9 +1,9 @@
 """The ``bridge`` hook: a CNI bridge, and a host firewall that cf-launch owns.
 
-The instance gets its own network namespace on bridge ``sbr0`` (``10.22.0.0/16``). The
-host forwards ports 80 and 443 to it (DNAT, also for clients on the host itself),
-masquerades its outbound traffic (but drops what goes to the cloud's instance metadata
-service, see :mod:`.metadata`), clamps TCP MSS, and turns checksum/segmentation
+The instance gets its own network namespace on bridge ``sbr0`` (``10.22.0.0/16``). The host
+forwards ports 80 and 443 to it (DNAT, also for clients on the host itself), masquerades its
+outbound traffic (but drops what goes to the cloud's instance metadata service, see
+:mod:`coldfront_launch.hooks.metadata`), clamps TCP MSS, and turns checksum/segmentation
 offloads off on the bridge and the instance's veth. Every rule lives in chains of the
 instance's own, reached by one jump each, and ``stop`` removes exactly those.
 

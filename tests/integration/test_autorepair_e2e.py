@@ -16,7 +16,7 @@ from tests.host.firewalld import Firewalld, installed
 from tests.host.harness import WORK, Sandbox, TestHost
 from tests.integration.conftest import instance_config
 from tests.unit.service.test_autorepair import wait_status
-from tests.unit.service.test_supervise import Systemd
+from tests.unit.service.test_supervisor import Systemd
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,7 @@
 """The structure holds: exit codes documented, light imports, built-ins found from a plain
-source checkout."""
+source checkout, and the layout of issue 24 (at most eight top modules, one layers
+contract of at most ten layers, every subpackage in docs/architecture.md, no function over
+80 lines, the hooks doc on the public face)."""
 
 from __future__ import annotations
 

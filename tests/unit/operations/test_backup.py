@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from coldfront_launch import atomic
 from coldfront_launch.coldfront import appdata
 from coldfront_launch.errors import ArchiveError, UnsupportedDatabaseError
 from coldfront_launch.exitcodes import ExitCode
@@ -108,43 +107,6 @@ def test_round_trip_keeps_files_modes_and_links(good: Path, tmp_path: Path) -> N
     with tarfile.open(good, "r:gz") as tar:
         names = tar.getnames()
     assert names[0] == archive.MANIFEST and "letsencrypt/live/site/cert.pem" not in names
-
-
-def test_archive_is_0600_from_the_first_byte_whatever_the_umask(tmp_path: Path) -> None:
-    target = tmp_path / "b.tar.gz"
-    target.write_text("an older backup, world-readable")
-    target.chmod(0o644)
-    seen: list[int] = []
-
-    def fill(out: Any) -> None:
-        temp = [p for p in tmp_path.iterdir() if p.name.endswith(atomic.SUFFIX)]
-        assert len(temp) == 1
-        seen.append(temp[0].stat().st_mode)
-        out.write(b"new")
-
-    old = os.umask(0)
-    try:
-        atomic.replace(target, fill, mode=0o600)
-    finally:
-        os.umask(old)
-    assert seen and all(stat.S_IMODE(m) == 0o600 for m in seen)
-    assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    assert target.read_bytes() == b"new"
-    assert [p.name for p in tmp_path.iterdir()] == ["b.tar.gz"]
-
-
-def test_a_failed_write_leaves_the_old_archive_and_no_temporary(tmp_path: Path) -> None:
-    target = tmp_path / "b.tar.gz"
-    target.write_bytes(b"old")
-
-    def fill(out: Any) -> None:
-        out.write(b"half")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        atomic.replace(target, fill, mode=0o600)
-    assert target.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["b.tar.gz"]
 
 
 def test_a_member_changed_after_the_manifest_is_refused(good: Path, tmp_path: Path) -> None:

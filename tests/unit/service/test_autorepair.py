@@ -19,7 +19,7 @@ from coldfront_launch.changes import journal
 from coldfront_launch.linux import firewalld_bus
 from coldfront_launch.state.instance import InstanceState
 from tests.unit.lifecycle.test_launcher import _cli, _cli_argv, _config, recorder  # noqa: F401
-from tests.unit.service.test_supervise import Systemd, coldfront  # noqa: F401
+from tests.unit.service.test_supervisor import Systemd, coldfront  # noqa: F401
 
 FIREWALLD = firewalld_bus.FIREWALLD
 #: coldfront_launch/service/autorepair.py's RETRY (1 s) in the supervisor under test: a repair the
