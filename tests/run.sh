@@ -15,18 +15,24 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 
-if [ "${1:-}" = "--quick" ]; then
-  shift
-  if [ ! -x .venv/bin/python ]; then
-    echo "== python: venv and packages"
-    python3 -m venv .venv
-    .venv/bin/pip install -q --upgrade pip >/dev/null
-    .venv/bin/pip install -q -e '.[test]'
-  fi
+make_venv() {
+  echo "== python: venv and packages"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e '.[test]'
+}
+
+lint() {
   echo "== lint: ruff, mypy, import layers"
   .venv/bin/ruff check .
   .venv/bin/mypy
   .venv/bin/lint-imports --no-cache
+}
+
+if [ "${1:-}" = "--quick" ]; then
+  shift
+  [ -x .venv/bin/python ] || make_venv
+  lint
   echo "== pytest: the unit tier"
   exec .venv/bin/python -m pytest tests/unit -q -n auto --dist loadscope -p no:cacheprovider "$@"
 fi
@@ -59,15 +65,9 @@ if [ -n "$missing" ]; then
   esac
 fi
 
-echo "== python: venv and packages"
-python3 -m venv .venv
-.venv/bin/pip install -q --upgrade pip >/dev/null
-.venv/bin/pip install -q -e '.[test]'
-
-echo "== lint: ruff, mypy, import layers, Python 3.9 syntax"
-.venv/bin/ruff check .
-.venv/bin/mypy
-.venv/bin/lint-imports --no-cache
+make_venv
+lint
+echo "== lint: Python 3.9 syntax"
 .venv/bin/vermin --target=3.9- --eval-annotations --no-tips --violations -q coldfront_launch/ hooks/
 
 # The Python 3.9 stage (its own Debian 11 root file system: a debootstrap, a venv, then

@@ -248,18 +248,23 @@ def test_sigterm_during_start_undoes_at_once(fake_apptainer, recorder, tmp_path:
     assert json.loads(Path(os.environ["FAKE_APPTAINER_STATE"]).read_text()) == {}
 
 
+def _start_in_a_namespace_then_drop_it(config: Path, env: dict[str, str], ns: str
+                                       ) -> subprocess.CompletedProcess[str]:
+    """``cf-launch start --no-wait`` in a new sandbox namespace, which is then deleted."""
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        return _cli(["--config", str(config), "start", "--no-wait"], env,
+                    prefix=("nsenter", f"--net=/run/netns/{ns}"))
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=True)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="creates a network namespace")
 def test_stop_after_the_namespace_is_gone(fake_apptainer, recorder, tmp_path: Path) -> None:
     """A destroyed namespace took its network state with it: stop undoes the rest."""
     env = {**os.environ, "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "none")}
     config = _config(tmp_path)
-    ns = f"cfl{os.getpid()}g"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        started = _cli(["--config", str(config), "start", "--no-wait"], env,
-                       prefix=("nsenter", f"--net=/run/netns/{ns}"))
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=True)
+    started = _start_in_a_namespace_then_drop_it(config, env, f"cfl{os.getpid()}g")
     assert started.returncode == 0, started.stderr
     claims = tmp_path / "state" / "claims.json"
     assert '"kind": "sysctl"' in claims.read_text()
@@ -340,13 +345,8 @@ def test_start_after_a_simulated_reboot(fake_apptainer, recorder, tmp_path: Path
            "CF_LAUNCH_BOOT_ID_FILE": str(boot)}
     config = _config(tmp_path)
     claims = tmp_path / "state" / "claims.json"
-    first, second = f"cfl{os.getpid()}r1", f"cfl{os.getpid()}r2"
-    subprocess.run(["ip", "netns", "add", first], check=True)
-    try:
-        started = _cli(["--config", str(config), "start", "--no-wait"], env,
-                       prefix=("nsenter", f"--net=/run/netns/{first}"))
-    finally:
-        subprocess.run(["ip", "netns", "del", first], check=True)
+    second = f"cfl{os.getpid()}r2"
+    started = _start_in_a_namespace_then_drop_it(config, env, f"cfl{os.getpid()}r1")
     assert started.returncode == 0, started.stderr
     assert '"boot": "boot-one"' in claims.read_text()
     # The reboot: a new boot id, the instance gone, a new namespace that may reuse numbers.
