@@ -31,7 +31,8 @@ lint() {
 
 if [ "${1:-}" = "--quick" ]; then
   shift
-  [ -x .venv/bin/python ] || make_venv
+  # a venv made before pytest-xdist joined the test extras is brought up to date
+  .venv/bin/python -c 'import xdist' 2>/dev/null || make_venv
   lint
   echo "== pytest: the unit tier"
   exec .venv/bin/python -m pytest tests/unit -q -n auto --dist loadscope -p no:cacheprovider "$@"

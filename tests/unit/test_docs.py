@@ -216,17 +216,25 @@ def author_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return env
 
 
-def test_tutorial_runs(author_venv: Path, tmp_path: Path) -> None:
-    """Every block of docs/tutorial.md: `sh` runs, `# append to:` python is appended."""
+def _author_env(author_venv: Path, tmp_path: Path) -> dict[str, str]:
+    """The environment of a plugin author's shell: the author venv first on PATH, none of
+    this test run's Python or pytest variables, no system settings file."""
     import os
-    import re
-    import subprocess
 
-    text = (ROOT / "docs" / "tutorial.md").read_text()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTEST_", "VIRTUAL_ENV", "PYTHON"))}
     env.update(PATH=f"{author_venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
                CF_LAUNCH_SYSTEM_CONFIG=str(tmp_path / "none"))
+    return env
+
+
+def test_tutorial_runs(author_venv: Path, tmp_path: Path) -> None:
+    """Every block of docs/tutorial.md: `sh` runs, `# append to:` python is appended."""
+    import re
+    import subprocess
+
+    text = (ROOT / "docs" / "tutorial.md").read_text()
+    env = _author_env(author_venv, tmp_path)
     work = tmp_path / "work"
     work.mkdir()
     seen = set()
@@ -259,16 +267,12 @@ def test_plugin_made_before_the_layout_change_still_works(author_venv: Path,
     at f60e0c3, before the modules moved into subpackages (issue 24). Installed as a plugin
     author installs it, it passes its own tests against today's cf-launch, and the import
     the 0.1 docs gave for rulesets (coldfront_launch.linux.netfilter) still resolves."""
-    import os
     import shutil
     import subprocess
 
     plugin = tmp_path / "site-audit"
     shutil.copytree(ROOT / "tests" / "data" / "plugin-made-before-layout", plugin)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTEST_", "VIRTUAL_ENV", "PYTHON"))}
-    env.update(PATH=f"{author_venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-               CF_LAUNCH_SYSTEM_CONFIG=str(tmp_path / "none"))
+    env = _author_env(author_venv, tmp_path)
     install = subprocess.run([str(author_venv / "bin" / "pip"), "install", "-q", f"{plugin}[test]"],
                              env=env, capture_output=True, text=True, check=False)
     assert install.returncode == 0, install.stdout + install.stderr
