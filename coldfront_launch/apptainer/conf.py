@@ -66,3 +66,23 @@ def setuid_problems(confs: tuple[Path, ...] | None = None,
                     f"`allow setuid = {value}`; cf-launch does not need it",
                     f"remove the apptainer-suid package, or `chmod u-s {starter}`",
                     fatal=False)]
+
+
+SYSTEMD_RUNNING = Path("/run/systemd/system")
+
+
+def cgroup_problems(limited: bool, confs: tuple[Path, ...] | None = None,
+                    systemd: Path | None = None) -> list[Problem]:
+    """``[resources]`` limits need a cgroup manager Apptainer can use: systemd as PID 1
+    (``systemd cgroups = yes``, the default), else the cgroupfs manager."""
+    if not limited:
+        return []
+    value, where = conf_value("systemd cgroups", confs)
+    uses_systemd = value.lower() != "no"
+    running = (SYSTEMD_RUNNING if systemd is None else systemd).is_dir()
+    if uses_systemd and not running:
+        return [Problem("resources", "Apptainer applies [resources] limits through systemd "
+                        f"(systemd cgroups = yes in {where or 'apptainer.conf'}), and systemd "
+                        "is not PID 1 on this host: the start would fail",
+                        "remove [resources], or set systemd cgroups = no in apptainer.conf")]
+    return []

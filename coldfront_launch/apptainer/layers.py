@@ -169,9 +169,25 @@ def build_options(settings: BuildSettings, layer: Layer) -> list[str]:
         options += ["--bind", f"{ca_folder(settings)}:{CA_MOUNT}"]
     if layer.parent is not None:
         options += ["--build-arg", f"parent={layer.parent.image}"]
-    for name, value in build_args(settings, layer.definition).items():
+    for name, value in {**build_args(settings, layer.definition),
+                        **_label_args(layer)}.items():
         options += ["--build-arg", f"{name}={value}"]
     return options
+
+
+def _label_args(layer: Layer) -> dict[str, str]:
+    """The layer's key and cf-launch's version, for the layers whose ``%arguments``
+    declare them (labels only: they are not part of the key)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        launcher = version("coldfront-launch")
+    except PackageNotFoundError:  # run from a source tree
+        launcher = "unknown"
+    declared = {line.split("=", 1)[0].strip()
+                for line in section(layer.definition.read_text(), "arguments") if "=" in line}
+    found = {"layer_key": layer.key, "launcher_version": launcher}
+    return {k: val for k, val in found.items() if k in declared}
 
 
 def ca_folder(settings: BuildSettings) -> Path:

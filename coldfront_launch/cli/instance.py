@@ -85,6 +85,11 @@ def status(ctx: click.Context, every: bool, as_json: bool) -> None:
         click.echo(f"  hooks: {', '.join(data['hooks']) or '-'}; systemd: "
                    f"{data['system_state']}; {data['url']} -> HTTP {data['http_status'] or '-'}")
         click.echo(f"  image: {inst['image']}")
+        serving = data.get("serving")
+        if serving:
+            click.echo(f"  serving: {serving['workers']} workers"
+                       + (f", {serving['url']}" if serving["url"] else "")
+                       + (f", limits {serving['limits']}" if serving["limits"] else ""))
         upgraded = data.get("upgrade")
         if upgraded and upgraded["current"]["image"] == inst["image"]:
             previous = upgraded["previous"] or {}
@@ -147,6 +152,16 @@ def plan(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, as_json
             click.echo(f"- {var['name']}: {var['change']} "
                        f"{var['old'] or ''}{' -> ' if var['change'] == 'changed' else ''}"
                        f"{var['new'] or ''}")
+        serving = result.serving
+        click.echo("# serving")
+        click.echo(f"- workers: {serving['workers']} (from {serving['workers_from']})")
+        click.echo(f"- public URL: {serving['url'] or '(none: the hosts below)'}")
+        click.echo(f"- allowed hosts: {', '.join(serving['allowed_hosts'])}")
+        if serving["trusted_proxies"]:
+            click.echo(f"- trusted proxies: {', '.join(serving['trusted_proxies'])}")
+        limits = serving["limits"]
+        click.echo("- limits: " + (", ".join(f"{k} {val}" for k, val in limits.items())
+                                   or "none"))
         for problem in result.problems:
             click.echo(f"{'✗' if problem.fatal else '!'} {problem.check}: {problem.message}")
     emit(result.to_json(), as_json, human)

@@ -10,13 +10,20 @@ kept).
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from coldfront_launch.coldfront import appdata
-from coldfront_launch.config.coldfront import SECTION, ColdFrontSettings, database_url, env_value
+from coldfront_launch.coldfront import appdata, workers
+from coldfront_launch.config.coldfront import (
+    SECTION,
+    ColdFrontSettings,
+    database_url,
+    env_value,
+    url_host,
+)
 from coldfront_launch.config.settings import Settings
 from coldfront_launch.errors import ConfigError
 from coldfront_launch.linux import netinfo
@@ -50,17 +57,18 @@ def read_secret(setting: str, path: Path) -> str:
 
 
 def host_names() -> list[str]:
-    """The default ``allowed_hosts``: this host's names, loopback, and its IPv4 addresses
-    (in the namespace cf-launch runs in); never ``*``."""
+    """The default ``allowed_hosts``: the kernel's host name, loopback, and the addresses
+    of the namespace cf-launch runs in (IPv6 in brackets); never ``*``, and never a DNS
+    query (a resolver that does not answer would hold ``start`` for seconds)."""
     names = ["localhost", "127.0.0.1", "[::1]"]
-    for name in (socket.getfqdn(), socket.gethostname()):
-        if name and name not in names:
-            names.append(name.lower())
+    node = os.uname().nodename.lower()
+    if node and node not in names:
+        names.append(node)
     with contextlib.suppress(Exception):  # pyroute2 unavailable: names only
-        for found in netinfo.addresses():
-            address = str(found.network.ip)
-            if address not in names:
-                names.append(address)
+        for address in netinfo.local_addresses():
+            shown = f"[{address}]" if ":" in address else address
+            if shown not in names:
+                names.append(shown)
     return names
 
 
@@ -73,12 +81,21 @@ def probe_host(settings: Settings) -> str:
 def values(settings: Settings) -> dict[str, str]:
     """Every variable cf-launch sets for ColdFront but ``SECRET_KEY``, secrets read."""
     cf: ColdFrontSettings = settings.coldfront
+    hosts = list(cf.allowed_hosts or host_names())
+    if cf.url and url_host(cf.url) not in hosts:
+        hosts.append(url_host(cf.url))
     env: dict[str, str] = {
         "DB_URL": _database_url(cf) or f"sqlite:///{appdata.CONTAINER_DATA}/coldfront.db",
         "STATIC_ROOT": "/srv/coldfront/static",
-        "ALLOWED_HOSTS": ",".join(cf.allowed_hosts or host_names()),
+        "ALLOWED_HOSTS": ",".join(hosts),
         "DEBUG": str(cf.debug),
+        "WEB_CONCURRENCY": str(workers.workers(settings)),
+        "CF_LAUNCH_CATCH_UP_TASKS": str(cf.catch_up_tasks),
     }
+    if cf.url:
+        env.update({"CF_LAUNCH_URL": cf.url, "CSRF_TRUSTED_ORIGINS": cf.url})
+    if cf.trusted_proxies:
+        env["CF_LAUNCH_TRUSTED_PROXIES"] = " ".join(cf.trusted_proxies)
     if cf.center_name:
         env["CENTER_NAME"] = cf.center_name
     if cf.time_zone:
@@ -107,11 +124,27 @@ def values(settings: Settings) -> dict[str, str]:
                                                  o.client_secret_file),
             "OIDC_RP_SIGN_ALGO": o.sign_algo,
             "OIDC_VERIFY_SSL": str(o.verify_ssl),
+            # Strict would drop the session cookie on the provider's redirect back.
+            "SESSION_COOKIE_SAMESITE": "Lax",
         })
     env.update(cf.extra_env)
     for name, path in cf.extra_env_files.items():
         env[name] = read_secret(f"{SECTION}.extra_env_files.{name}", path)
     return env
+
+
+def serving(settings: Settings, env: dict[str, str]) -> dict[str, Any]:
+    """How ColdFront serves, from the env file's values: for ``plan`` and ``status``."""
+    cf = settings.coldfront
+    return {
+        "workers": int(env.get("WEB_CONCURRENCY", "0") or 0),
+        "workers_from": "[coldfront] workers" if cf.workers else "CPUs and memory",
+        "url": env.get("CF_LAUNCH_URL", ""),
+        "allowed_hosts": [h for h in env.get("ALLOWED_HOSTS", "").split(",") if h],
+        "trusted_proxies": env.get("CF_LAUNCH_TRUSTED_PROXIES", "").split(),
+        "catch_up_tasks": env.get("CF_LAUNCH_CATCH_UP_TASKS") == "True",
+        "limits": settings.resources.to_raw(),
+    }
 
 
 def database_unreachable(settings: Settings, timeout: float = 3.0) -> str:

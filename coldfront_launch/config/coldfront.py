@@ -90,6 +90,14 @@ class ColdFrontSettings:
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_env_files: dict[str, Path] = field(default_factory=dict)
     tls: TlsSettings | None = None
+    #: The public URL browsers use (e.g. behind a TLS-terminating load balancer).
+    url: str = ""
+    #: Proxies whose X-Forwarded-For/-Proto nginx believes (CIDRs).
+    trusted_proxies: tuple[str, ...] = ()
+    #: gunicorn's workers; 0: from the instance's CPUs (:mod:`coldfront_launch.coldfront.workers`).
+    workers: int = 0
+    #: django-q2 replays the scheduled runs missed while ColdFront was down.
+    catch_up_tasks: bool = False
 
     def to_raw(self) -> dict[str, Any]:
         raw: dict[str, Any] = {
@@ -108,6 +116,14 @@ class ColdFrontSettings:
         if self.oidc is not None:
             raw["oidc"] = {k: (str(val) if isinstance(val, Path) else val)
                            for k, val in vars(self.oidc).items()}
+        if self.url:
+            raw["url"] = self.url
+        if self.trusted_proxies:
+            raw["trusted_proxies"] = list(self.trusted_proxies)
+        if self.workers:
+            raw["workers"] = self.workers
+        if self.catch_up_tasks:
+            raw["catch_up_tasks"] = True
         if self.tls is not None:
             raw["tls"] = {"certificate": str(self.tls.certificate),
                           "key": str(self.tls.key), "hsts": self.tls.hsts}
@@ -116,7 +132,7 @@ class ColdFrontSettings:
 
 KEYS = {"center_name", "allowed_hosts", "time_zone", "debug", "debug_force", "email",
         "plugins", "oidc", "database_url", "database_url_file", "extra_env",
-        "extra_env_files", "tls"}
+        "extra_env_files", "tls", "url", "trusted_proxies", "workers", "catch_up_tasks"}
 EMAIL_KEYS = {"enabled", "host", "port", "sender", "user", "password_file", "use_tls"}
 OIDC_KEYS = {"authorization_endpoint", "token_endpoint", "user_endpoint", "jwks_endpoint",
              "client_id", "client_secret_file", "sign_algo", "verify_ssl"}
@@ -135,6 +151,10 @@ MANAGED = {
     "oidc.user_endpoint", "OIDC_OP_JWKS_ENDPOINT": "oidc.jwks_endpoint",
     "OIDC_RP_CLIENT_ID": "oidc.client_id", "OIDC_RP_CLIENT_SECRET": "oidc.client_secret_file",
     "OIDC_RP_SIGN_ALGO": "oidc.sign_algo", "OIDC_VERIFY_SSL": "oidc.verify_ssl",
+    "CSRF_TRUSTED_ORIGINS": "url", "CF_LAUNCH_URL": "url",
+    "CF_LAUNCH_TRUSTED_PROXIES": "trusted_proxies", "WEB_CONCURRENCY": "workers",
+    "CF_LAUNCH_CATCH_UP_TASKS": "catch_up_tasks",
+    "SESSION_COOKIE_SAMESITE": "(Lax with auth_oidc, else ColdFront's default)",
 }
 
 
@@ -264,6 +284,51 @@ def _tls(data: Any) -> TlsSettings:
     )
 
 
+def public_url(setting: str, value: Any) -> str:
+    """The site's public origin, ``https://portal.example.org[:port]``: no path, query,
+    user or fragment (ColdFront is served at the root)."""
+    hint = 'e.g. "https://portal.example.org"'
+    if not isinstance(value, str) or v.CONTROL.search(value):
+        raise ConfigError(setting, f"{value!r} is not a URL", hint)
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018  # raises on a port that is no number
+    except ValueError:
+        raise ConfigError(setting, f"{value!r} has an invalid port", hint) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(setting, f"{value!r} is not an http(s) URL with a host name", hint)
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username \
+            or parts.password is not None:
+        raise ConfigError(setting, f"{value!r} has more than a scheme, host and port",
+                          "ColdFront is served at the root: " + hint)
+    host = parts.hostname
+    allowed_host(setting, f"[{host}]" if ":" in host else host)
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def url_host(url: str) -> str:
+    """The ``ALLOWED_HOSTS`` entry of a public URL (IPv6 bracketed)."""
+    host = urlsplit(url).hostname or ""
+    return f"[{host}]" if ":" in host else host
+
+
+def proxies(setting: str, value: Any) -> tuple[str, ...]:
+    """IPv4 or IPv6 networks (an address alone: that one host)."""
+    import ipaddress
+
+    found = []
+    for i, item in enumerate(v.string_list(setting, value)):
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{setting}[{i}]", f"{item!r} is not a CIDR or address",
+                              'e.g. "10.0.0.0/16" (the load balancer\'s subnet)') from None
+    if "0.0.0.0/0" in found or "::/0" in found:
+        raise ConfigError(setting, "a /0 network trusts every client's X-Forwarded-For",
+                          "list the load balancer's subnet only")
+    return tuple(dict.fromkeys(found))
+
+
 def _plugins(value: Any) -> tuple[str, ...]:
     names = v.string_list(f"{SECTION}.plugins", value)
     for i, name in enumerate(names):
@@ -349,4 +414,9 @@ def coldfront_from_mapping(data: Any) -> ColdFrontSettings:
         extra_env=_extra_env(data.get("extra_env", {})),
         extra_env_files=_extra_env_files(data.get("extra_env_files", {})),
         tls=_tls(data["tls"]) if "tls" in data else None,
+        url=public_url(f"{SECTION}.url", data["url"]) if "url" in data else "",
+        trusted_proxies=proxies(f"{SECTION}.trusted_proxies", data.get("trusted_proxies", [])),
+        workers=v.whole_number(f"{SECTION}.workers", data["workers"], 1, 256)
+        if "workers" in data else 0,
+        catch_up_tasks=v.boolean(f"{SECTION}.catch_up_tasks", data.get("catch_up_tasks", False)),
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 from coldfront_launch.config import validate as v
 from coldfront_launch.config.coldfront import ColdFrontSettings, coldfront_from_mapping
+from coldfront_launch.config.resources import ResourceSettings, resources_from_mapping
 from coldfront_launch.config.security import SecuritySettings, security_from_mapping
 from coldfront_launch.errors import ConfigError
 from coldfront_launch.state import pin as imagepin
@@ -60,6 +61,7 @@ class Settings:
     hook_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     coldfront: ColdFrontSettings = field(default_factory=ColdFrontSettings)
+    resources: ResourceSettings = field(default_factory=ResourceSettings)
     #: The image ``cf-launch upgrade`` pinned (not a setting: see
     #: :mod:`coldfront_launch.state.pin`).
     pinned_image: Path | None = None
@@ -100,7 +102,7 @@ class Settings:
 
 TOP_KEYS = {"name", "image", "hooks", "state_root", "ready_timeout", "stop_timeout",
             "readiness_path", "drift_check_interval", "writable_tmpfs", "binds", "build",
-            "security", "coldfront"}
+            "security", "coldfront", "resources"}
 BUILD_KEYS = {"layers", "definitions_dir", "cache_dir", "fakeroot", "binds", "ca_bundle",
               "coldfront_version"}
 
@@ -145,6 +147,7 @@ def settings_from_mapping(data: dict[str, Any]) -> Settings:
         hook_settings={k: dict(val) for k, val in hook_settings.items()},
         security=security_from_mapping(data.get("security", {})),
         coldfront=coldfront_from_mapping(data.get("coldfront", {})),
+        resources=resources_from_mapping(data.get("resources", {})),
     )
 
 
@@ -218,6 +221,7 @@ def _to_raw(settings: Settings) -> dict[str, Any]:
         "hook": settings.hook_settings,
         "security": settings.security.to_raw(),
         "coldfront": settings.coldfront.to_raw(),
+        "resources": settings.resources.to_raw(),
     }
 
 

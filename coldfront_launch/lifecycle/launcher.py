@@ -47,6 +47,8 @@ class Plan:
     #: What ``start`` changes in ColdFront's env file, secrets masked
     #: (:func:`coldfront_launch.coldfront.env.diff`).
     env: list[dict[str, Any]] = field(default_factory=list)
+    #: How ColdFront will serve: workers, public URL, trusted proxies, limits.
+    serving: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +58,7 @@ class Plan:
             "changes": [c.to_json() for c in self.changes],
             "problems": [p.to_json() for p in self.problems],
             "env": self.env,
+            "serving": self.serving,
         }
 
 
@@ -131,10 +134,10 @@ class Launcher:
         prepared = seq.before_start(host)
         seq.after_start(host, InstanceInfo(self.settings.name, 0, str(self.settings.image_path),
                                            PLACEHOLDER_IP))
-        env = siteenv.diff(_readable_env(self.settings.state_dir), siteenv.values(self.settings),
-                           self.settings)
+        values = siteenv.values(self.settings)
+        env = siteenv.diff(_readable_env(self.settings.state_dir), values, self.settings)
         return Plan(seq.command(prepared.options), prepared.bind_specs, host.changes, problems,
-                    env)
+                    env, siteenv.serving(self.settings, values))
 
     # --- start -----------------------------------------------------------------------
 

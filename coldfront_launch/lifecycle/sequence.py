@@ -26,9 +26,9 @@ class Prepared:
     """The first half's result: what ``apptainer instance start`` needs, in parts.
 
     ``boot`` is how cf-launch itself starts the instance (``--boot``, the cgroup folder,
-    ``--writable-tmpfs``); ``core`` the core's binds (ColdFront's data, certificates and
-    env file, the settings' binds); ``plugins`` what the active plugins contribute (their
-    binds, then their options)."""
+    ``--writable-tmpfs``); ``core`` the ``[resources]`` limits and the core's binds
+    (ColdFront's data, certificates and env file, the settings' binds); ``plugins`` what
+    the active plugins contribute (their binds, then their options)."""
 
     boot: list[str] = field(default_factory=list)
     core: list[str] = field(default_factory=list)
@@ -94,7 +94,7 @@ class LaunchSequence:
         self.hooks.pre_start(self.ctx, host)
         boot = ["--boot", *CGROUP_BIND] + (["--writable-tmpfs"] if self.settings.writable_tmpfs
                                            else [])
-        core: list[str] = []
+        core: list[str] = self.settings.resources.apptainer_options()
         for spec in [*appdata.binds(self.settings.state_dir), *self.settings.binds,
                      *core_specs]:
             core += ["--bind", spec]

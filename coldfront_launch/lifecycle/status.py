@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from coldfront_launch import apptainer
+from coldfront_launch.coldfront import appdata, hardening
 from coldfront_launch.coldfront import env as siteenv
-from coldfront_launch.coldfront import hardening
 from coldfront_launch.config.settings import Settings, with_pin
 from coldfront_launch.config.validate import INSTANCE_NAME
 from coldfront_launch.errors import LaunchError
@@ -143,8 +143,17 @@ def one(settings: Settings, running: list[InstanceInfo],
     if kept is None and system in readiness.BOOTED:
         hardening.keep_report(settings.state_dir, info, security)
     result.update({"drift": found, "system_state": system, "url": url, "http_status": code,
-                   "security": security})
+                   "security": security, "serving": _serving(settings)})
     return result
+
+
+def _serving(settings: Settings) -> dict[str, Any] | None:
+    """What the env file the instance booted with says of serving (None: unreadable)."""
+    try:
+        env = appdata.read_env(settings.state_dir)
+    except (OSError, LaunchError):
+        return None
+    return siteenv.serving(settings, env) if env is not None else None
 
 
 def every(settings: Settings, running: list[InstanceInfo],

@@ -155,6 +155,14 @@ def addresses() -> list[HostAddress]:
                 for a in ipr.get_addr(family=socket.AF_INET)]
 
 
+def local_addresses() -> list[str]:
+    """Every address of this namespace, IPv4 and IPv6 (link-local IPv6 left out: a Host
+    header cannot name its zone), as text; read from the kernel, never from DNS."""
+    with _iproute() as ipr:
+        found = [str(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr()]
+    return [a for a in found if a and not ipaddress.ip_address(a).is_link_local]
+
+
 def routes() -> list[HostRoute]:
     """IPv4 routes of the main table, default route excluded."""
     with _iproute() as ipr:

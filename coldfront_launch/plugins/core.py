@@ -19,6 +19,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 @hookimpl
 def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
     problems = distro.install_problems() + conf.setuid_problems()
+    problems += conf.cgroup_problems(ctx.settings.resources.limited)
     if os.geteuid() != 0:
         problems.append(Problem("root", "cf-launch start needs root (--boot, firewall)",
                                 "run it with sudo"))

@@ -48,7 +48,9 @@ usermod -a -G coldfront "$NGINX_USER"
 
 install -d -m 0755 /srv/coldfront/static /etc/coldfront /etc/letsencrypt /etc/cf-launch/site-tls
 install -d -m 0700 -o coldfront -g coldfront /srv/coldfront/data
-cp /etc/cf-launch/coldfront-nginx.conf /etc/nginx/conf.d/coldfront.conf
+# The server blocks are written at each start into /run (coldfront-nginx-tls): the image's
+# /etc can stay read-only.
+echo 'include /run/coldfront-nginx/*.conf;' >/etc/nginx/conf.d/coldfront.conf
 for unit in coldfront-gunicorn coldfront-setup coldfront-qcluster coldfront-redis; do
     install -d "/etc/systemd/system/$unit.service.d"
     ln -sf /etc/cf-launch/coldfront-sandbox.conf \
@@ -78,5 +80,12 @@ fi
 set -a; . /etc/cf-launch/coldfront-build.env; set +a
 /srv/coldfront/venv/bin/coldfront collectstatic --noinput >/dev/null
 
-systemctl enable coldfront-account.service nginx.service coldfront-setup.service \
+# What the data folder's .cf-launch-migrations is compared with (coldfront-migrate): every
+# migration file of every installed app, by path and content.
+site_packages=$(/srv/coldfront/venv/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+find "$site_packages" -path '*/migrations/*.py' -type f | LC_ALL=C sort | xargs sha256sum |
+    sed "s#$site_packages/##" | sha256sum | cut -d' ' -f1 >/etc/cf-launch/migrations.key
+
+systemctl enable coldfront-account.service coldfront-defaults.service nginx.service \
+    coldfront-setup.service \
     coldfront-gunicorn.service coldfront-redis.service coldfront-qcluster.service
