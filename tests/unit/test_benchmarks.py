@@ -12,7 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("module", ["benchmarks.fast_cli", "benchmarks.bridge_hook"])
+@pytest.mark.parametrize("module", ["benchmarks.fast_cli", "benchmarks.bridge_hook",
+                                    "benchmarks.serving"])
 def test_benchmark_has_help(module: str) -> None:
     result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
                             text=True, cwd=ROOT, timeout=60, check=False)

@@ -54,6 +54,12 @@ CASES: list[tuple[str, list[str], str | None, int, str]] = [
     ("exec-bad-name", ["exec", "bad name", "--", "true"], None, 2, "NAME: 'bad name'"),
     # --- the settings file: top level -------------------------------------------------
     ("toml-syntax", ["plan"], "name = \n", 2, "invalid TOML"),
+    ("workers-zero", ["start"], "[coldfront]\nworkers = 0\n", 2, "coldfront.workers: 0"),
+    ("url-no-scheme", ["start"], '[coldfront]\nurl = "portal"\n', 2, "coldfront.url: 'portal'"),
+    ("proxy-not-cidr", ["start"], '[coldfront]\ntrusted_proxies = ["lb.example.org"]\n', 2,
+     "coldfront.trusted_proxies[0]: 'lb.example.org' is not a CIDR"),
+    ("memory-lots", ["start"], '[resources]\nmemory = "lots"\n', 2,
+     "resources.memory: 'lots' is not an amount of memory"),
     ("name-int", ["plan"], "name = 5\n", 2, "name: 5"),
     ("name-toml-dotdot", ["start"], 'name = ".."\n', 2, "name: '..'"),
     ("hooks-string", ["plan"], 'hooks = "bridge"\n', 2, "hooks: 'bridge'"),
