@@ -6,6 +6,7 @@ Paths are module constants and function arguments, so tests point them at sample
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 from pathlib import Path
@@ -77,6 +78,8 @@ def cgroup_problems(limited: bool, confs: tuple[Path, ...] | None = None,
     (``systemd cgroups = yes``, the default), else the cgroupfs manager."""
     if not limited:
         return []
+    if confs is None and os.environ.get("APPTAINER_CONFIG_FILE"):
+        confs = (Path(os.environ["APPTAINER_CONFIG_FILE"]),)  # what Apptainer reads then
     value, where = conf_value("systemd cgroups", confs)
     uses_systemd = value.lower() != "no"
     running = (SYSTEMD_RUNNING if systemd is None else systemd).is_dir()

@@ -331,3 +331,47 @@ def test_sqlite_takes_concurrent_transactions_with_a_backup_running(
     assert backup.returncode == 0, backup.stderr
     made = json.loads(backup.stdout)["manifest"]["database"]
     assert made["integrity_check"] == "ok" and made["journal_mode"] == "wal", made
+
+
+def _instance_limit(controller: str, path: str, name: str) -> int:
+    """``name`` of the instance's own cgroup (cgroup v1, the cgroupfs manager's
+    ``/apptainer/<pid>``; systemd inside moves itself below it, to ``init.scope``)."""
+    own = re.match(r"/apptainer/\d+", path)
+    assert own, path
+    return int((Path("/sys/fs/cgroup") / controller / own.group(0).lstrip("/") / name
+                ).read_text())
+
+
+def test_resource_limits_reach_the_instance(testhost: TestHost, coldfront_image: str) -> None:
+    """[resources] → --cpus/--memory/--pids-limit, in the instance's cgroup (the cgroupfs
+    manager: PID 1 here is not systemd, which `plan` says first)."""
+    box = Sandbox.create(net=33)
+    conf = f"{WORK}/apptainer-cgroupfs.conf"
+    testhost.run(["sh", "-c", "sed 's/^systemd cgroups = yes/systemd cgroups = no/' "
+                  f"/etc/apptainer/apptainer.conf > {conf}"])
+    config = instance_config(testhost, "limits", coldfront_image,
+                             '[resources]\ncpus = 1\nmemory = "1G"\npids = 2048\n')
+    try:
+        refused = testhost.cf(["plan"], config, box.host, check=False)
+        assert refused.returncode != 0 and "systemd cgroups = yes" in refused.stdout, \
+            refused.stdout + refused.stderr
+        env = {"APPTAINER_CONFIG_FILE": conf}
+        started = testhost.run([f"{VENV}/bin/cf-launch", "--config", config, "start"],
+                               netns=box.host, env=env, check=False)
+        assert started.returncode == 0, started.stderr
+        status = json.loads(testhost.run([f"{VENV}/bin/cf-launch", "--config", config,
+                                          "status", "--json"], netns=box.host, env=env).stdout)
+        assert status["serving"]["workers"] == 3, status["serving"]  # 2 x 1 CPU + 1
+        assert status["serving"]["limits"] == {"cpus": 1.0, "memory": 1 << 30, "pids": 2048}
+        pid = status["instance"]["pid"]
+        groups = dict(line.split(":", 2)[1:] for line in
+                      Path(f"/proc/{pid}/cgroup").read_text().splitlines())
+        assert _instance_limit("memory", groups["memory"], "memory.limit_in_bytes") == 1 << 30
+        assert _instance_limit("pids", groups["pids"], "pids.max") == 2048
+        assert _instance_limit("cpu", groups["cpu"], "cpu.cfs_quota_us") == \
+            _instance_limit("cpu", groups["cpu"], "cpu.cfs_period_us"), "one CPU"
+    finally:
+        testhost.run([f"{VENV}/bin/cf-launch", "--config", config, "stop"], netns=box.host,
+                     env={"APPTAINER_CONFIG_FILE": conf}, check=False)
+        testhost.run(["rm", "-rf", f"{STATE_ROOT}/limits", conf])
+        box.destroy()
