@@ -23,25 +23,13 @@ import argparse
 import json
 import sqlite3
 import statistics
-import textwrap
 import time
 
-from benchmarks.testhost import ready_host
-from tests.host.harness import WORK, Sandbox, TestHost
+from benchmarks.testhost import coldfront_config, ready_host
+from tests.host.harness import WORK, Sandbox
 
 STATE = f"{WORK}/bench-state"
 NAME = "benchgrace"
-
-
-def coldfront_image(host: TestHost) -> str:
-    config = host.write(f"{WORK}/bench-build-coldfront.toml", textwrap.dedent("""
-        [build]
-        layers = ["debian-base", "coldfront"]
-        fakeroot = true
-        ca_bundle = "/etc/cf-testhost-ca.crt"
-        cache_dir = "/var/cache/cf-launch"
-    """))
-    return str(json.loads(host.cf(["build", "--json"], config, timeout=3600).stdout)["image"])
 
 
 def main() -> None:
@@ -50,9 +38,7 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=20)
     args = parser.parse_args()
     host = ready_host()
-    image = coldfront_image(host)
-    config = host.write(f"{WORK}/{NAME}.toml", f'name = "{NAME}"\nimage = "{image}"\n'
-                        f'state_root = "{STATE}"\nready_timeout = 240\n')
+    config = coldfront_config(host, NAME, STATE)
     box = Sandbox.create(net=6)
     baseline: list[float] = []
     graceful: list[float] = []

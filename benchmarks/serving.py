@@ -22,11 +22,9 @@ import json
 import statistics
 import subprocess
 import sys
-import textwrap
 import time
 
-from benchmarks.graceful_stop import coldfront_image
-from benchmarks.testhost import ready_host
+from benchmarks.testhost import coldfront_config, ready_host
 from tests.host.harness import WORK, Sandbox, TestHost
 
 STATE = f"{WORK}/bench-state"
@@ -227,13 +225,7 @@ def main() -> None:
     parser.add_argument("--logins", type=int, default=400)
     args = parser.parse_args()
     host = ready_host()
-    image = coldfront_image(host)
-    config = host.write(f"{WORK}/{NAME}.toml", textwrap.dedent(f"""\
-        name = "{NAME}"
-        image = "{image}"
-        state_root = "{STATE}"
-        ready_timeout = 240
-    """))
+    config = coldfront_config(host, NAME, STATE)
     host.run(["sh", "-c", f"rm -rf {DATA}; install -d -o 8801 -g 8801 -m 0700 {DATA}"])
     box = Sandbox.create(net=5)
     subprocess.run(["ip", "-n", box.client, "addr", "add", f"{DNS}/32", "dev", "lo"],

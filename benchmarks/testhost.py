@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import textwrap
 
-from tests.host.harness import HERE, TestHost
+from tests.host.harness import HERE, WORK, TestHost
 
 
 def ready_host() -> TestHost:
@@ -15,3 +17,22 @@ def ready_host() -> TestHost:
     host.reset()
     host.install_project()
     return host
+
+
+def coldfront_image(host: TestHost) -> str:
+    """The ColdFront image (built if the cache lacks it)."""
+    config = host.write(f"{WORK}/bench-build-coldfront.toml", textwrap.dedent("""
+        [build]
+        layers = ["debian-base", "coldfront"]
+        fakeroot = true
+        ca_bundle = "/etc/cf-testhost-ca.crt"
+        cache_dir = "/var/cache/cf-launch"
+    """))
+    return str(json.loads(host.cf(["build", "--json"], config, timeout=3600).stdout)["image"])
+
+
+def coldfront_config(host: TestHost, name: str, state: str) -> str:
+    """A settings file for instance ``name`` of the ColdFront image, state under ``state``."""
+    image = coldfront_image(host)
+    return host.write(f"{WORK}/{name}.toml", f'name = "{name}"\nimage = "{image}"\n'
+                      f'state_root = "{state}"\nready_timeout = 240\n')

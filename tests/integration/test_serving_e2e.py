@@ -314,6 +314,23 @@ def test_login_through_a_tls_load_balancer(testhost: TestHost, served: Served) -
     assert foreign["get"] == 400, foreign
 
 
+SETTINGS = r"""
+from django.conf import settings as s
+db = s.DATABASES["default"]["OPTIONS"]
+print("catch_up", s.Q_CLUSTER["catch_up"], "origins", s.CSRF_TRUSTED_ORIGINS,
+      "secure", s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "samesite",
+      s.SESSION_COOKIE_SAMESITE, "mode", db["transaction_mode"], "timeout", db["timeout"])
+"""
+
+
+def test_what_django_is_told(testhost: TestHost, served: Served) -> None:
+    """Scheduled tasks run once; the public URL's origin; SQLite's transaction mode."""
+    out = _cf_nodns(testhost, served.config, served.box.host, "manage", "--", "shell", "-c",
+                    SETTINGS).stdout
+    assert (f"catch_up False origins ['https://{PORTAL}'] secure True True samesite Strict "
+            "mode IMMEDIATE timeout 30") in out, out
+
+
 def test_sqlite_takes_concurrent_transactions_with_a_backup_running(
         testhost: TestHost, served: Served) -> None:
     load = subprocess.Popen(

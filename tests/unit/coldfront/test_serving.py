@@ -128,3 +128,17 @@ def test_limits_without_a_cgroup_manager_are_a_preflight_problem(tmp_path: Path)
     assert found and found[0].fatal and "systemd cgroups" in found[0].message
     assert conf.cgroup_problems(True, (no,), absent) == []
     assert conf.cgroup_problems(True, (yes,), tmp_path) == [], "systemd runs: fine"
+
+
+def test_oidc_gets_a_lax_session_cookie(tmp_path: Path) -> None:
+    secret = tmp_path / "client.secret"
+    secret.write_text("s3cret\n")
+    oidc = {k: f"https://idp.example.org/{k}" for k in (
+        "authorization_endpoint", "token_endpoint", "user_endpoint", "jwks_endpoint")}
+    settings = settings_from_mapping({"coldfront": {
+        "plugins": ["auth_oidc"], "catch_up_tasks": True,
+        "oidc": {**oidc, "client_id": "cf", "client_secret_file": str(secret)}}})
+    env = siteenv.values(settings)
+    assert env["SESSION_COOKIE_SAMESITE"] == "Lax"
+    assert env["CF_LAUNCH_CATCH_UP_TASKS"] == "True"
+    assert "SESSION_COOKIE_SAMESITE" not in siteenv.values(settings_from_mapping({}))
