@@ -87,5 +87,6 @@ find "$site_packages" -path '*/migrations/*.py' -type f | LC_ALL=C sort | xargs 
     sed "s#$site_packages/##" | sha256sum | cut -d' ' -f1 >/etc/cf-launch/migrations.key
 
 systemctl enable coldfront-account.service coldfront-defaults.service nginx.service \
+    coldfront-gunicorn.socket \
     coldfront-setup.service \
     coldfront-gunicorn.service coldfront-redis.service coldfront-qcluster.service

@@ -17,9 +17,14 @@ def in_image(host: TestHost, image: str, script: str, *binds: str):  # type: ign
 
 
 def test_nginx_config_valid(testhost: TestHost, coldfront_image: str) -> None:
-    result = in_image(testhost, coldfront_image, "nginx -t")
+    """The configuration as nginx's ExecStartPre writes it into /run at each start."""
+    result = in_image(testhost, coldfront_image, "/usr/local/sbin/coldfront-nginx-tls && "
+                      "nginx -t && cat /run/coldfront-nginx/*.conf")
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
+    assert "X-Forwarded-Proto $cf_forwarded_proto" in result.stdout, "the plain server"
+    assert "geo $realip_remote_addr $cf_from_proxy" in result.stdout, "no proxy trusted"
+    assert "set_real_ip_from" not in result.stdout
 
 
 def test_units_verify(testhost: TestHost, coldfront_image: str) -> None:
@@ -36,14 +41,14 @@ def test_tls_server_appears_only_with_a_certificate(testhost: TestHost,
     folder = "/var/lib/cf-launch-tests/le"
     testhost.run(["sh", "-c", f"rm -rf {folder} && mkdir -p {folder}/live/site"])
     none = in_image(testhost, coldfront_image, "/usr/local/sbin/coldfront-nginx-tls && "
-                    "ls /etc/nginx/conf.d", f"{folder}:/etc/letsencrypt")
-    assert none.returncode == 0 and "coldfront-tls.conf" not in none.stdout
+                    "ls /run/coldfront-nginx", f"{folder}:/etc/letsencrypt")
+    assert none.returncode == 0 and "tls.conf" not in none.stdout, none.stdout + none.stderr
     made = in_image(testhost, coldfront_image,
                     "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test "
                     "-keyout /etc/letsencrypt/live/site/privkey.pem "
                     "-out /etc/letsencrypt/live/site/fullchain.pem 2>/dev/null && "
                     "/usr/local/sbin/coldfront-nginx-tls && nginx -t && "
-                    "cat /etc/nginx/conf.d/coldfront-tls.conf", f"{folder}:/etc/letsencrypt")
+                    "cat /run/coldfront-nginx/tls.conf", f"{folder}:/etc/letsencrypt")
     assert made.returncode == 0, made.stderr
     assert "listen 443 ssl" in made.stdout
     assert "/etc/letsencrypt/live/site/fullchain.pem" in made.stdout
