@@ -110,12 +110,16 @@ def copied_files(definition: Path) -> list[Path]:
     return found
 
 
+def declared_args(definition: Path) -> set[str]:
+    """The names a definition's ``%arguments`` section declares."""
+    return {line.split("=", 1)[0].strip()
+            for line in section(definition.read_text(), "arguments") if "=" in line}
+
+
 def build_args(settings: BuildSettings, definition: Path) -> dict[str, str]:
     """The ``--build-arg`` values cf-launch passes to one layer: ``coldfront_version`` (when
     set) to the layers whose ``%arguments`` declare it."""
-    declared = {line.split("=", 1)[0].strip()
-                for line in section(definition.read_text(), "arguments") if "=" in line}
-    if settings.coldfront_version and "coldfront_version" in declared:
+    if settings.coldfront_version and "coldfront_version" in declared_args(definition):
         return {"coldfront_version": settings.coldfront_version}
     return {}
 
@@ -184,8 +188,7 @@ def _label_args(layer: Layer) -> dict[str, str]:
         launcher = version("coldfront-launch")
     except PackageNotFoundError:  # run from a source tree
         launcher = "unknown"
-    declared = {line.split("=", 1)[0].strip()
-                for line in section(layer.definition.read_text(), "arguments") if "=" in line}
+    declared = declared_args(layer.definition)
     found = {"layer_key": layer.key, "launcher_version": launcher}
     return {k: val for k, val in found.items() if k in declared}
 
