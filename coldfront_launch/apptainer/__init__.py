@@ -133,16 +133,19 @@ def _started_build(client: Any, definition: Path, output: Path, options: list[st
     return (line.rstrip("\n") for line in itertools.chain(head, lines))
 
 
-def start(image: Path, name: str, options: list[str],
-          env: dict[str, str] | None = None) -> InstanceInfo:
+def start(image: Path, name: str, options: list[str], env: dict[str, str] | None = None,
+          wrapper: Callable[[list[str]], list[str]] | None = None) -> InstanceInfo:
     """``apptainer --quiet instance start``, with ``env`` added to the environment that
-    systemd inside inherits; raise StartError if it did not start.
+    systemd inside inherits (and the command passed through ``wrapper``, e.g. into the
+    unit's cgroup namespace); raise StartError if it did not start.
 
     Run directly, as spython runs it (stderr read; stdout not captured, since the
     instance's daemon must not hold a pipe of ours), without spython's import and its
     ``--version`` process: start's overhead over Apptainer's own time is what users wait
     for (figures in docs/architecture.md)."""
     cmd = [locate(), "--quiet", "instance", "start", *options, str(image), name]
+    if wrapper is not None:
+        cmd = wrapper(cmd)
     try:
         result = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True, check=False,

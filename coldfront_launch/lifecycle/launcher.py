@@ -95,6 +95,9 @@ class Launcher:
         self.upgrading = upgrading
         self.state = InstanceState(settings.state_dir)
         self.report: Report = report or (lambda _message: None)
+        #: ``cf-launch run`` under a unit with ``Delegate=yes``: Apptainer starts in the
+        #: unit's cgroup namespace, so the instance is accounted to the unit (cgroupns).
+        self.wrapper: Callable[[list[str]], list[str]] | None = None
 
     def context(self, hooks: tuple[str, ...] | None = None,
                 planning: bool = False) -> LaunchContext:
@@ -166,7 +169,7 @@ class Launcher:
                 self.report(f"starting instance {self.settings.name}")
                 host.track_instance(self.settings.name)
                 info = apptainer.start(image, self.settings.name, prepared.options,
-                                       shutdown.BOOT_ENV)
+                                       shutdown.BOOT_ENV, self.wrapper)
                 clock.lap("apptainer_start")
                 seq.after_start(host, info)
                 clock.lap("post_start")

@@ -14,6 +14,7 @@ from coldfront_launch.plugins.spec import hookimpl
 from coldfront_launch.types import LaunchContext, Problem
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+UNIT_FILE = Path("/etc/systemd/system/cf-launch@.service")
 
 
 @hookimpl
@@ -23,7 +24,7 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
     if os.geteuid() != 0:
         problems.append(Problem("root", "cf-launch start needs root (--boot, firewall)",
                                 "run it with sudo"))
-    problems += cgroup_problems()
+    problems += cgroup_problems() + unit_problems()
     problems += hardening.preflight(ctx.settings)
     problems += tls.problems(ctx.settings)
     problems += autorepair_problems(ctx.settings)
@@ -39,10 +40,24 @@ def cgroup_problems(root: Path = CGROUP_ROOT) -> list[Problem]:
         return []
     if (root / "systemd").is_dir() or (root / "unified").is_dir():
         return [Problem("cgroup", "the host uses the cgroup v1 (legacy/hybrid) hierarchy",
-                        "it works; cgroup v2 (systemd.unified_cgroup_hierarchy=1) is "
-                        "recommended", fatal=False)]
+                        "it works, but a unit's MemoryMax=, CPUQuota= and TasksMax= reach "
+                        "the instance only on cgroup v2 (systemd.unified_cgroup_hierarchy=1)",
+                        fatal=False)]
     return [Problem("cgroup", "no cgroup hierarchy is mounted at /sys/fs/cgroup",
                     "systemd inside the instance needs one; mount cgroup2 there")]
+
+
+def unit_problems(unit: Path = UNIT_FILE) -> list[Problem]:
+    """A unit written before ``Delegate=yes``: the instance leaves the unit's cgroup."""
+    try:
+        text = unit.read_text(errors="replace")
+    except OSError:
+        return []
+    if "\nDelegate=yes" in text:
+        return []
+    return [Problem("unit", f"{unit} has no Delegate=yes: the instance's processes are not "
+                    "the unit's (systemctl status does not list them, its limits do not "
+                    "hold)", "run `cf-launch service install` again", fatal=False)]
 
 
 def autorepair_problems(settings: Settings) -> list[Problem]:

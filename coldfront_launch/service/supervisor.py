@@ -18,11 +18,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 
 from coldfront_launch import apptainer, atomic
 from coldfront_launch.errors import LockedError, NotReadyError
 from coldfront_launch.exitcodes import ExitCode
 from coldfront_launch.lifecycle.launcher import Launcher
+from coldfront_launch.linux import cgroupns
 from coldfront_launch.service.autorepair import AutoRepair
 
 
@@ -64,6 +66,7 @@ def run(launcher: Launcher, interval: float = 2.0,
 
     launcher.report = status
     pid_file = launcher.state.supervisor_path
+    _in_this_unit(launcher)
     started = launcher.start(wait=False)
     launcher.state.ensure()
     atomic.write_text(pid_file, str(os.getpid()), sync=False)
@@ -82,6 +85,21 @@ def run(launcher: Launcher, interval: float = 2.0,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         pid_file.unlink(missing_ok=True)
+
+
+def _in_this_unit(launcher: Launcher) -> None:
+    """Under a unit with ``Delegate=yes``: start the instance inside the unit's cgroup."""
+    unit = cgroupns.delegated_unit()
+    if unit is None:
+        return
+    try:
+        start_from = cgroupns.arrange(unit)
+    except OSError as err:
+        launcher.report(f"warning: the instance gets Apptainer's own cgroup, outside this "
+                        f"unit ({unit}: {err.strerror or err})")
+        return
+    launcher.wrapper = partial(cgroupns.wrapped, start_from=start_from)
+    launcher.report(f"the instance starts in this unit's cgroup ({start_from})")
 
 
 def _serve(launcher: Launcher, name: str, stopping: threading.Event, interval: float,

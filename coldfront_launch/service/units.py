@@ -46,6 +46,9 @@ TimeoutStopSec={int(settings.stop_timeout) + 2 * GRACE}
 # SIGTERM to the supervisor only: it stops the instance and undoes the host changes.
 # (SIGTERM to systemd inside the instance would make it re-execute, not stop.)
 KillMode=mixed
+# The instance runs in this unit's cgroup (a namespace rooted there): systemctl status
+# lists its processes, and MemoryMax=, CPUQuota=, TasksMax= hold for it (cgroup v2).
+Delegate=yes
 
 [Install]
 WantedBy=multi-user.target

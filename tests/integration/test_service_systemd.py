@@ -61,6 +61,23 @@ def instances(box: BootedHost) -> list[dict[str, object]]:
     return list(listed["instances"])
 
 
+def cgroup_mounts(box: BootedHost) -> str:
+    return box.run(["grep", "cgroup", "/proc/1/mountinfo"]).stdout
+
+
+def in_the_unit(box: BootedHost, pid: int, mounts: str) -> None:
+    """The instance's processes are the unit's (Delegate=yes, a cgroup namespace rooted in
+    the unit): systemd's tracking hierarchy places init below the unit's cgroup, and
+    ``systemctl status`` lists ColdFront's processes; the host's mounts are unchanged."""
+    unit_cgroup = box.show(UNIT, "ControlGroup", "Delegate")
+    assert unit_cgroup["Delegate"] == "yes"
+    tracked = box.run(["cat", f"/proc/{pid}/cgroup"]).stdout
+    assert f"::{unit_cgroup['ControlGroup']}/apptainer/{pid}/init.scope\n" in tracked, tracked
+    status = box.run(["systemctl", "status", UNIT, "--no-pager", "-l", "--lines=0"]).stdout
+    assert "/sbin/init" in status and "gunicorn" in status and "nginx" in status, status
+    assert cgroup_mounts(box) == mounts, "the cgroup mounts outside Apptainer are as they were"
+
+
 def test_unit_under_systemd_as_pid1(testhost: TestHost, coldfront_image: str,
                                     sandbox: Sandbox) -> None:
     config = instance_config(testhost, NAME, coldfront_image)
@@ -72,6 +89,7 @@ def test_unit_under_systemd_as_pid1(testhost: TestHost, coldfront_image: str,
         assert box.run(["systemctl", "is-enabled", UNIT]).stdout.strip() == "enabled"
         box.run(["systemd-analyze", "verify", UNIT])
         before = network_snapshot(sandbox.host, testhost)
+        mounts = cgroup_mounts(box)
 
         # systemctl start: active only once ColdFront answers the external client.
         box.run(["systemctl", "start", "--no-block", UNIT])
@@ -84,6 +102,7 @@ def test_unit_under_systemd_as_pid1(testhost: TestHost, coldfront_image: str,
         first = instances(box)
         assert [i["instance"] for i in first] == [NAME]
         old_main = box.show(UNIT, "MainPID")["MainPID"]
+        in_the_unit(box, int(first[0]["pid"]), mounts)
 
         # The instance dies, by SIGKILL to its Apptainer starter, then to systemd inside it:
         # each time systemd restarts the unit, and ColdFront answers again.
