@@ -130,6 +130,8 @@ def values(settings: Settings) -> dict[str, str]:
     env.update(cf.extra_env)
     for name, path in cf.extra_env_files.items():
         env[name] = read_secret(f"{SECTION}.extra_env_files.{name}", path)
+    for name, value in env.items():  # also what no setting gave: the host's name, addresses
+        env_value(f"ColdFront's {name}", value, show=False)
     return env
 
 

@@ -162,12 +162,10 @@ def env_value(setting: str, value: Any, *, show: bool = True) -> str:
     """A value that goes into ColdFront's environment: one line, printable, and not
     starting with ``$`` (django-environ reads that as a reference to another variable).
     ``show=False``: the error never repeats the value (it may be a secret)."""
-    shown = f"{value!r} " if show else ""
+    shown = f"{v.shown(value)} " if show else ""
     if not isinstance(value, str):
         raise ConfigError(setting, f"{shown}is not a string".lstrip(), 'e.g. "text"')
-    if v.CONTROL.search(value):
-        raise ConfigError(setting, "contains a line break or another control character",
-                          "give one line of printable text")
+    v.safe_text(setting, value, "env files")
     if value.startswith("$"):
         raise ConfigError(setting, "starts with '$', which ColdFront's django-environ reads "
                           "as the name of another variable", "drop the leading '$'")
@@ -181,6 +179,8 @@ def _secret_file(setting: str, value: Any) -> Path:
 def allowed_host(setting: str, value: Any) -> str:
     """A host name, ``.domain`` (the domain and every name below it), an IPv4 address, or
     an IPv6 address in brackets; never ``*``."""
+    if isinstance(value, str):
+        v.safe_text(setting, value, "env files")  # an IPv6 scope may hold anything
     if isinstance(value, str) and "*" in value:
         raise ConfigError(setting, "'*' lets any Host: header through (host header attacks, "
                           "poisoned password-reset links)",
@@ -288,8 +288,9 @@ def public_url(setting: str, value: Any) -> str:
     """The site's public origin, ``https://portal.example.org[:port]``: no path, query,
     user or fragment (ColdFront is served at the root)."""
     hint = 'e.g. "https://portal.example.org"'
-    if not isinstance(value, str) or v.CONTROL.search(value):
-        raise ConfigError(setting, f"{value!r} is not a URL", hint)
+    if not isinstance(value, str):
+        raise ConfigError(setting, f"{v.shown(value)} is not a URL", hint)
+    v.safe_text(setting, value, "env files")
     parts = urlsplit(value)
     try:
         parts.port  # noqa: B018  # raises on a port that is no number
@@ -359,14 +360,16 @@ def _extra_env(value: Any) -> dict[str, str]:
     s = f"{SECTION}.extra_env"
     if not isinstance(value, dict):
         raise ConfigError(s, "must be a table of NAME = \"value\"", 'e.g. {PROJECT_CODE = "CF"}')
-    return {_env_name(f"{s}.{k}", k): env_value(f"{s}.{k}", val) for k, val in value.items()}
+    return {_env_name(f"{s}.{v.key_name(k)}", k): env_value(f"{s}.{k}", val)
+            for k, val in value.items()}
 
 
 def _extra_env_files(value: Any) -> dict[str, Path]:
     s = f"{SECTION}.extra_env_files"
     if not isinstance(value, dict):
         raise ConfigError(s, "must be a table of NAME = \"/path/to/secret\"")
-    return {_env_name(f"{s}.{k}", k): _secret_file(f"{s}.{k}", val) for k, val in value.items()}
+    return {_env_name(f"{s}.{v.key_name(k)}", k): _secret_file(f"{s}.{k}", val)
+            for k, val in value.items()}
 
 
 def coldfront_from_mapping(data: Any) -> ColdFrontSettings:

@@ -49,27 +49,31 @@ class ResourceSettings:
 
 def memory(setting: str, value: Any) -> int:
     """Bytes: a whole number, or ``"512M"``, ``"2G"``, ``"1.5GiB"`` (powers of 1024)."""
+    number: float
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
     elif isinstance(value, str) and (found := MEMORY.fullmatch(value.strip())):
-        number = int(float(found.group(1)) * UNITS[found.group(2).upper()])
+        number = float(found.group(1)) * UNITS[found.group(2).upper()]  # inf: too much
     else:
-        raise ConfigError(setting, f"{value!r} is not an amount of memory",
+        raise ConfigError(setting, f"{v.shown(value)} is not an amount of memory",
                           'e.g. "4G", "512M" or a number of bytes')
-    if number < MIN_MEMORY:
-        raise ConfigError(setting, f"{number} bytes is less than ColdFront needs to boot",
-                          f"give at least {MIN_MEMORY >> 20}M")
     if number > 1 << 50:
-        raise ConfigError(setting, f"{value!r} is more memory than any host has", 'e.g. "4G"')
-    return number
+        raise ConfigError(setting, f"{v.shown(value)} is more memory than any host has",
+                          'e.g. "4G"')
+    if number < MIN_MEMORY:
+        raise ConfigError(setting, f"{int(number)} bytes is less than ColdFront needs to "
+                          "boot", f"give at least {MIN_MEMORY >> 20}M")
+    return int(number)
 
 
 def cpus(setting: str, value: Any) -> float:
     """A number of CPUs above 0 (fractions allowed: ``1.5``)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(setting, f"{value!r} is not a number of CPUs", "e.g. 2 or 1.5")
+        raise ConfigError(setting, f"{v.shown(value)} is not a number of CPUs",
+                          "e.g. 2 or 1.5")
     if not 0.01 <= value <= MAX_CPUS:
-        raise ConfigError(setting, f"{value} is outside 0.01-{MAX_CPUS}", "e.g. 2 or 1.5")
+        raise ConfigError(setting, f"{v.shown(value)} is outside 0.01-{MAX_CPUS}",
+                          "e.g. 2 or 1.5")
     return float(value)
 
 

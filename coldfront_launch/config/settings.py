@@ -115,12 +115,14 @@ def settings_from_mapping(data: dict[str, Any]) -> Settings:
     if not isinstance(hook_settings, dict):
         raise ConfigError("hook", "must hold one table per hook, e.g. [hook.bridge]")
     for name, section in hook_settings.items():
+        v.safe_text(f"hook.{v.key_name(name)}", name)
         v.table(f"hook.{name}", section)
     defaults = Settings()
     build = _build_from_mapping(data.get("build", {}))
     hooks = _hooks(data.get("hooks", list(defaults.hooks)))
     name = v.instance_name("name", data.get("name", defaults.name))
-    state_root = v.path("state_root", data.get("state_root", defaults.state_root), kind="dir")
+    state_root = v.bindable_path("state_root", data.get("state_root", defaults.state_root),
+                                 kind="dir")
     if (state_root / name).resolve().parent != state_root.resolve():
         raise ConfigError("name", f"{name!r} would place its state outside {state_root}",
                           "choose another instance name")
@@ -175,12 +177,13 @@ def _build_from_mapping(data: Any) -> BuildSettings:
         layers=layers,
         definitions_dir=v.path("build.definitions_dir", defs, must_exist=True, kind="dir")
         if defs else None,
-        cache_dir=v.path("build.cache_dir", data.get("cache_dir", defaults.cache_dir),
-                         kind="dir"),
+        cache_dir=v.bindable_path("build.cache_dir", data.get("cache_dir", defaults.cache_dir),
+                                  kind="dir"),
         fakeroot=v.boolean("build.fakeroot", data.get("fakeroot", defaults.fakeroot)),
         binds=tuple(v.bind_spec(f"build.binds[{i}]", b)
                     for i, b in enumerate(v.string_list("build.binds", data.get("binds", [])))),
-        ca_bundle=v.path("build.ca_bundle", ca, must_exist=True, kind="file") if ca else None,
+        ca_bundle=v.bindable_path("build.ca_bundle", ca, must_exist=True, kind="file")
+        if ca else None,
         coldfront_version=coldfront_version("build.coldfront_version",
                                             data.get("coldfront_version", "")),
     )
@@ -226,15 +229,77 @@ def _to_raw(settings: Settings) -> dict[str, Any]:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """Parse one TOML file; syntax errors name the file and line."""
+    """Parse one TOML file. Every way it can fail (not UTF-8, bad syntax, nested too
+    deep, an integer TOML cannot hold) is a :class:`ConfigError` naming the file."""
     try:
-        with path.open("rb") as fh:
-            data: dict[str, Any] = tomllib.load(fh)
-            return data
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(str(path), f"invalid TOML: {err}") from None
+        raw = path.read_bytes()
     except OSError as err:
         raise ConfigError(str(path), f"cannot read: {err.strerror}") from None
+    text = _decode(path, raw)
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(str(path), f"invalid TOML: {err}") from None
+    except RecursionError:
+        raise ConfigError(str(path), "invalid TOML: arrays or tables nested too deeply",
+                          f"settings nest at most {MAX_DEPTH} levels") from None
+    except (ValueError, OverflowError) as err:
+        if "integer string conversion" in str(err):  # over sys.get_int_max_str_digits()
+            raise ConfigError(str(path), "a whole number of thousands of digits is beyond "
+                              "the 64-bit range of TOML integers", "give a smaller number"
+                              ) from None
+        raise ConfigError(str(path), f"invalid TOML: {str(err).split(':')[0]}") from None
+    _check_shape(path, data)
+    return data
+
+
+#: The deepest nesting of tables and arrays a settings file may have.
+MAX_DEPTH = 32
+#: TOML's integers are 64-bit signed (toml.io: "Integer").
+INT64 = (-(1 << 63), (1 << 63) - 1)
+#: Byte-order marks of the encodings a settings file is sometimes saved in by mistake.
+BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+        (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    """The file's text: UTF-8 (a UTF-8 byte-order mark is dropped), else an error that
+    names the encoding problem."""
+    hint = "save it as UTF-8 (e.g. iconv -f {} -t UTF-8 FILE > NEW)"
+    for bom, name in BOMS:
+        if raw.startswith(bom):
+            raise ConfigError(str(path), f"is not UTF-8 (it starts with a {name} "
+                              "byte-order mark)", hint.format(name))
+    if b"\x00" in raw:
+        raise ConfigError(str(path), "is not UTF-8 text (it holds NUL bytes: UTF-16 or "
+                          "UTF-32 without a byte-order mark?)", hint.format("UTF-16"))
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ConfigError(str(path), f"is not UTF-8 (byte 0x{raw[err.start]:02x} on line "
+                          f"{line}; Latin-1 or another 8-bit encoding?)",
+                          hint.format("LATIN1")) from None
+
+
+def _check_shape(path: Path, data: dict[str, Any]) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH` and integers beyond 64 bits, which
+    later code (and TOML itself) does not expect."""
+    stack: list[tuple[str, Any, int]] = [("", data, 0)]
+    while stack:
+        where, value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ConfigError(str(path), f"{where}: nested more than {MAX_DEPTH} levels deep",
+                              "flatten the tables and arrays")
+        if isinstance(value, int) and not isinstance(value, bool) and \
+                not INT64[0] <= value <= INT64[1]:
+            raise ConfigError(str(path), f"{where}: {v.shown(value)} is beyond the 64-bit "
+                              "range of TOML integers", "give a smaller number")
+        if isinstance(value, dict):
+            stack += [(f"{where}.{v.key_name(k)}" if where else v.key_name(k), item,
+                       depth + 1) for k, item in value.items()]
+        elif isinstance(value, list):
+            stack += [(f"{where}[{i}]", item, depth + 1) for i, item in enumerate(value)]
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
