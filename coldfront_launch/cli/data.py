@@ -11,13 +11,14 @@ from coldfront_launch.cli import common
 
 @click.command()
 @common.name_option
-@click.option("--output", type=click.Path(path_type=Path),
-              help="The archive to write, or a folder for it "
+@click.option("--output", type=click.Path(),  # a str: DIR/ keeps its slash
+              help="The archive to write (a regular file is replaced), or a folder for "
+                   "it; DIR/ makes the folder DIR if it is missing "
                    "(default: <state_root>/NAME/backups/NAME-<UTC time>.tar.gz).")
 @common.json_option
 @click.pass_context
 @common.friendly
-def backup(ctx: click.Context, output: Path | None, as_json: bool) -> None:
+def backup(ctx: click.Context, output: str | None, as_json: bool) -> None:
     """Back up ColdFront's database (online), env file and certificates into one .tar.gz."""
     from coldfront_launch.operations.backup import backup as run_backup
 

@@ -10,7 +10,6 @@ in a private folder inside the instance's state folder, checksummed, and written
 from __future__ import annotations
 
 import os
-import posixpath
 import shutil
 import stat
 import tempfile
@@ -29,12 +28,17 @@ from coldfront_launch.coldfront.appdata import (
     sqlite_name,
 )
 from coldfront_launch.config.settings import Settings
-from coldfront_launch.errors import LaunchError
+from coldfront_launch.errors import ConfigError, LaunchError
 from coldfront_launch.operations import archive, sqlitedb
 from coldfront_launch.state import record
 
 Report = Callable[[str], None]
 BACKUPS = "backups"
+#: Pseudo file systems: an archive is never written under them.
+PSEUDO = ("/proc", "/sys", "/dev")
+MISSING, FILE, FOLDER = "missing", "a regular file", "a folder"
+#: Modes kept of the certificate folder: without group or world write (restore refuses it).
+KEPT_MODE = 0o755
 
 
 def default_output(settings: Settings, epoch: float) -> Path:
@@ -42,26 +46,113 @@ def default_output(settings: Settings, epoch: float) -> Path:
     return settings.state_dir / BACKUPS / f"{settings.name}-{archive.stamp(epoch)}.tar.gz"
 
 
-def output_path(settings: Settings, output: Path | None, epoch: float) -> Path:
-    """Where the archive goes: ``output``, or the default name inside a folder given as
-    ``output``, or :func:`default_output`."""
+def output_path(settings: Settings, output: Path | str | None, epoch: float) -> Path:
+    """Where the archive goes (:func:`check_output`), its folder created if it is to be."""
+    target, create = check_output(settings, output, epoch)
+    if create is not None:
+        make_folder(create, parents=output is None)
+    return target
+
+
+def check_output(settings: Settings, output: Path | str | None, epoch: float
+                 ) -> tuple[Path, Path | None]:
+    """The archive's path for ``--output`` (None: :func:`default_output`; a folder: the
+    default name in it; ``DIR/``: a folder, made if missing) and the folder to create
+    first, if any. Anything else at the path is a :class:`ConfigError`; changes nothing."""
     name = default_output(settings, epoch).name
     if output is None:
         target = default_output(settings, epoch)
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return target
-    if output.is_dir():
-        return output / name
-    if not output.parent.is_dir():
-        raise LaunchError(f"--output: the folder {output.parent} does not exist",
+        kind = _kind(target.parent)
+        if kind not in (FOLDER, MISSING):
+            raise _refused(target.parent, kind)
+        return _file_target(settings, target), None if kind == FOLDER else target.parent
+    text = os.fspath(output)
+    if not text or "\0" in text:
+        raise ConfigError("--output", "an empty path or a NUL byte",
+                          "give the archive's path, or a folder for it")
+    path = Path(text).absolute()
+    _refuse_pseudo(path)
+    kind = _kind(path)
+    if kind == FOLDER:
+        return _file_target(settings, path / name), None
+    if text.endswith("/"):
+        if kind != MISSING:
+            raise _refused(path, kind, f"{text} names a folder, but ")
+        if not path.parent.is_dir():
+            raise ConfigError("--output", f"the folder {path.parent} does not exist",
+                              f"create it first: cf-launch makes only {path.name}/ in it")
+        return path / name, path
+    if kind == MISSING and not path.parent.is_dir():
+        raise ConfigError("--output", f"the folder {path.parent} does not exist",
                           "create it first, or give an existing folder")
-    return output
+    return _file_target(settings, path), None
 
 
-def backup(settings: Settings, output: Path | None = None,
+def _kind(path: Path) -> str:
+    """What is at ``path``, not following a link: :data:`MISSING`, :data:`FILE`,
+    :data:`FOLDER` or the words for anything else."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return MISSING
+    except NotADirectoryError:
+        return "under something that is not a folder"
+    except OSError as err:
+        return f"unreadable ({err.strerror or err})"
+    kind = archive.file_kind(mode)
+    return f"{kind} (cf-launch does not follow it)" if stat.S_ISLNK(mode) else kind
+
+
+def _refused(path: Path, kind: str, prefix: str = "") -> ConfigError:
+    return ConfigError("--output", f"{prefix}{path} is {kind}",
+                       "give the path of a regular file or of a folder")
+
+
+def _refuse_pseudo(path: Path) -> None:
+    """No archive under /proc, /sys or /dev, by the path's text or where it leads."""
+    for where in (os.path.abspath(path), os.path.join(os.path.realpath(path.parent),
+                                                      path.name)):
+        top = next((t for t in PSEUDO if where == t or where.startswith(f"{t}/")), None)
+        if top is not None:
+            raise ConfigError("--output", f"{path} is under {top}, the kernel's own "
+                              "files, never a place for a backup",
+                              "give a path on a real file system")
+
+
+def _file_target(settings: Settings, target: Path) -> Path:
+    """``target`` if a new file or a regular file may be written there: never a file of
+    the instance's own state folder but a backup in its backups/ folder."""
+    kind = _kind(target)
+    if kind not in (FILE, MISSING):
+        raise _refused(target, kind)
+    if kind == FILE:
+        real = Path(os.path.realpath(target.parent)) / target.name
+        state = Path(os.path.realpath(settings.state_dir))
+        if real.is_relative_to(state) and not real.is_relative_to(state / BACKUPS):
+            raise ConfigError("--output", f"{target} is a file of instance {settings.name} "
+                              "itself; a backup never replaces it",
+                              f"give a path outside {settings.state_dir}, or in its "
+                              f"{BACKUPS}/ folder")
+    return target
+
+
+def make_folder(folder: Path, parents: bool) -> None:
+    """Create ``folder`` 0700 (and its parents only if ``parents``); one made meanwhile
+    is fine."""
+    try:
+        folder.mkdir(mode=0o700, parents=parents)
+    except FileExistsError:
+        if _kind(folder) != FOLDER:
+            raise _refused(folder, _kind(folder)) from None
+
+
+def backup(settings: Settings, output: Path | str | None = None,
            report: Report | None = None) -> dict[str, Any]:
-    """Back up the instance's data; return ``{"path": ..., "manifest": {...}}``."""
+    """Back up the instance's data; return ``{"path": ..., "manifest": {...}}``.
+    ``output``: see :func:`check_output` (a ``str`` keeps a trailing ``/``)."""
     say = report or (lambda _message: None)
+    epoch = time.time()
+    target, create = check_output(settings, output, epoch)  # before anything is read
     state_dir = settings.state_dir
     env_path = state_dir / ENV_FILE
     if not env_path.is_file():
@@ -71,8 +162,8 @@ def backup(settings: Settings, output: Path | None = None,
     db_name = sqlite_name(env_path.read_text(errors="replace"))
     data_dir = state_dir / DATA_DIR
     _check_database(settings, data_dir, db_name)
-    epoch = time.time()
-    target = output_path(settings, output, epoch)
+    if create is not None:
+        make_folder(create, parents=output is None)
     with data_locked(state_dir):
         running = _running(settings.name)
         with tempfile.TemporaryDirectory(prefix=".backup-", dir=state_dir) as tmp:
@@ -101,6 +192,7 @@ def backup(settings: Settings, output: Path | None = None,
                 f" files, {len(links)} links)")
             manifest = _manifest(settings, epoch, running, entries, links, snap)
             say(f"writing {target}")
+            _file_target(settings, target)  # again: nothing was put there meanwhile
             archive.write(target, manifest, staging)
     size = target.stat().st_size
     say(f"backup of {settings.name} written: {target} ({size / 1e6:.1f} MB, mode 0600)")
@@ -135,14 +227,15 @@ def _running(name: str) -> bool:
 
 
 def _copy_certs(source: Path, staging: Path) -> tuple[list[archive.Entry], dict[str, str]]:
-    """Copy the certificate folder: files and folders as they are, links as data (only
-    relative ones that stay inside it, as certbot makes them)."""
+    """Copy the certificate folder: files and folders as they are (without group or world
+    write), links as data (only relative ones that stay inside it, followed hop by hop
+    through the others, as certbot makes them)."""
     entries = [archive.Entry(CERTS_DIR, "dir", 0o755)]
     links: dict[str, str] = {}
     (staging / CERTS_DIR).mkdir(mode=0o700)
     if not source.is_dir():
         return entries, links
-    entries[0] = archive.Entry(CERTS_DIR, "dir", source.stat().st_mode & 0o777)
+    entries[0] = archive.Entry(CERTS_DIR, "dir", source.stat().st_mode & KEPT_MODE)
     for folder, dirs, files in os.walk(source):
         dirs.sort()
         here = Path(folder)
@@ -154,29 +247,24 @@ def _copy_certs(source: Path, staging: Path) -> tuple[list[archive.Entry], dict[
                 links[name] = os.readlink(path)
             elif stat.S_ISDIR(info.st_mode):
                 (staging / name).mkdir(mode=0o700)
-                entries.append(archive.Entry(name, "dir", info.st_mode & 0o777))
+                entries.append(archive.Entry(name, "dir", info.st_mode & KEPT_MODE))
             elif stat.S_ISREG(info.st_mode):
                 shutil.copyfile(path, staging / name, follow_symlinks=False)
                 copied = archive.file_entry(name, staging / name)
-                entries.append(archive.Entry(name, "file", info.st_mode & 0o777,
+                entries.append(archive.Entry(name, "file", info.st_mode & KEPT_MODE,
                                              copied.size, copied.sha256))
             else:
                 raise LaunchError(f"{path} is neither a file, a folder nor a link",
                                   f"move it out of {source}")
-    bad = [f"{name} -> {target}" for name, target in links.items()
-           if not _inside(name, target)]
-    if bad:
-        raise LaunchError(f"{CERTS_DIR}/ has a link that leaves it: {bad[0]}",
-                          "make it a relative link inside the folder (as certbot does), "
-                          "or replace it by the file")
+    kinds = {e.name: e.kind for e in entries}
+    for name, target in sorted(links.items()):
+        problem = "it is absolute" if target.startswith("/") else \
+            archive.link_problem(name, links, kinds)
+        if problem:
+            raise LaunchError(f"{CERTS_DIR}/ has a link that leaves it: {name} -> {target} "
+                              f"({problem})", "make it a relative link inside the folder "
+                              "(as certbot does), or replace it by the file")
     return entries, links
-
-
-def _inside(name: str, target: str) -> bool:
-    if target.startswith("/"):
-        return False
-    return posixpath.normpath(posixpath.join(posixpath.dirname(name), target)) \
-        .startswith(f"{CERTS_DIR}/")
 
 
 def _manifest(settings: Settings, epoch: float, running: bool, entries: list[archive.Entry],

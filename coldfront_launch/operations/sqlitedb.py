@@ -52,9 +52,14 @@ def open_existing(path):
     return sqlite3.connect("file:" + path + "?mode=rw", uri=True, timeout=60)
 
 if action == "check":
-    con = open_existing(name)
-    info = summary(con)
-    con.close()
+    try:
+        con = open_existing(name)
+        info = summary(con)
+        con.close()
+    except sqlite3.OperationalError:  # cannot open it (the host's side): an error
+        raise
+    except sqlite3.DatabaseError as err:  # not a database, or a damaged one: an answer
+        info = {"integrity_check": "not a usable SQLite database: %s" % err}
     sys.stderr.write(json.dumps(info) + "\n")
     sys.exit(0)
 for stale in glob.glob(PREFIX + "*"):

@@ -11,6 +11,7 @@ down.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -183,6 +184,9 @@ def _upgrade(settings: Settings, request: Request, say: Report,
     upgraded = replace(settings, pinned_image=Path(target.image),
                        ready_timeout=request.ready_timeout or settings.ready_timeout)
     old = imagepin.read(settings.state_dir)
+    if saved is not None:  # the one a failed upgrade's pin (``old``) names stays too
+        summary["pruned_backups"] = prune_backups(
+            settings, {saved, *([old.backup] if old is not None and old.backup else [])}, say)
     # Pinned before it boots (unproven), so that an upgrade killed from here on leaves the
     # instance on the image its data may have been migrated by; `start` proves it.
     trying = Pin(target, str(settings.configured_image), current, _now(), saved, proven=False)
@@ -250,10 +254,42 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+PRE_UPGRADE = "-before-upgrade.tar.gz"
+
+
 def _backup_path(settings: Settings) -> Path:
     folder = settings.state_dir / backup.BACKUPS
     folder.mkdir(mode=0o700, exist_ok=True)
-    return folder / f"{settings.name}-{archive.stamp(time.time())}-before-upgrade.tar.gz"
+    return folder / f"{settings.name}-{archive.stamp(time.time())}{PRE_UPGRADE}"
+
+
+def prune_backups(settings: Settings, keep: set[str], say: Report) -> list[str]:
+    """Remove the instance's pre-upgrade backups beyond the newest ``[backup] keep`` (by
+    the time in their names): only regular files named as :func:`_backup_path` names
+    them, never another file of the folder, nor one in ``keep``."""
+    folder = settings.state_dir / backup.BACKUPS
+    named = re.compile(re.escape(settings.name) + r"-(\d{8}T\d{6}Z)" + re.escape(PRE_UPGRADE))
+    try:
+        found = sorted(((m.group(1), p) for p in folder.iterdir()
+                        if (m := named.fullmatch(p.name)) and p.is_file()
+                        and not p.is_symlink()), reverse=True)
+    except OSError:
+        return []
+    kept = {str(Path(path).resolve()) for path in keep}
+    removed = []
+    for _stamp, path in found[settings.backup.keep:]:
+        if str(path.resolve()) in kept:
+            continue
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as err:  # the upgrade goes on; the file stays
+            say(f"could not remove {path}: {err.strerror or err}")
+            continue
+        removed.append(str(path))
+    if removed:
+        say(f"removed {len(removed)} older pre-upgrade backup{'s' * (len(removed) > 1)} "
+            f"([backup] keep = {settings.backup.keep}): {', '.join(removed)}")
+    return removed
 
 
 def _roll_back(settings: Settings, upgraded: Settings, current: PinnedImage,

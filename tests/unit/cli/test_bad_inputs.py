@@ -248,6 +248,28 @@ CASES: list[tuple[str, list[str], str | None, int, str]] = [
      "security.drop_capabilities[0]: 'sys_time' is not a capability name"),
     ("caps-admin-lower", ["plan"], '[security]\ndrop_capabilities = ["cap_sys_admin"]\n', 2,
      "security.drop_capabilities[0]: CAP_SYS_ADMIN cannot be dropped"),
+    # --- backup --output never clobbers, [backup] keep (issue 26, item 4) ---------------
+    ("backup-output-dev-null", ["backup", "--output", "/dev/null"], None, 2,
+     "--output: /dev/null is under /dev, the kernel's own files"),
+    ("backup-output-proc", ["backup", "--output", "/proc/self/cwd/x.tar.gz"], None, 2,
+     "--output: /proc/self/cwd/x.tar.gz is under /proc"),
+    ("backup-output-sys", ["backup", "--output", "/sys/x.tar.gz"], None, 2,
+     "--output: /sys/x.tar.gz is under /sys"),
+    ("backup-output-file-slash", ["backup", "--output", "{file}/"], None, 2,
+     "--output: {file}/ names a folder, but {file} is a regular file"),
+    ("backup-output-parent-missing", ["backup", "--output", "{tmp}/nope/new/"], None, 2,
+     "--output: the folder {tmp}/nope does not exist"),
+    ("backup-output-under-file", ["backup", "--output", "{file}/x.tar.gz"], None, 2,
+     "--output: {file}/x.tar.gz is under something that is not a folder"),
+    ("backup-output-empty", ["backup", "--output", ""], None, 2, "--output: an empty path"),
+    ("backup-keep-zero", ["plan"], "[backup]\nkeep = 0\n", 2,
+     "backup.keep: 0 is not a whole number from 1 to 1000"),
+    ("backup-keep-huge", ["upgrade"], "[backup]\nkeep = 1001\n", 2,
+     "backup.keep: 1001 is not a whole number from 1 to 1000"),
+    ("backup-keep-string", ["backup"], '[backup]\nkeep = "3"\n', 2,
+     "backup.keep: '3' is not a whole number"),
+    ("backup-keep-typo", ["plan"], "[backup]\nkeeps = 3\n", 2,
+     "backup.keeps: unknown setting"),
 ]
 
 

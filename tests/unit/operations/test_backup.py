@@ -195,11 +195,12 @@ def test_bad_manifests_are_refused(good: Path, tmp_path: Path, edit: dict[str, A
 
 
 def test_an_archive_whose_db_url_is_not_sqlite_is_out_of_scope(tmp_path: Path) -> None:
+    """cf-launch never writes such a backup: exit 11, nothing changed (issue 26)."""
     staging = tmp_path / "s"
     manifest = make_staging(staging, "SECRET_KEY=x\nDB_URL=postgres://cf@db/coldfront\n")
     archive.write(tmp_path / "pg.tar.gz", manifest, staging)
-    with pytest.raises(UnsupportedDatabaseError, match="not SQLite.*out of scope"):
-        archive.verify(tmp_path / "pg.tar.gz")
+    refused(tmp_path / "pg.tar.gz", "pg.tar.gz: DB_URL uses 'postgres', not SQLite: backup "
+            "and restore of other databases are out of scope")
 
 
 @pytest.mark.parametrize(("env", "message"), [

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from coldfront_launch.apptainer import layers as builder
 from coldfront_launch.cli import cli
+from coldfront_launch.config.backup import BackupSettings
 from coldfront_launch.config.settings import BuildSettings, Settings, load_settings
 from coldfront_launch.errors import ConfigError, LockedError
 from coldfront_launch.operations import upgrade
@@ -314,3 +315,107 @@ def test_prune_removes_only_an_unused_layer_two_upgrades_back(tmp_path: Path,
     assert not old.exists() and not old.with_suffix(".log").exists()
     assert said == [f"removed {old} (the image two upgrades back)"]
     assert upgrade.prune(settings, None, set(), said.append) == []
+
+
+# --- pre-upgrade backups kept to [backup] keep (issue 26, item 4) ------------------------
+
+def _pre_upgrade(folder: Path, name: str, when: str) -> Path:
+    path = folder / f"{name}-{when}-before-upgrade.tar.gz"
+    path.write_text(when)
+    return path
+
+
+def _backups(tmp_path: Path) -> tuple[Settings, Path, list[Path], list[Path]]:
+    """A backups/ folder: five pre-upgrade backups of coldfront, and what is not one."""
+    settings = replace(_settings(tmp_path), backup=BackupSettings(keep=2))
+    folder = settings.state_dir / "backups"
+    folder.mkdir(parents=True)
+    ours = [_pre_upgrade(folder, "coldfront", f"2026010{i}T000000Z") for i in range(1, 6)]
+    others = [folder / "coldfront-20260101T000000Z.tar.gz",  # made by `cf-launch backup`
+              _pre_upgrade(folder, "coldfront-2", "20250101T000000Z"),  # another instance
+              _pre_upgrade(folder, "other", "20250101T000000Z"),
+              folder / "coldfront-20250101T000000Z-before-upgrade.tar.gz.part",
+              folder / "notes.txt"]
+    for path in others[:1] + others[3:]:
+        path.write_text("mine")
+    (folder / "coldfront-20240101T000000Z-before-upgrade.tar.gz").symlink_to(others[-1])
+    (folder / "coldfront-20240102T000000Z-before-upgrade.tar.gz").mkdir()
+    others += [folder / "coldfront-20240101T000000Z-before-upgrade.tar.gz",
+               folder / "coldfront-20240102T000000Z-before-upgrade.tar.gz"]
+    return settings, folder, ours, others
+
+
+def test_prune_backups_keeps_the_newest_and_touches_nothing_else(tmp_path: Path) -> None:
+    settings, _folder, ours, others = _backups(tmp_path)
+    said: list[str] = []
+    removed = upgrade.prune_backups(settings, {str(ours[-1])}, said.append)
+    assert removed == [str(p) for p in reversed(ours[:3])]
+    assert [p.exists() for p in ours] == [False, False, False, True, True]
+    assert all(os.path.lexists(p) for p in others), "only cf-launch's pre-upgrade backups"
+    assert said and "removed 3 older pre-upgrade backups ([backup] keep = 2)" in said[0]
+    assert upgrade.prune_backups(settings, set(), said.append) == [], "idempotent"
+
+
+def test_prune_backups_keeps_the_one_a_rollback_needs(tmp_path: Path) -> None:
+    settings, _folder, ours, _others = _backups(tmp_path)
+    assert upgrade.prune_backups(settings, {str(ours[-1]), str(ours[0])}, lambda _m: None) \
+        == [str(ours[2]), str(ours[1])]
+    assert ours[0].exists(), "the backup the previous upgrade's pin names"
+
+
+def test_upgrade_prunes_right_after_its_backup(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Through upgrade() itself (Apptainer, the backup and the boot replaced): the new
+    backup is one of the `keep`; the pin's backup and everything else stay."""
+    settings, folder, ours, others = _backups(tmp_path)
+    (settings.state_dir / "coldfront.env").write_text("SECRET_KEY=x\n")
+    current, new = tmp_path / "current.sif", tmp_path / "new.sif"
+    current.write_text("")
+    new.write_text("")
+    imagepin.write(settings.state_dir, Pin(PinnedImage(str(current), "1.1.9"), "/c",
+                                           None, "t", str(ours[0]), proven=True))
+    monkeypatch.setattr(upgrade.apptainer, "find", lambda _name: None)
+    monkeypatch.setattr(upgrade.apptainer, "list_instances", lambda: [])
+    monkeypatch.setattr(upgrade.imageinfo, "coldfront_version",
+                        lambda image: "1.1.10" if Path(image) == new else "1.1.9")
+    order: list[str] = []
+
+    def fake_backup(_settings: Settings, path: Path, report: object = None) -> dict[str, str]:
+        path.write_text("new")
+        order.append("backup")
+        return {"path": str(path)}
+
+    class FakeLauncher:
+        def __init__(self, *_args: object, **_kw: object) -> None:
+            pass
+
+        def start(self, wait: bool = True) -> object:
+            order.append(f"start with {sum(p.exists() for p in ours)} older")
+            return type("Started", (), {"readiness": None})()
+
+        def stop(self) -> None:
+            order.append("stop")
+
+    monkeypatch.setattr(upgrade.backup, "backup", fake_backup)
+    monkeypatch.setattr(upgrade, "Launcher", FakeLauncher)
+    result = upgrade.upgrade(settings, upgrade.Request(image=new))
+    assert result["upgraded"] is True
+    saved = Path(result["backup"])
+    assert result["pruned_backups"] == [str(p) for p in reversed(ours[1:4])]
+    assert order == ["backup", "start with 2 older", "stop"], "pruned before it boots"
+    assert saved.exists() and ours[4].exists() and ours[0].exists()
+    assert all(os.path.lexists(p) for p in others)
+
+
+@pytest.mark.parametrize("value", [0, 1001, -1, "3", 2.5, True])
+def test_backup_keep_is_checked(value: object) -> None:
+    from coldfront_launch.config.settings import settings_from_mapping
+
+    with pytest.raises(ConfigError, match=r"^backup\.keep: .* is not a whole number from 1 "
+                                          r"to 1000"):
+        settings_from_mapping({"backup": {"keep": value}})
+    with pytest.raises(ConfigError, match=r"^backup\.kept: unknown setting"):
+        settings_from_mapping({"backup": {"kept": 3}})
+    assert settings_from_mapping({}).backup.keep == 3
+    assert settings_from_mapping({"backup": {"keep": 1000}}).backup.keep == 1000
+    assert settings_from_mapping({"backup": {"keep": 5}}).with_overrides(name="x") \
+        .backup.keep == 5
