@@ -11,6 +11,7 @@ renames of their own, in ``apptainer/layers.py``.)
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -50,18 +51,43 @@ def sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write_text(path: Path, text: str, *, mode: int = 0o644, sync: bool = True) -> None:
-    """Replace ``path`` with ``text`` (UTF-8)."""
+def write_text(path: Path, text: str, *, mode: int = 0o644, sync: bool = True,
+               shrink_when_full: bool = False) -> None:
+    """Replace ``path`` with ``text`` (UTF-8). ``shrink_when_full``: on a full disk, a
+    text no longer than the file is written over the file itself (:func:`shrink`)."""
     data = text.encode("utf-8")
 
     def fill(out: BinaryIO) -> None:
         out.write(data)
 
-    replace(path, fill, mode=mode, sync=sync)
+    try:
+        replace(path, fill, mode=mode, sync=sync)
+    except OSError as err:
+        if not shrink_when_full or err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        if not shrink(path, data):
+            raise
+
+
+def shrink(path: Path, data: bytes) -> bool:
+    """Write ``data`` over ``path``'s own blocks, padded with spaces to the file's length,
+    for a full disk (a new file needs a block; these are there). For JSON and JSON lines,
+    whose readers skip trailing white space. Not atomic: only a fallback. False when
+    ``data`` is longer than the file."""
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+    try:
+        size = os.fstat(fd).st_size
+        if len(data) > size:
+            return False
+        os.pwrite(fd, data + b" " * (size - len(data)), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
 
 
 def write_json(path: Path, value: Any, *, mode: int = 0o644, sync: bool = True,
-               indent: int | None = None) -> None:
+               indent: int | None = None, shrink_when_full: bool = False) -> None:
     """Replace ``path`` with ``value`` as JSON (keys sorted, one trailing newline)."""
     write_text(path, json.dumps(value, indent=indent, sort_keys=True) + "\n", mode=mode,
-               sync=sync)
+               sync=sync, shrink_when_full=shrink_when_full)

@@ -5,6 +5,12 @@ from __future__ import annotations
 from coldfront_launch.exitcodes import ExitCode
 
 
+class Terminated(SystemExit):
+    """SIGTERM to cf-launch (exit 128 + 15): unlike a plugin's own ``sys.exit``, which
+    cf-launch reports and never takes as its exit, this one ends the command (a start in
+    progress undoes what it did)."""
+
+
 class LaunchError(Exception):
     """Base class. ``str(err)`` is the one-line cause; ``hint`` says what to do.
 

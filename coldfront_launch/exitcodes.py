@@ -13,7 +13,7 @@ class ExitCode(enum.IntEnum):
 
     #: The command did what was asked.
     OK = 0
-    #: A failure that fits no other code.
+    #: A failure that fits no other code (``stop``: done, but a plugin's hook failed).
     FAILURE = 1
     #: A setting or argument is invalid; nothing on the host was changed.
     CONFIG = 2
@@ -21,9 +21,11 @@ class ExitCode(enum.IntEnum):
     PREFLIGHT = 3
     #: An Apptainer command failed.
     APPTAINER = 4
-    #: The instance started but was not ready in time; it is left running for inspection.
+    #: The instance started but was not ready in time; it is left running for inspection
+    #: (``status``: a start that was cut short, or is still running).
     NOT_READY = 5
-    #: A change to the host (file, sysctl, firewall, link) failed.
+    #: A change to the host (file, sysctl, firewall, link) failed, or a journal line could
+    #: not be read (``stop`` undoes the rest and names the line).
     HOST_CHANGE = 6
     #: Another cf-launch process holds this instance's lock.
     LOCKED = 7

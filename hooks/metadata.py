@@ -8,9 +8,9 @@ endpoints, never ``169.254.0.0/16`` as a whole: AWS serves DNS (169.254.169.253)
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from coldfront_launch.config import seams
 from coldfront_launch.linux.netfilter import Chain, Jump, Ruleset, chain_tag
 from coldfront_launch.types import Problem
 
@@ -55,7 +55,7 @@ def ipv6_present() -> bool:
 
 
 def _dmi(name: str) -> str:
-    folder = Path(os.environ.get(DMI_ENV) or DMI_DIR)
+    folder = Path(seams.seam(DMI_ENV) or DMI_DIR)
     try:
         return (folder / name).read_text().strip()
     except OSError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +14,17 @@ from pathlib import Path
 import pytest
 
 from coldfront_launch import plugins
+from coldfront_launch.config import seams
 from coldfront_launch.config.settings import settings_from_mapping
 from coldfront_launch.linux import sysctl
 
 FAKES = Path(__file__).parent / "fakes"
 #: serve_forever's poll interval in the test servers (shutdown() waits up to one of these).
 SERVE_POLL = 0.02
+
+# The test seams (CF_LAUNCH_BOOT_ID_FILE, ...) work in this process; children get the mark
+# from the .pth file tests/run.sh puts in the venv (config/seams.py).
+setattr(sys, seams.MARK, True)
 
 # tests/data holds inputs, among them a plugin with tests of its own (run in its own venv).
 collect_ignore = ["data"]

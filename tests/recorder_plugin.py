@@ -80,11 +80,25 @@ def cf_launch_readiness_endpoint(ctx, instance):  # type: ignore[no-untyped-def]
     return Endpoint(endpoint[0], endpoint[1])
 
 
+def _misbehave(hook: str) -> None:
+    """RECORDER_FAIL=<hook>:raise|exit|interrupt: a plugin bug in that hook."""
+    wanted, _, how = os.environ.get("RECORDER_FAIL", "").partition(":")
+    if wanted != hook:
+        return
+    if how == "exit":
+        raise SystemExit(3)
+    if how == "interrupt":
+        raise KeyboardInterrupt
+    raise RuntimeError(f"recorder told to fail in {hook}")
+
+
 @hookimpl
 def cf_launch_pre_stop(ctx, instance):  # type: ignore[no-untyped-def]
     _note("pre_stop")
+    _misbehave("pre_stop")
 
 
 @hookimpl
 def cf_launch_post_stop(ctx):  # type: ignore[no-untyped-def]
     _note("post_stop")
+    _misbehave("post_stop")

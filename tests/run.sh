@@ -22,6 +22,12 @@ make_venv() {
   .venv/bin/pip install -q -e '.[test]'
 }
 
+# The test seams (coldfront_launch/config/seams.py) work only in venvs marked by this file.
+mark_test_venv() {
+  "$1/bin/python" -c 'import sysconfig; from coldfront_launch.config import seams
+open(sysconfig.get_paths()["purelib"] + "/cf_launch_test_seams.pth", "w").write(seams.PTH_LINE)'
+}
+
 lint() {
   echo "== lint: ruff, mypy, import layers"
   .venv/bin/ruff check .
@@ -33,6 +39,7 @@ if [ "${1:-}" = "--quick" ]; then
   shift
   # a venv made before pytest-xdist joined the test extras is brought up to date
   .venv/bin/python -c 'import xdist' 2>/dev/null || make_venv
+  mark_test_venv .venv
   lint
   echo "== pytest: the unit tier"
   exec .venv/bin/python -m pytest tests/unit -q -n auto --dist loadscope -p no:cacheprovider "$@"
@@ -67,6 +74,7 @@ if [ -n "$missing" ]; then
 fi
 
 make_venv
+mark_test_venv .venv
 lint
 echo "== lint: Python 3.9 syntax"
 .venv/bin/vermin --target=3.9- --eval-annotations --no-tips --violations -q coldfront_launch/ hooks/

@@ -14,6 +14,7 @@ id (``netns``), so ``stop`` knows whether they still exist and where to undo the
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,18 +202,30 @@ def from_record(data: dict[str, Any]) -> HostChange:
 
 @dataclass(frozen=True)
 class Unknown(HostChange):
-    """A record this version cannot read: kept, reported, never guessed at."""
+    """A record this version cannot read: kept, reported, never guessed at. That includes
+    a journal line that was no record at all (``unreadable``: bad bytes, junk)."""
 
     record: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def target(self) -> str:
+        if self.record.get("type") == "unreadable":
+            return f"journal line {self.record.get('line', '?')}"
         return str(self.record.get("type") or self.record.get("kind") or "?")
+
+    def identity(self) -> tuple[Any, ...]:
+        return ("unknown", json.dumps(self.record, sort_keys=True, default=str))
 
     def to_record(self) -> dict[str, Any]:
         return dict(self.record)
 
     def undo(self, env: HostEnv) -> None:
+        if self.record.get("type") == "unreadable":
+            raise HostChangeError(
+                f"{self.target} of {env.state.journal_path} could not be read "
+                f"({self.record.get('why', '?')}): {self.record.get('text', '')!r}",
+                "what it recorded may still be on the host: check by hand (iptables-save, "
+                "ip link, sysctl), then delete that line")
         raise HostChangeError(f"unknown undo action {self.target!r} in "
                               f"{env.state.journal_path}",
                               "a newer cf-launch wrote this journal; stop with that version")

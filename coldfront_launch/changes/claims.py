@@ -79,7 +79,9 @@ def _write(state_root: Path, registry: Registry) -> None:
         return
     claims = [{"kind": k.kind, "name": k.name, "netns": k.netns, **entry}
               for k, entry in sorted(registry.items(), key=lambda item: str(item[0]))]
-    atomic.write_json(path, {"version": VERSION, "claims": claims}, indent=2)
+    # A release only shrinks the registry: on a full disk it is written over itself.
+    atomic.write_json(path, {"version": VERSION, "claims": claims}, indent=2,
+                      shrink_when_full=True)
 
 
 def claim(state_root: Path, instance: str, key: ClaimKey,

@@ -79,6 +79,7 @@ def undo_all(state: InstanceState, state_root: Path, stop_instance: InstanceStop
     failures: list[str] = []
     remaining: list[HostChange] = []
     failed: list[HostChange] = []
+    shrink_later = False
     for low, group in steps(entries, alone=namespace_gone):
         kept = [c for c in group if any(c.needed_by(f) for f in failed)]
         todo = [c for c in group if c not in kept]
@@ -86,6 +87,22 @@ def undo_all(state: InstanceState, state_root: Path, stop_instance: InstanceStop
             failures.append(f"{change.kind or 'record'} {change.target}: {cause}")
             failed.append(change)
         remaining[:0] = [c for c in reversed(group) if c in kept or c in failed]
-        # Rewrite after each step so a kill during stop loses no undo action.
-        journal.rewrite(state, entries[:low] + remaining)
+        # Rewrite after each step so a kill during stop loses no undo action; on a full
+        # disk, keep undoing and shrink the journal once at the end (undo is idempotent:
+        # a kill meanwhile only repeats steps already done).
+        if not shrink_later:
+            shrink_later = not _shrink(state, entries[:low] + remaining)
+    if shrink_later and not _shrink(state, remaining):
+        failures.append(f"the journal {state.journal_path} could not be shrunk (the disk is "
+                        "full?): it still lists changes that are undone; the next stop "
+                        "undoes them again, harmlessly")
     return failures
+
+
+def _shrink(state: InstanceState, remaining: list[HostChange]) -> bool:
+    """Rewrite the journal with ``remaining`` (none: delete it, which needs no space)."""
+    try:
+        journal.rewrite(state, remaining)
+    except OSError:
+        return False
+    return True

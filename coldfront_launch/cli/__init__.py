@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from coldfront_launch.cli import data, embed, image, instance, manage, plugins, service
+from coldfront_launch.errors import Terminated
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,7 +37,7 @@ for _module in (instance, image, embed, service, data, manage, plugins):
 
 def _terminate(signum: int, _frame: object) -> None:
     """SIGTERM becomes an orderly exit, so a start in progress undoes what it did."""
-    raise SystemExit(128 + signum)
+    raise Terminated(128 + signum)
 
 
 def main() -> None:

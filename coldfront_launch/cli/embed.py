@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -17,6 +18,7 @@ from coldfront_launch.cli.common import (
     print_started,
     start_overrides,
 )
+from coldfront_launch.exitcodes import ExitCode
 from coldfront_launch.lifecycle import embedding as embed
 
 
@@ -69,7 +71,11 @@ def attach(ctx: click.Context, no_wait: bool, as_json: bool) -> None:
 def detach(ctx: click.Context, as_json: bool) -> None:
     """Undo what prepare and attach changed (never stops the instance)."""
     result = launcher_of(ctx).detach()
-    emit(result, as_json, lambda: click.echo(f"{result['name']}: host changes undone"))
+    failed = result["plugin_failures"]
+    also = f"; {len(failed)} plugin hook(s) failed (above)" if failed else ""
+    emit(result, as_json, lambda: click.echo(f"{result['name']}: host changes undone{also}"))
+    if failed:
+        sys.exit(ExitCode.FAILURE)
 
 
 COMMANDS = (prepare, attach, detach)

@@ -40,11 +40,16 @@ def stop(ctx: click.Context, as_json: bool) -> None:
     launcher = launcher_of(ctx)
     timings = launcher.stop()
     how = timings.pop("shutdown", None)
+    failed = timings.pop("plugin_failures", [])
     said = {"poweroff": " (systemd inside powered off)"}.get(str(how), "")
+    also = f"; {len(failed)} plugin hook(s) failed (above)" if failed else ""
     emit({"name": launcher.settings.name, "stopped": True, "shutdown": how,
-           "timings": {k: round(v, 4) for k, v in timings.items()}}, as_json,
-          lambda: click.echo(f"instance {launcher.settings.name} stopped{said}; "
-                             "host changes undone"))
+          "plugin_failures": failed,
+          "timings": {k: round(v, 4) for k, v in timings.items()}}, as_json,
+         lambda: click.echo(f"instance {launcher.settings.name} stopped{said}; "
+                            f"host changes undone{also}"))
+    if failed:  # what those plugins do on stop may not be done: say so to scripts too
+        sys.exit(ExitCode.FAILURE)
 
 
 @instance_command(hook_option, IMAGE_OPTION)
@@ -82,6 +87,9 @@ def status(ctx: click.Context, every: bool, as_json: bool) -> None:
             return
         inst = data["instance"]
         click.echo(f"{data['name']}: running, pid {inst['pid']}, ip {inst['ip'] or '(host)'}")
+        if data["unfinished_start"]:
+            click.echo(f"  not ready: {data['unfinished_start']} (`cf-launch repair` or "
+                       "`cf-launch start` finishes it)")
         click.echo(f"  hooks: {', '.join(data['hooks']) or '-'}; systemd: "
                    f"{data['system_state']}; {data['url']} -> HTTP {data['http_status'] or '-'}")
         click.echo(f"  image: {inst['image']}")
@@ -101,6 +109,8 @@ def status(ctx: click.Context, every: bool, as_json: bool) -> None:
     emit(data, as_json, human)
     if not data["running"] and not as_json:
         sys.exit(ExitCode.NOT_RUNNING)
+    if data.get("unfinished_start"):
+        sys.exit(ExitCode.NOT_READY)
     if data.get("drift"):
         sys.exit(ExitCode.DRIFTED)
 
@@ -125,9 +135,9 @@ def repair(ctx: click.Context, every: bool, as_json: bool) -> None:
                 click.echo(f"{item['name']}: not running (`cf-launch stop` undoes what is "
                            "left)")
                 continue
-            done = item["restored"]
-            click.echo(f"{item['name']}: " + ("; ".join(f"restored {d}" for d in done)
-                                              if done else "nothing missing"))
+            done = [f"finished the start ({d})" for d in item.get("finished", [])]
+            done += [f"restored {d}" for d in item["restored"]]
+            click.echo(f"{item['name']}: " + ("; ".join(done) if done else "nothing missing"))
             for found in item["cannot"]:
                 click.echo(f"{item['name']}: cannot restore {found}")
     emit(results, as_json, human)

@@ -6,13 +6,14 @@ proved, not the one the settings name."""
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from coldfront_launch.config import seams
 from coldfront_launch.config import validate as v
+from coldfront_launch.config.backup import BackupSettings, backup_from_mapping
 from coldfront_launch.config.coldfront import ColdFrontSettings, coldfront_from_mapping
 from coldfront_launch.config.resources import ResourceSettings, resources_from_mapping
 from coldfront_launch.config.security import SecuritySettings, security_from_mapping
@@ -62,6 +63,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     coldfront: ColdFrontSettings = field(default_factory=ColdFrontSettings)
     resources: ResourceSettings = field(default_factory=ResourceSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
     #: The image ``cf-launch upgrade`` pinned (not a setting: see
     #: :mod:`coldfront_launch.state.pin`).
     pinned_image: Path | None = None
@@ -102,7 +104,7 @@ class Settings:
 
 TOP_KEYS = {"name", "image", "hooks", "state_root", "ready_timeout", "stop_timeout",
             "readiness_path", "drift_check_interval", "writable_tmpfs", "binds", "build",
-            "security", "coldfront", "resources"}
+            "security", "coldfront", "resources", "backup"}
 BUILD_KEYS = {"layers", "definitions_dir", "cache_dir", "fakeroot", "binds", "ca_bundle",
               "coldfront_version"}
 
@@ -150,6 +152,7 @@ def settings_from_mapping(data: dict[str, Any]) -> Settings:
         security=security_from_mapping(data.get("security", {})),
         coldfront=coldfront_from_mapping(data.get("coldfront", {})),
         resources=resources_from_mapping(data.get("resources", {})),
+        backup=backup_from_mapping(data.get("backup", {})),
     )
 
 
@@ -225,6 +228,7 @@ def _to_raw(settings: Settings) -> dict[str, Any]:
         "security": settings.security.to_raw(),
         "coldfront": settings.coldfront.to_raw(),
         "resources": settings.resources.to_raw(),
+        "backup": settings.backup.to_raw(),
     }
 
 
@@ -314,7 +318,7 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 def config_files(explicit: Path | None) -> list[Path]:
     """The files read, lowest precedence first: /etc, ./cf-launch.toml, then ``--config``."""
-    system = Path(os.environ.get("CF_LAUNCH_SYSTEM_CONFIG", str(SYSTEM_CONFIG)))
+    system = Path(seams.seam("CF_LAUNCH_SYSTEM_CONFIG") or SYSTEM_CONFIG)
     found = [p for p in (system, LOCAL_CONFIG) if p.is_file()]
     if explicit is not None:
         if explicit.is_dir():

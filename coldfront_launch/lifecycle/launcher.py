@@ -23,6 +23,7 @@ from coldfront_launch.changes.host import RealHost, RecordingHost
 from coldfront_launch.changes.undo import undo_all
 from coldfront_launch.coldfront import appdata
 from coldfront_launch.coldfront import env as siteenv
+from coldfront_launch.config import seams
 from coldfront_launch.config.settings import Settings
 from coldfront_launch.lifecycle import doctor, readiness, status
 from coldfront_launch.lifecycle.embedding import Embedding
@@ -109,8 +110,14 @@ class Launcher:
         return LaunchSequence.create(self.settings, hooks, planning)
 
     def _recorded_sequence(self) -> LaunchSequence:
-        """The plugins the instance was started with (else today's settings)."""
-        return self.sequence(record.read(self.settings.state_dir).hooks_or(self.settings.hooks))
+        """The plugins the instance was started with (else today's settings), for undoing:
+        one that no longer loads is left out, with a warning (the journal needs none)."""
+        hooks = record.read(self.settings.state_dir).hooks_or(self.settings.hooks)
+        seq = LaunchSequence.create(self.settings, hooks, missing_ok=True)
+        for name, why in seq.hooks.skipped.items():
+            self.report(f"warning: plugin {name} {why}: its pre_stop and post_stop do not "
+                        "run; the host changes it made are undone from the journal")
+        return seq
 
     def _check_image(self) -> Path:
         image = self.settings.image_path
@@ -156,10 +163,14 @@ class Launcher:
             self.report(f"warning: the upgrade to {pin.current.image} was interrupted; booting "
                         "it (the upgrade completes once ColdFront answers)")
         with self.state.locked():
+            unfinished = self._unfinished()
+            if unfinished is not None:
+                return self._finish(unfinished, seq, wait)
             self._ready_to_prepare(seq, "see `cf-launch status`; use `cf-launch restart` "
                                    "to restart")
             self._ensure_data()
-            record.write(self.settings.state_dir, seq.ctx.hooks, self.settings.image_path)
+            record.write(self.settings.state_dir, seq.ctx.hooks, self.settings.image_path,
+                         phase="pre_start")
             host = RealHost(self.state, self.settings.state_root)
             clock = Stopwatch()
             with self._undone_on_failure("start"):
@@ -170,9 +181,35 @@ class Launcher:
                 host.track_instance(self.settings.name)
                 info = apptainer.start(image, self.settings.name, prepared.options,
                                        shutdown.BOOT_ENV, self.wrapper)
+                record.set_phase(self.settings.state_dir, "instance")
                 clock.lap("apptainer_start")
+                _test_death("apptainer_start")
                 seq.after_start(host, info)
+                record.set_phase(self.settings.state_dir, "done")
                 clock.lap("post_start")
+        return self._started(info, seq, host, clock, wait)
+
+    def _unfinished(self) -> InstanceInfo | None:
+        """The running instance whose start was cut short (cf-launch killed after the
+        instance started, before post_start finished), if that is what there is."""
+        launched = record.read(self.settings.state_dir)
+        if not launched.unfinished or launched.starter_alive:
+            return None
+        return apptainer.find(self.settings.name)
+
+    def _finish(self, info: InstanceInfo, seq: LaunchSequence, wait: bool) -> Started:
+        """Under the lock: run what an interrupted start did not (post_start), from the
+        plugins it was started with."""
+        launched = record.read(self.settings.state_dir)
+        seq = self.sequence(launched.hooks_or(seq.ctx.hooks))
+        self.report(f"the last start of {info.name} was cut short after the instance "
+                    "started: finishing it (post_start)")
+        host = RealHost(self.state, self.settings.state_root)
+        clock = Stopwatch()
+        with self._undone_on_failure("finishing the start"):
+            seq.after_start(host, info)
+            record.set_phase(self.settings.state_dir, "done")
+            clock.lap("post_start")
         return self._started(info, seq, host, clock, wait)
 
     def _started(self, info: InstanceInfo, seq: LaunchSequence, host: RealHost,
@@ -329,14 +366,14 @@ class Launcher:
                 self.report("the network namespace the instance was prepared in is gone; "
                             "undoing the rest")
             info = apptainer.find(name)
-            seq = self.sequence(launched.hooks_or(self.settings.hooks))
-            if info is not None:
-                seq.hooks.pre_stop(seq.ctx, info)
-            self._undo_then_post_stop(seq, _never_stop, "detach")
+            seq = self._recorded_sequence()
+            failures = self._warned(seq.hooks.pre_stop(seq.ctx, info)) if info else []
+            failures += self._undo_then_post_stop(seq, _never_stop, "detach")
         if info is not None:
             self.report(f"instance {name} still runs, and its network is gone now "
                         f"(stop it first: apptainer instance stop {name})")
-        return {"name": name, "detached": True, "still_running": info is not None}
+        return {"name": name, "detached": True, "still_running": info is not None,
+                "plugin_failures": failures}
 
     def wait_ready(self, info: InstanceInfo, seq: LaunchSequence | None = None,
                    endpoint: Endpoint | None = None) -> readiness.Readiness:
@@ -386,9 +423,13 @@ class Launcher:
         supervisor = self.state.supervisor()
         if supervisor:
             return self._stop_through(supervisor)
-        if not self.settings.state_dir.exists() and apptainer.find(self.settings.name) is None:
-            raise errors.NotRunningError(f"instance {self.settings.name} is not running",
-                                         "nothing to stop; `cf-launch status` lists instances")
+        if not self.settings.state_dir.exists():  # never started here: make no folder
+            info = apptainer.find(self.settings.name)
+            if info is None:
+                raise errors.NotRunningError(f"instance {self.settings.name} is not running",
+                                             "nothing to stop; `cf-launch status` lists "
+                                             "instances")
+            raise self._not_ours(info)
         with self.state.locked():
             info = apptainer.find(self.settings.name)
             journaled = journal.entries(self.state)
@@ -396,16 +437,12 @@ class Launcher:
                 raise errors.NotRunningError(f"instance {self.settings.name} is not running",
                                              "nothing to stop; `cf-launch status` lists instances")
             if info is not None and not journaled:
-                raise errors.LaunchError(
-                    f"instance {self.settings.name} has no host changes recorded under "
-                    f"{self.settings.state_root}",
-                    "if cf-launch started it with another state_root or --config, stop it "
-                    f"with those; if not, `apptainer instance stop {info.name}`")
+                raise self._not_ours(info)
             if journal.check_namespace(self.state):
                 self.report("the network namespace this instance was started in is gone, and "
                             "its links, rules and sysctls with it; undoing the rest")
             seq = self._recorded_sequence()
-            seq.hooks.pre_stop(seq.ctx, info)
+            failures = self._warned(seq.hooks.pre_stop(seq.ctx, info))
             self.report(f"stopping {self.settings.name} and undoing host changes")
             clock = Stopwatch()
             stopped: list[shutdown.Shutdown] = []
@@ -414,11 +451,19 @@ class Launcher:
                 stopped.append(self._stop_instance(name))
             if info is not None and not any(isinstance(e, StopInstance) for e in journaled):
                 timed_stop(info.name)  # attached: the site started it; stop it, then undo
-            self._undo_then_post_stop(seq, timed_stop, "stop")
+            failures += self._undo_then_post_stop(seq, timed_stop, "stop")
             total = clock.total()
             seconds = sum(s.seconds for s in stopped)
             return {"apptainer_stop": seconds, "undo": total - seconds,
-                    "shutdown": stopped[0].method if stopped else "gone"}
+                    "shutdown": stopped[0].method if stopped else "gone",
+                    "plugin_failures": failures}
+
+    def _not_ours(self, info: InstanceInfo) -> errors.LaunchError:
+        return errors.LaunchError(
+            f"instance {info.name} has no host changes recorded under "
+            f"{self.settings.state_root}",
+            "if cf-launch started it with another state_root or --config, stop it with "
+            f"those; if not, `apptainer instance stop {info.name}`")
 
     def _stop_instance(self, name: str) -> shutdown.Shutdown:
         """Stop the instance gracefully: poweroff inside, then instance stop, then force."""
@@ -428,14 +473,24 @@ class Launcher:
         return outcome
 
     def _undo_then_post_stop(self, seq: LaunchSequence, stop_instance: Callable[[str], None],
-                             verb: str) -> None:
-        """Undo the journal (the instance entry through ``stop_instance``); then post_stop."""
+                             verb: str) -> list[str]:
+        """Undo the journal (the instance entry through ``stop_instance``); then post_stop.
+        Returns the plugins' failures (reported as warnings); raises if a change stays."""
         failures = undo_all(self.state, self.settings.state_root, stop_instance)
         if failures:
-            raise errors.HostChangeError("some changes could not be undone: " + "; ".join(failures),
-                                         f"fix the cause and run `cf-launch {verb}` again")
+            said = "; ".join(failures)
+            raise errors.HostChangeError(
+                f"some changes could not be undone: {said}",
+                f"fix the cause and run `cf-launch {verb}` again" + (
+                    "; for a journal line that cannot be read, check by hand what it "
+                    "recorded, then delete that line" if "could not be read" in said else ""))
         record.remove(self.settings.state_dir)
-        seq.hooks.post_stop(seq.ctx)
+        return self._warned(seq.hooks.post_stop(seq.ctx))
+
+    def _warned(self, failures: list[str]) -> list[str]:
+        for failure in failures:
+            self.report(f"warning: {failure}")
+        return failures
 
     def _stop_through(self, supervisor: int, timeout: float = 600) -> dict[str, float]:
         """Ask the supervisor (SIGTERM) to stop the instance; wait until it is done."""
@@ -473,9 +528,17 @@ class Launcher:
         return drift.find(self.state)
 
     def repair(self, lock_timeout: float = 0) -> dict[str, list[str]]:
-        """Put back, from the journal and nothing else, what is missing
-        (:func:`coldfront_launch.changes.drift.repair`)."""
-        return drift.repair(self.state, self.settings.state_root, lock_timeout)
+        """Finish a start that was cut short (post_start), then put back, from the journal
+        and nothing else, what is missing (:func:`coldfront_launch.changes.drift.repair`)."""
+        finished = []
+        if self._unfinished() is not None:
+            with self.state.locked(timeout=lock_timeout):
+                info = self._unfinished()
+                if info is not None:
+                    self._finish(info, self._recorded_sequence(), wait=False)
+                    finished.append("post_start")
+        return {**drift.repair(self.state, self.settings.state_root, lock_timeout),
+                "finished": finished}
 
     def repair_all(self, lock_timeout: float = 0) -> list[dict[str, Any]]:
         """:meth:`repair` for every running instance with a journal under ``state_root``;
@@ -498,6 +561,12 @@ def _readable_env(state_dir: Path) -> dict[str, str] | None:
         return appdata.read_env(state_dir)
     except OSError:
         return None
+
+
+def _test_death(phase: str) -> None:
+    """Test seam: SIGKILL this process right after ``phase`` (a power cut, a kill -9)."""
+    if seams.seam("CF_LAUNCH_TEST_DIE_AFTER") == phase:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _never_stop(name: str) -> None:

@@ -55,10 +55,13 @@ class LaunchSequence:
 
     @classmethod
     def create(cls, settings: Settings, names: tuple[str, ...] | None = None,
-               planning: bool = False) -> LaunchSequence:
+               planning: bool = False, missing_ok: bool = False) -> LaunchSequence:
+        """``missing_ok``: plugins that cannot load are left out (``stop``, ``detach``:
+        the journal is undone without them)."""
         active = names or settings.hooks
-        return cls(settings, plugins.Hooks(active),
-                   LaunchContext(settings, active, settings.state_dir, planning))
+        hooks = plugins.Hooks(active, missing_ok=missing_ok)
+        return cls(settings, hooks, LaunchContext(settings, hooks.active, settings.state_dir,
+                                                  planning))
 
     # --- before instance start -------------------------------------------------------
 

@@ -36,12 +36,20 @@ UrlOf = Callable[[Settings, InstanceInfo, "tuple[str, ...]"], str]
 
 
 def known_names(state_root: Path) -> list[str]:
-    """Instances with a state folder under ``state_root`` (started once, or leftovers)."""
+    """Instances cf-launch started under ``state_root``: a state folder holding more than
+    a lock file (a ``stop`` asked of an instance it never started leaves at most that)."""
     try:
         folders = [p for p in state_root.iterdir() if p.is_dir()]
     except OSError:
         return []
-    return sorted(p.name for p in folders if INSTANCE_NAME.fullmatch(p.name))
+    return sorted(p.name for p in folders if INSTANCE_NAME.fullmatch(p.name) and _made(p))
+
+
+def _made(folder: Path) -> bool:
+    try:
+        return any(entry.name != "lock" for entry in folder.iterdir())
+    except OSError:
+        return False
 
 
 def plugin_url(settings: Settings, info: InstanceInfo, hooks: tuple[str, ...]) -> str:
@@ -120,7 +128,18 @@ def base(settings: Settings, info: InstanceInfo | None) -> dict[str, Any]:
         "unresolved_changes": state.unresolved(),
         "state_dir": str(settings.state_dir),
         "upgrade": pin.to_json() if pin else None,
+        "unfinished_start": _unfinished(launched) if info is not None else "",
     }
+
+
+def _unfinished(launched: record.LaunchRecord) -> str:
+    """Why the running instance is not ready by cf-launch's account ("" when it is)."""
+    if not launched.unfinished:
+        return ""
+    if launched.starter_alive:
+        return f"cf-launch start (pid {launched.pid}) is still preparing it"
+    return ("cf-launch start was cut short after the instance started: its network and "
+            "post_start never ran")
 
 
 def one(settings: Settings, running: list[InstanceInfo],
@@ -158,14 +177,15 @@ def _serving(settings: Settings) -> dict[str, Any] | None:
 
 def every(settings: Settings, running: list[InstanceInfo],
           endpoint: UrlOf = plugin_url) -> list[dict[str, Any]]:
-    """``status --all``: every instance with a state folder under ``state_root`` and every
-    running Apptainer instance (``managed`` False: not started by cf-launch here).
+    """``status --all``: every instance cf-launch started under ``state_root``, running or
+    not (``managed`` False: one whose settings cannot be read under its name). Instances
+    Apptainer runs that cf-launch did not start are not listed.
 
     Instances without a configuration of their own are read with ``settings`` and their
     own name (their plugins and URL come from their launch record). No security report
     (``status --name NAME`` has it); drift from one reading of the host for all."""
     by_name = {i.name: i for i in running}
-    names = sorted(set(known_names(settings.state_root)) | set(by_name))
+    names = known_names(settings.state_root)
     rows: list[dict[str, Any]] = []
     probes: list[Callable[[], Any]] = []
     drifting: list[tuple[dict[str, Any], InstanceState]] = []

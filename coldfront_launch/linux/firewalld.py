@@ -6,9 +6,10 @@ decide whether forwarded ports work. Read-only; nothing here talks to firewalld.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
+
+from coldfront_launch.config import seams
 
 CONF = Path("/etc/firewalld/firewalld.conf")
 CONF_ENV = "CF_LAUNCH_FIREWALLD_CONF"
@@ -17,7 +18,7 @@ YES = ("yes", "true")
 
 def conf_path() -> Path:
     """The ``firewalld.conf`` to read."""
-    return Path(os.environ.get(CONF_ENV, "") or CONF)
+    return Path(seams.seam(CONF_ENV) or CONF)
 
 
 def present() -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from coldfront_launch.config import seams
 from coldfront_launch.errors import HostChangeError
 from coldfront_launch.linux import distro
 
@@ -43,7 +44,7 @@ BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 def boot_id() -> str:
     """This boot's id (``CF_LAUNCH_BOOT_ID_FILE`` points tests at another file)."""
-    path = Path(os.environ.get("CF_LAUNCH_BOOT_ID_FILE", str(BOOT_ID)))
+    path = Path(seams.seam("CF_LAUNCH_BOOT_ID_FILE") or BOOT_ID)
     try:
         return path.read_text().strip()
     except OSError:
@@ -55,7 +56,7 @@ def boot_time() -> float:
 
     Under the test seam ``CF_LAUNCH_BOOT_ID_FILE``, a simulated boot happened when that
     file was written: its modification time."""
-    seam = os.environ.get("CF_LAUNCH_BOOT_ID_FILE")
+    seam = seams.seam("CF_LAUNCH_BOOT_ID_FILE")
     if seam:
         try:
             return os.stat(seam).st_mtime

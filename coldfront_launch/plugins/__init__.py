@@ -32,7 +32,7 @@ from typing import Any
 import pluggy
 
 from coldfront_launch.changes.host import HostChanges
-from coldfront_launch.errors import ConfigError, LaunchError, PluginError
+from coldfront_launch.errors import ConfigError, LaunchError, PluginError, Terminated
 from coldfront_launch.plugins import spec as hookspecs
 from coldfront_launch.types import Bind, Endpoint, InstanceInfo, LaunchContext, Problem
 
@@ -197,21 +197,28 @@ def _culprit(caller: Any, tb: TracebackType | None) -> str:
 class Hooks:
     """A typed caller over the active plugins only, so mypy checks every call site."""
 
-    def __init__(self, active: tuple[str, ...], internal: bool = True) -> None:
+    def __init__(self, active: tuple[str, ...], internal: bool = True,
+                 missing_ok: bool = False) -> None:
         """``active``: the plugins to call; ``internal=False`` leaves out the core's own
-        (a harness that drives plugins without Apptainer)."""
+        (a harness that drives plugins without Apptainer); ``missing_ok``: a plugin that
+        is not installed, failed to load or is blocked is left out, named in
+        :attr:`skipped` (``stop`` undoes the journal without it)."""
         loaded = load()
+        #: The active plugins left out (``missing_ok``), with why.
+        self.skipped: dict[str, str] = {}
         for name in active:  # user-facing, --hook names a plugin: "hook" in messages
             why = unavailable(name)
-            if why == "not installed":
+            if why and missing_ok:
+                self.skipped[name] = why
+            elif why == "not installed":
                 raise ConfigError("hooks", f"unknown hook {name!r}",
                                   f"known hooks: {', '.join(available()) or '(none loaded)'}")
-            if why:
+            elif why:
                 raise ConfigError("hooks", f"hook {name!r} {why}",
                                   "fix or uninstall the plugin, or remove it from hooks")
-        self.active = active
+        self.active = tuple(name for name in active if name not in self.skipped)
         pm = loaded.pm
-        keep = set(active) | (set(INTERNAL) if internal else set())
+        keep = set(self.active) | (set(INTERNAL) if internal else set())
         inactive = [p for n, p in pm.list_name_plugin() if n not in keep and p is not None]
         self._callers = {
             spec: pm.subset_hook_caller(spec, remove_plugins=inactive)
@@ -222,9 +229,9 @@ class Hooks:
         caller = self._callers[spec]
         try:
             return caller(**kwargs)
-        except LaunchError:
+        except (LaunchError, Terminated):
             raise
-        except Exception as err:
+        except (Exception, SystemExit) as err:  # a plugin's sys.exit is not cf-launch's
             plugin = _culprit(caller, err.__traceback__)
             raise PluginError(plugin, spec, err) from err
 
@@ -256,11 +263,34 @@ class Hooks:
                                             instance=instance)
         return found
 
-    def pre_stop(self, ctx: LaunchContext, instance: InstanceInfo | None) -> None:
-        self._call("cf_launch_pre_stop", ctx=ctx, instance=instance)
+    def pre_stop(self, ctx: LaunchContext, instance: InstanceInfo | None) -> list[str]:
+        """Each plugin's ``pre_stop`` on its own; returns what failed (the stop goes on)."""
+        return self._each("cf_launch_pre_stop", ctx=ctx, instance=instance)
 
-    def post_stop(self, ctx: LaunchContext) -> None:
-        self._call("cf_launch_post_stop", ctx=ctx)
+    def post_stop(self, ctx: LaunchContext) -> list[str]:
+        """Each plugin's ``post_stop`` on its own; returns what failed."""
+        return self._each("cf_launch_post_stop", ctx=ctx)
+
+    def _each(self, spec: str, **kwargs: Any) -> list[str]:
+        """Call ``spec`` plugin by plugin (pluggy's order), so one plugin's exception,
+        ``sys.exit`` or Ctrl-C neither skips the others nor ends cf-launch: each becomes
+        one line naming the plugin."""
+        pm = load().pm
+        names = [impl.plugin_name for impl in reversed(self._callers[spec].get_hookimpls())]
+        failures = []
+        for name in names:
+            others = [p for n, p in pm.list_name_plugin() if n != name and p is not None]
+            try:
+                pm.subset_hook_caller(spec, remove_plugins=others)(**kwargs)
+            except Terminated:
+                raise
+            except SystemExit as err:
+                failures.append(f"plugin {name}: {spec} called sys.exit({err.code!r})")
+            except KeyboardInterrupt:
+                failures.append(f"plugin {name}: {spec} was interrupted (Ctrl-C)")
+            except Exception as err:  # noqa: BLE001 - reported; the stop goes on
+                failures.append(f"plugin {name}: {spec} failed: {type(err).__name__}: {err}")
+        return failures
 
     def _ordered(self, spec: str, **kwargs: Any) -> list[Any]:
         # pluggy returns results last-registered-first; present them in registration order.

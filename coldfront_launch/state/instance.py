@@ -9,6 +9,7 @@ view (and cf-launch 0.1's format) is :mod:`coldfront_launch.changes.journal`.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -63,8 +64,9 @@ class InstanceState:
                         f"another cf-launch process{f' (pid {holder})' if holder else ''} "
                         f"is working on {self.directory.name}",
                         "wait for it to finish, then try again") from None
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
+            with contextlib.suppress(OSError):  # who holds it, for messages; a full disk
+                os.ftruncate(fd, 0)              # must not stop a stop
+                os.write(fd, str(os.getpid()).encode())
             yield
         finally:
             os.close(fd)
@@ -79,20 +81,26 @@ class InstanceState:
             os.fsync(fh.fileno())
 
     def records(self) -> list[dict[str, Any]]:
-        """The raw journal records, oldest first. A torn last line (a kill mid-write) is
-        skipped."""
-        if not self.journal_path.exists():
+        """The raw journal records, oldest first.
+
+        A torn last line (a kill mid-write, so no newline after it) is skipped: its change
+        was never made, since each change is journaled before it is made. Any other line
+        that is not a JSON object in UTF-8 becomes an ``unreadable`` record naming its
+        line, never skipped: what it described may still be on the host."""
+        try:
+            raw = self.journal_path.read_bytes()
+        except FileNotFoundError:
             return []
+        *complete, tail = raw.split(b"\n")
         out = []
-        for line in self.journal_path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict):
+        for number, line in enumerate(complete, 1):
+            if line.strip():
+                out.append(_parsed(line) or unreadable(number, line))
+        if tail.strip():
+            record = _parsed(tail)
+            if record is not None:  # whole, but for its newline
                 out.append(record)
         return out
-
     def count(self) -> int:
         """How many changes the journal holds, without reading them as typed changes
         (``status`` of a stopped instance): every record is one, but for 0.1's ``netns``."""
@@ -139,7 +147,27 @@ class InstanceState:
             self.journal_path.unlink(missing_ok=True)
             return
         atomic.write_text(self.journal_path, "".join(json.dumps(r, sort_keys=True) + "\n"
-                                                     for r in records), mode=0o600)
+                                                     for r in records), mode=0o600,
+                          shrink_when_full=True)  # undo only shrinks it
+
+
+def _parsed(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def unreadable(number: int, line: bytes) -> dict[str, Any]:
+    """The record standing for journal line ``number`` that could not be read."""
+    try:
+        line.decode("utf-8")
+        why = "not a JSON object"
+    except UnicodeDecodeError as err:
+        why = f"not UTF-8 at byte {err.start + 1}"
+    return {"type": "unreadable", "line": number, "why": why,
+            "text": line[:300].decode("utf-8", "backslashreplace")}
 
 
 def _read_pid(fd: int) -> str:

@@ -33,6 +33,7 @@ from coldfront_launch.config import validate as v
 from coldfront_launch.errors import HostChangeError, PreflightError
 from coldfront_launch.hooks import metadata
 from coldfront_launch.hooks.bridge import cni as bridge_cni
+from coldfront_launch.hooks.bridge import leases as bridge_leases
 from coldfront_launch.hooks.bridge import neighbours as bridge_neighbours
 from coldfront_launch.hooks.bridge import rules as bridge_rules
 from coldfront_launch.hooks.bridge.settings import NAME, BridgeSettings, parse
@@ -169,6 +170,8 @@ def cf_launch_pre_start(ctx: LaunchContext, host: HostChanges) -> None:
     external = external_interface(s)
     for lease in stale_leases(s):  # left by an instance that a reboot took away
         lease.unlink(missing_ok=True)
+    if not ctx.planning:
+        bridge_leases.release(ctx.state_dir)  # left by this instance when it died
     host.share_file(bridge_cni.conflist_path(s), bridge_cni.conflist(s))
     host.set_sysctl("net.ipv4.ip_forward", "1")
     # Loose mode (2) wins over strict (1): the kernel uses the maximum. Claim it when
@@ -225,6 +228,8 @@ def cf_launch_post_start(ctx: LaunchContext, host: HostChanges, instance: Instan
                               "check the instance's log: `cf-launch logs`")
     ruleset = bridge_rules.ruleset(ctx.settings.name, s, ip, external_interface(s))
     host.apply_firewall(f"{NAME}:{ctx.settings.name}", ruleset)
+    if not ctx.planning:
+        bridge_leases.note(ctx.state_dir, CNI_LEASES / s.network / ip)
     if not s.offloads:
         return
     veth = PLACEHOLDER_VETH if ctx.planning else netinfo.host_veth_of(instance.pid)
@@ -238,6 +243,13 @@ def cf_launch_post_start(ctx: LaunchContext, host: HostChanges, instance: Instan
                         if k in OFFLOADS_OFF and on]
             if still_on:
                 raise HostChangeError(f"offloads still on for {link}: {', '.join(still_on)}")
+
+
+@hookimpl
+def cf_launch_post_stop(ctx: LaunchContext) -> None:
+    # detach leaves the instance running: its lease is still in use then
+    if apptainer.find(ctx.settings.name) is None:
+        bridge_leases.release(ctx.state_dir)
 
 
 @hookimpl

@@ -94,7 +94,11 @@ class TestHost:
         self.run(["bash", "-euc",
                   f"[ -x {VENV}/bin/pip ] || python3 -m venv {VENV}; "
                   f"{VENV}/bin/pip install -q --disable-pip-version-check '{SRC}[dbus]'; "
-                  f"{VENV}/bin/pip install -q --no-deps --force-reinstall {SRC}"])
+                  f"{VENV}/bin/pip install -q --no-deps --force-reinstall {SRC}; "
+                  # the test seams work only in a marked venv (config/seams.py)
+                  f"{VENV}/bin/python -c 'import sysconfig; from coldfront_launch.config "
+                  f"import seams; open(sysconfig.get_paths()[\"purelib\"] + "
+                  f"\"/cf_launch_test_seams.pth\", \"w\").write(seams.PTH_LINE)'"])
 
 
 def _ip(*args: str) -> None:

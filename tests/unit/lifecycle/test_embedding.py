@@ -48,7 +48,8 @@ def test_prepare_attach_detach(make_settings, fake_apptainer, recorder, sysctl_r
     assert launcher.status()["running"]
 
     result = launcher.detach()
-    assert result == {"name": "coldfront", "detached": True, "still_running": True}
+    assert result == {"name": "coldfront", "detached": True, "still_running": True,
+                      "plugin_failures": []}
     assert not made.exists() and (sysctl_root / "net/ipv4/ip_forward").read_text() == "0\n"
     assert journal.entries(InstanceState(launcher.settings.state_dir)) == []
     assert not any(c[2:4] == ["instance", "stop"] for c in calls(fake_apptainer)), \

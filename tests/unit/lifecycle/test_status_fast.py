@@ -138,18 +138,20 @@ def test_status_all_lists_known_and_running(tmp_path: Path, fake_apptainer: Path
     (root / "stopped1").mkdir()
     (root / "stopped1" / "journal.jsonl").write_text('{"type": "file", "path": "/x"}\n')
     (root / "claims.json").write_text("{}")  # not an instance
+    (root / "foreign").mkdir()  # what a stop asked of a raw instance once left: a lock
+    (root / "foreign" / "lock").write_text("")
 
     result = cf(["--state-root", str(root), "status", "--all", "--json"], tmp_path)
     assert result.returncode == 0, result.stderr
     rows = {r["name"]: r for r in json.loads(result.stdout)}
-    assert sorted(rows) == sorted([f"cf{i:02d}" for i in range(20)] + ["foreign", "stopped1"])
+    assert sorted(rows) == sorted([f"cf{i:02d}" for i in range(20)] + ["stopped1"]), \
+        "only what cf-launch started: not the raw Apptainer instance"
     assert all(rows[f"cf{i:02d}"]["http_status"] == 200 for i in range(20))
     assert all(rows[f"cf{i:02d}"]["system_state"] == "running" for i in range(20))
     assert rows["cf05"]["instance"]["ip"] == "10.22.0.7" and rows["cf05"]["managed"]
     assert rows["cf05"]["instance"]["pid"] == NO_PID + 5
     assert rows["stopped1"] == {**rows["stopped1"], "running": False, "host_changes": 1,
                                 "managed": True}
-    assert rows["foreign"]["managed"] is False and rows["foreign"]["url"] == ""
     assert all(rows[f"cf{i:02d}"]["drift"] == [] for i in range(20))
     lines = [c for c in map(json.loads, fake_apptainer.read_text().splitlines())
              if c[2:4] == ["instance", "list"]]
@@ -158,7 +160,7 @@ def test_status_all_lists_known_and_running(tmp_path: Path, fake_apptainer: Path
     text = cf(["--state-root", str(root), "status", "--all"], tmp_path)
     assert text.returncode == 0
     header, *body = text.stdout.splitlines()
-    assert header.split() == list(COLUMNS) and len(body) == 22
+    assert header.split() == list(COLUMNS) and len(body) == 21
     assert any(line.startswith("stopped1") and "changes to undo" in line for line in body)
 
 

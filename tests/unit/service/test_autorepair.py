@@ -210,7 +210,8 @@ def test_repair_waits_for_a_busy_lock(fake_apptainer, recorder, coldfront,  # no
         out, err = repair.communicate(timeout=30)
         assert repair.returncode == 0, err
         assert json.loads(out) == [{"name": "coldfront", "running": True, "cannot": [],
-                                    "restored": ["sysctl net.ipv4.ip_forward is 0, not 1"]}]
+                                    "restored": ["sysctl net.ipv4.ip_forward is 0, not 1"],
+                                    "finished": []}]
         assert forwarding(sysctl_root) == "1"
         stop(run)
     finally:

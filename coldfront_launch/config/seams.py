@@ -1,0 +1,23 @@
+"""Test seams: environment variables that point cf-launch at stand-ins for files of the
+machine (the boot id, DMI, firewalld's configuration, the system settings file).
+
+They work only in a Python process the test suite marked (``sys._cf_launch_test_seams``:
+set by ``tests/conftest.py``, and by a ``.pth`` file in the venvs the tests make). Anywhere
+else they are ignored, so a stray variable in an admin's environment can never make
+``stop`` believe the machine rebooted and leave its rules behind."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+MARK = "_cf_launch_test_seams"
+#: The line of the ``.pth`` file that marks a test venv.
+PTH_LINE = f"import sys; sys.{MARK} = True\n"
+
+
+def seam(name: str) -> str:
+    """The value of test seam ``name`` ("" outside the test suite, or when unset)."""
+    if not getattr(sys, MARK, False):
+        return ""
+    return os.environ.get(name, "")
