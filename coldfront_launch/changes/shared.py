@@ -127,7 +127,10 @@ class Sysctl(NetworkClaim):
         return "" if found == self.value else f"sysctl {self.name} is {found}, not {self.value}"
 
     def restore(self, original: Any) -> None:
-        sysctl.write(self.name, str(original))
+        # Already the original (the set never happened, or someone put it back): nothing
+        # to undo, and no failure to report where /proc/sys is read-only.
+        if sysctl.read(self.name) != str(original):
+            sysctl.write(self.name, str(original))
 
 
 @dataclass(frozen=True)

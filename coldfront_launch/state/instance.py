@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,7 +75,7 @@ class InstanceState:
     def append(self, record: dict[str, Any]) -> None:
         """Append one record and flush it to disk (before the change it describes is made)."""
         self.ensure()
-        line = json.dumps(record, sort_keys=True) + "\n"
+        line = _line(record)
         with self.journal_path.open("a", encoding="utf-8") as fh:
             fh.write(line)
             fh.flush()
@@ -146,9 +147,22 @@ class InstanceState:
         if not records:
             self.journal_path.unlink(missing_ok=True)
             return
-        atomic.write_text(self.journal_path, "".join(json.dumps(r, sort_keys=True) + "\n"
-                                                     for r in records), mode=0o600,
+        atomic.write_text(self.journal_path, "".join(_line(r) for r in records), mode=0o600,
                           shrink_when_full=True)  # undo only shrinks it
+
+
+CHECK = "crc32"
+
+
+def _checksum(record: dict[str, Any]) -> str:
+    body = json.dumps({k: v for k, v in record.items() if k != CHECK}, sort_keys=True)
+    return f"{zlib.crc32(body.encode('utf-8')):08x}"
+
+
+def _line(record: dict[str, Any]) -> str:
+    """A journal line: the record with the checksum of the rest, so that a changed byte
+    (a bad disk, an editor) makes the line unreadable instead of a different change."""
+    return json.dumps({**record, CHECK: _checksum(record)}, sort_keys=True) + "\n"
 
 
 def _parsed(line: bytes) -> dict[str, Any] | None:
@@ -156,16 +170,24 @@ def _parsed(line: bytes) -> dict[str, Any] | None:
         record = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
-    return record if isinstance(record, dict) else None
+    if not isinstance(record, dict):
+        return None
+    # lines written before the checksum are taken as they are
+    if CHECK in record and record.pop(CHECK) != _checksum(record):
+        return None
+    return record
 
 
 def unreadable(number: int, line: bytes) -> dict[str, Any]:
     """The record standing for journal line ``number`` that could not be read."""
     try:
-        line.decode("utf-8")
-        why = "not a JSON object"
+        parsed = json.loads(line.decode("utf-8"))
+        why = "its checksum does not match: changed since it was written" \
+            if isinstance(parsed, dict) else "not a JSON object"
     except UnicodeDecodeError as err:
         why = f"not UTF-8 at byte {err.start + 1}"
+    except (ValueError, RecursionError):
+        why = "not a JSON object"
     return {"type": "unreadable", "line": number, "why": why,
             "text": line[:300].decode("utf-8", "backslashreplace")}
 

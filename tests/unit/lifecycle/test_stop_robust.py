@@ -182,3 +182,19 @@ def test_stop_of_an_instance_cf_launch_never_started_leaves_no_trace(
     assert "apptainer instance stop raw" in caught.value.hint
     assert not launcher.settings.state_dir.exists(), "no state folder for status --all"
     assert "raw" in json.loads(state.read_text()), "and the instance is left alone"
+
+
+def test_undo_reports_only_changes_it_made(sysctl_root: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sysctl that never changed (a start that failed first, /proc/sys read-only): its
+    restore writes nothing, so there is no "could not undo ip_forward" to report."""
+    from coldfront_launch.changes import Sysctl
+    from coldfront_launch.linux import sysctl
+
+    def read_only(key: str, value: str) -> None:
+        raise HostChangeError(f"cannot write sysctl {key}: Read-only file system")
+    monkeypatch.setattr(sysctl, "write", read_only)
+    Sysctl(name="net.ipv4.ip_forward", value="1").restore("0")  # it is 0: nothing to do
+    (sysctl_root / "net/ipv4/ip_forward").write_text("1\n")
+    with pytest.raises(HostChangeError, match="Read-only"):
+        Sysctl(name="net.ipv4.ip_forward", value="1").restore("0")
