@@ -22,7 +22,9 @@ import json
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 
 from benchmarks.testhost import coldfront_config, ready_host
 from tests.host.harness import WORK, Sandbox, TestHost
@@ -204,10 +206,34 @@ def logins(host: TestHost, box: Sandbox, config: str, total: int) -> dict[str, s
         results[f"{label}: {status['serving']['workers']}"] = (
             f"{ok} ok, {failed} failed, {int(ok) / float(seconds):.1f} logins/s")
         if not workers:
+            results[f"{label} with backups running"] = with_backups(
+                host, config, box, lambda: in_ns(box.client, LOGINS, box.host_addr, "bench",
+                                                 "bench-pw-0", str(total), "40"))
             sqlite = host.cf(["manage", "--", "shell", "-c", SQLITE], config, box.host)
             results["sqlite"] = sqlite.stdout
         host.cf(["stop"], config, box.host)
     return results
+
+
+def with_backups(host: TestHost, config: str, box: Sandbox,
+                 load: Callable[[], str]) -> str:
+    """``load`` (the logins) while ``cf-launch backup`` runs again and again beside it."""
+    done, made, failed = threading.Event(), [0], [0]
+
+    def backups() -> None:
+        while not done.is_set():
+            result = host.cf(["backup", "--output", f"{WORK}/bench-backup.tar.gz"], config,
+                             box.host, check=False)
+            (made if result.returncode == 0 else failed)[0] += 1
+    runner = threading.Thread(target=backups)
+    runner.start()
+    try:
+        ok, bad, seconds = load().split()
+    finally:
+        done.set()
+        runner.join()
+    return (f"{ok} ok, {bad} failed, {int(ok) / float(seconds):.1f} logins/s; "
+            f"{made[0]} backups made, {failed[0]} failed")
 
 
 def critical_chain(host: TestHost, box: Sandbox, config: str) -> str:

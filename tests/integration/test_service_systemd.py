@@ -76,11 +76,17 @@ def in_the_unit(box: BootedHost, pid: int, mounts: str) -> None:
     status = box.run(["systemctl", "status", UNIT, "--no-pager", "-l", "--lines=0"]).stdout
     assert "/sbin/init" in status and "gunicorn" in status and "nginx" in status, status
     assert cgroup_mounts(box) == mounts, "the cgroup mounts outside Apptainer are as they were"
+    # [resources] under the unit: Apptainer's limits on the instance's own cgroup (v1 here).
+    memory = next(line.split(":", 2)[2] for line in tracked.splitlines()
+                  if line.split(":")[1] == "memory").removesuffix("/init.scope")
+    limit = box.run(["cat", f"/sys/fs/cgroup/memory{memory}/memory.limit_in_bytes"]).stdout
+    assert int(limit) == 2 * 1024 ** 3, (memory, limit)
 
 
 def test_unit_under_systemd_as_pid1(testhost: TestHost, coldfront_image: str,
                                     sandbox: Sandbox) -> None:
-    config = instance_config(testhost, NAME, coldfront_image)
+    config = instance_config(testhost, NAME, coldfront_image,
+                             '[resources]\nmemory = "2G"\npids = 2048\n')
     url = f"http://{sandbox.host_addr}/user/login"
     with booted(sandbox.host) as box:
         assert box.run(["cat", "/proc/1/comm"]).stdout.strip() == "systemd"
