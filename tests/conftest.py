@@ -17,6 +17,7 @@ from coldfront_launch import plugins
 from coldfront_launch.config import seams
 from coldfront_launch.config.settings import settings_from_mapping
 from coldfront_launch.linux import sysctl
+from coldfront_launch.testing.sif import write_minimal_sif
 
 FAKES = Path(__file__).parent / "fakes"
 #: serve_forever's poll interval in the test servers (shutdown() waits up to one of these).
@@ -117,8 +118,7 @@ def fresh_plugins() -> Iterator[None]:
 @pytest.fixture
 def make_settings(tmp_path: Path):  # type: ignore[no-untyped-def]
     """Settings with a private state root and an existing image."""
-    image = tmp_path / "coldfront.sif"
-    image.write_text("sif")
+    image = write_minimal_sif(tmp_path / "coldfront.sif")
 
     def make(**raw):  # type: ignore[no-untyped-def]
         data = {"state_root": str(tmp_path / "state"), "image": str(image),

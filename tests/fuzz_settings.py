@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from coldfront_launch.cli import cli
 from coldfront_launch.exitcodes import ExitCode
+from coldfront_launch.testing.sif import write_minimal_sif
 
 WORK = Path(sys.argv[1]).resolve()
 EXAMPLES = int(sys.argv[2])
@@ -185,7 +186,7 @@ def check(data: dict[str, Any]) -> None:
 if __name__ == "__main__":
     (WORK / "a-file").write_text("x")
     (WORK / "a-dir").mkdir(exist_ok=True)
-    (WORK / "x.sif").write_text("image")
+    write_minimal_sif(WORK / "x.sif")
     os.chdir(WORK)
     check()
     print("exit codes seen:", json.dumps({int(k): v for k, v in sorted(seen.items())}))

@@ -5,13 +5,14 @@ output, and the launcher built from the global options (imported on first use, s
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -119,6 +120,49 @@ def print_started(data: dict[str, Any]) -> None:
                    f"({data['seconds_to_ready']}s)")
         if data["failed_units"]:
             click.echo(f"failed units: {', '.join(data['failed_units'])}")
+
+
+class BadValue(click.BadParameter):  # type: ignore[misc]  # click is not type-checked here
+    """An option's value refused while the command line is read, before anything runs:
+    shown as cf-launch's one-line error and hint, exit 2."""
+
+    exit_code = ExitCode.CONFIG
+
+    def show(self, file: Any = None) -> None:
+        opts = list(getattr(self.param, "opts", None) or [])
+        name = max(opts, key=len) if opts else (self.param_hint or "value")
+        click.secho(f"cf-launch: error: {name}: {self.message}", fg="red", err=True)
+        where = self.ctx.command_path if self.ctx is not None else "cf-launch"
+        click.echo(f"hint: see `{where} --help`", err=True)
+
+
+class _Refusing:
+    """A click type whose refusals are :class:`BadValue` (cf-launch's error format)."""
+
+    def fail(self, message: str, param: Any = None, ctx: Any = None) -> NoReturn:
+        raise BadValue(message, ctx, param)
+
+
+class IntRange(_Refusing, click.IntRange):  # type: ignore[misc]  # click is not type-checked here
+    """A whole number within bounds."""
+
+    name = "integer"
+
+
+class Choice(_Refusing, click.Choice):  # type: ignore[misc]  # click is not type-checked here
+    """One of a list of words."""
+
+
+class Seconds(_Refusing, click.FloatRange):  # type: ignore[misc]  # click is not type-checked here
+    """A finite number of seconds within bounds (``nan`` and ``inf`` refused)."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a number of seconds", param, ctx)
+        return number
 
 
 IMAGE_OPTION = click.option("--image", type=click.Path(path_type=Path),

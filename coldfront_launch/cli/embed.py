@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from coldfront_launch.cli.common import (
+    Choice,
     emit,
     friendly,
     hook_option,
@@ -26,7 +27,7 @@ from coldfront_launch.lifecycle import embedding as embed
 @name_option
 @hook_option
 @click.option("--image", type=click.Path(path_type=Path), help="The .sif the site boots.")
-@click.option("--format", "form", type=click.Choice(embed.FORMATS), default="shell",
+@click.option("--format", "form", type=Choice(embed.FORMATS), default="shell",
               show_default=True, help="shell: one line of words; json; env: a file for a "
               "unit's EnvironmentFile=.")
 @click.option("--output", type=click.Path(path_type=Path),

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from coldfront_launch.cli.common import (
+    Seconds,
     build_printer,
     emit,
     friendly,
@@ -64,7 +65,7 @@ def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[s
                    "newest on the package index).")
 @click.option("--image", type=click.Path(path_type=Path),
               help="Upgrade to this ready-made image instead of building one.")
-@click.option("--ready-timeout", type=click.FloatRange(min=1), metavar="SECONDS",
+@click.option("--ready-timeout", type=Seconds(min=1, max=1e9), metavar="SECONDS",
               help="How long the new image may take to answer (default: ready_timeout).")
 @click.option("--check", is_flag=True,
               help="Only say which ColdFront an upgrade would bring; build and change nothing.")

@@ -11,6 +11,7 @@ import click
 
 from coldfront_launch.cli.common import (
     IMAGE_OPTION,
+    IntRange,
     emit,
     friendly,
     hook_option,
@@ -203,7 +204,8 @@ def shell(ctx: click.Context) -> None:
 
 @click.command()
 @name_option
-@click.option("-n", "--lines", default=100, show_default=True, help="Lines to show.")
+@click.option("-n", "--lines", type=IntRange(1, 1_000_000), default=100, show_default=True,
+              help="Lines to show.")
 @click.option("-f", "--follow", is_flag=True, help="Keep following the journal.")
 @click.pass_context
 @friendly

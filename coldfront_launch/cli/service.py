@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from coldfront_launch.cli.common import (
+    Seconds,
     friendly,
     hook_option,
     launcher_of,
@@ -18,7 +19,7 @@ from coldfront_launch.cli.common import (
     settings_of,
     start_overrides,
 )
-from coldfront_launch.errors import ConfigError, LaunchError
+from coldfront_launch.errors import LaunchError
 from coldfront_launch.lifecycle import embedding as embed
 from coldfront_launch.service import units
 
@@ -28,7 +29,8 @@ RUN_DIR = Path("/run/cf-launch")
 @click.command()
 @name_option
 @hook_option
-@click.option("--interval", default=2.0, show_default=True,
+@click.option("--interval", type=Seconds(min=0.1, max=3600), default=2.0, show_default=True,
+              metavar="SECONDS",
               help="Seconds between checks that the instance still runs.")
 @click.pass_context
 @friendly
@@ -36,8 +38,6 @@ def run(ctx: click.Context, hooks: tuple[str, ...], interval: float) -> None:
     """Start ColdFront and supervise it in the foreground (systemd Type=notify)."""
     from coldfront_launch.service.supervisor import run as supervise
 
-    if not 0.1 <= interval <= 3600:
-        raise ConfigError("--interval", f"{interval} is not between 0.1 and 3600 seconds")
     sys.exit(supervise(launcher_of(ctx, **start_overrides(hooks, None)), interval))
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from coldfront_launch.coldfront import appdata, workers
+from coldfront_launch.config import files
 from coldfront_launch.config.coldfront import (
     SECTION,
     ColdFrontSettings,
@@ -37,13 +38,9 @@ SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "CREDENTIAL", "PRIVATE")
 
 def read_secret(setting: str, path: Path) -> str:
     """One secret from a file: its first line, without the line break. Errors name the
-    file, never what is in it."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise ConfigError(setting, f"cannot read {path}: {err.strerror}",
-                          "check the path and its permissions (cf-launch runs as root)"
-                          ) from None
+    file, never what is in it. A regular file only, not through a symbolic link, of at
+    most 64 KiB (:func:`~coldfront_launch.config.files.read_bounded`)."""
+    raw = files.read_bounded(setting, path, files.SECRET_LIMIT, follow=False)
     try:
         text = raw.decode()
     except UnicodeDecodeError:

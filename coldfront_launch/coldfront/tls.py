@@ -9,12 +9,17 @@ files, never their contents.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 
+from coldfront_launch.config import files
 from coldfront_launch.config.coldfront import TlsSettings
 from coldfront_launch.config.settings import Settings
+from coldfront_launch.errors import ConfigError
 from coldfront_launch.types import Bind, Problem
 
 TARGET = "/etc/cf-launch/site-tls"
@@ -44,10 +49,36 @@ def validity(certificate: Path) -> tuple[datetime.datetime, datetime.datetime]:
 
 
 def check(tls: TlsSettings, now: datetime.datetime | None = None) -> list[str]:
-    """What is wrong with the certificate and key (empty: nothing)."""
+    """What is wrong with the certificate and key (empty: nothing). Each is read once,
+    to a bound and only if it is a regular file (links followed: Let's Encrypt's
+    ``live/`` holds links); OpenSSL parses those bytes, never the path again."""
+    try:
+        certificate = files.read_bounded(f"{CHECK}.certificate", tls.certificate)
+        key = files.read_bounded(f"{CHECK}.key", tls.key)
+    except ConfigError as err:
+        return [str(err)]
+    with _in_memory(certificate) as cert_path, _in_memory(key) as key_path:
+        return _check_pem(tls, cert_path, key_path, now)
+
+
+@contextlib.contextmanager
+def _in_memory(data: bytes) -> Iterator[str]:
+    """A path that reads ``data`` (an anonymous memory file), for OpenSSL's loaders."""
+    fd = os.memfd_create("cf-launch-tls", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, data)
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
+def _check_pem(tls: TlsSettings, cert_path: str, key_path: str,
+               now: datetime.datetime | None) -> list[str]:
+    """:func:`check` on the bytes read (``cert_path``, ``key_path``); messages name the
+    files as configured."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        context.load_cert_chain(str(tls.certificate), str(tls.key))
+        context.load_cert_chain(cert_path, key_path)
     except ssl.SSLError as err:
         reason = str(getattr(err, "reason", "") or "").lower()
         if "values mismatch" in reason or "mismatch" in str(err).lower():
@@ -57,7 +88,7 @@ def check(tls: TlsSettings, now: datetime.datetime | None = None) -> list[str]:
     except OSError as err:
         return [f"cannot read {tls.certificate} or {tls.key}: {err.strerror}"]
     try:
-        not_before, not_after = validity(tls.certificate)
+        not_before, not_after = validity(Path(cert_path))
     except (ssl.SSLError, ValueError, OSError):
         return [f"the certificate {tls.certificate} has no readable validity dates"]
     now = now or datetime.datetime.now(datetime.timezone.utc)

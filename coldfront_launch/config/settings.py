@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from coldfront_launch.config import seams
+from coldfront_launch.config import files, seams
 from coldfront_launch.config import validate as v
 from coldfront_launch.config.backup import BackupSettings, backup_from_mapping
 from coldfront_launch.config.coldfront import ColdFrontSettings, coldfront_from_mapping
@@ -232,13 +232,11 @@ def _to_raw(settings: Settings) -> dict[str, Any]:
     }
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """Parse one TOML file. Every way it can fail (not UTF-8, bad syntax, nested too
-    deep, an integer TOML cannot hold) is a :class:`ConfigError` naming the file."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise ConfigError(str(path), f"cannot read: {err.strerror}") from None
+def read_toml(path: Path, setting: str = "settings file") -> dict[str, Any]:
+    """Parse one TOML file. Every way it can fail (not a regular file, over 1 MiB, not
+    UTF-8, bad syntax, nested too deep, an integer TOML cannot hold) is a
+    :class:`ConfigError` naming the file (``setting``: what gave it, for the first two)."""
+    raw = files.read_bounded(setting, path, files.FILE_LIMIT)
     text = _decode(path, raw)
     try:
         data: dict[str, Any] = tomllib.loads(text)
@@ -319,12 +317,12 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 def config_files(explicit: Path | None) -> list[Path]:
     """The files read, lowest precedence first: /etc, ./cf-launch.toml, then ``--config``."""
     system = Path(seams.seam("CF_LAUNCH_SYSTEM_CONFIG") or SYSTEM_CONFIG)
-    found = [p for p in (system, LOCAL_CONFIG) if p.is_file()]
+    found = [p for p in (system, LOCAL_CONFIG) if p.exists()]  # not a file: refused
     if explicit is not None:
         if explicit.is_dir():
             raise ConfigError("--config", f"{explicit} is a directory",
                               "give the path of a TOML file")
-        if not explicit.is_file():
+        if not explicit.exists():
             raise ConfigError("--config", f"{explicit} does not exist",
                               "give the path of a TOML file")
         found.append(explicit)
@@ -335,7 +333,8 @@ def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
     """Merge the config files, then apply CLI overrides, then validate everything."""
     data: dict[str, Any] = {}
     for path in config_files(explicit):
-        data = _merge(data, read_toml(path))
+        data = _merge(data, read_toml(path, "--config" if path == explicit else
+                                      "settings file"))
     settings = settings_from_mapping(data).with_overrides(**overrides)
     return with_pin(settings)
 

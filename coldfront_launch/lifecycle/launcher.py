@@ -120,6 +120,11 @@ class Launcher:
         return seq
 
     def _check_image(self) -> Path:
+        """The image to boot: there, a SIF, whole (exit 2 if not). Also where ``start`` and
+        ``prepare`` warn about secret files others can read (doctor and plan list them)."""
+        from coldfront_launch.apptainer import sif
+        from coldfront_launch.coldfront import secrets
+
         image = self.settings.image_path
         if not image.exists():
             if self.settings.pinned_image is not None:
@@ -130,6 +135,14 @@ class Launcher:
             hint = "run `cf-launch build` first" if self.settings.image is None \
                 else "check the path, or build one with `cf-launch build`"
             raise errors.ConfigError("image", f"{image} does not exist", hint)
+        why = sif.problem(image)
+        if why:
+            raise errors.ConfigError("image", why, "give an image `apptainer build` made (a "
+                                     ".sif), or run `cf-launch build`")
+        for found in secrets.problems(self.settings):  # doctor and plan list them too
+            if found.fatal:  # a file cf-launch would refuse to read
+                raise errors.ConfigError(found.check, found.message, found.hint)
+            self.report(f"warning: {found.check}: {found.message}")
         return image
 
     # --- plan ------------------------------------------------------------------------

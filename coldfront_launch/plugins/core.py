@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from coldfront_launch.apptainer import conf
-from coldfront_launch.coldfront import hardening, tls
+from coldfront_launch.apptainer import conf, sif
+from coldfront_launch.coldfront import hardening, secrets, tls
 from coldfront_launch.config.settings import Settings
 from coldfront_launch.linux import distro, firewalld, firewalld_bus
 from coldfront_launch.plugins.spec import hookimpl
@@ -28,10 +28,19 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
     problems += hardening.preflight(ctx.settings)
     problems += tls.problems(ctx.settings)
     problems += autorepair_problems(ctx.settings)
-    image = ctx.settings.image_path
+    problems += secrets.problems(ctx.settings)
+    return problems + image_problems(ctx.settings.image_path)
+
+
+def image_problems(image: Path) -> list[Problem]:
+    """The image must be there, a SIF, and whole (its size against its header)."""
     if not image.exists():
-        problems.append(Problem("image", f"{image} does not exist", "run `cf-launch build`"))
-    return problems
+        return [Problem("image", f"{image} does not exist", "run `cf-launch build`")]
+    why = sif.problem(image)
+    if why:
+        return [Problem("image", why, "give an image `apptainer build` made (a .sif), or "
+                        "run `cf-launch build`")]
+    return []
 
 
 def cgroup_problems(root: Path = CGROUP_ROOT) -> list[Problem]:

@@ -7,7 +7,9 @@ Records argv (one JSON line per call) in ``$FAKE_APPTAINER_LOG`` and keeps insta
 Failure switches: ``FAKE_APPTAINER_FAIL_START``, ``FAKE_APPTAINER_FAIL_LIST``,
 ``FAKE_APPTAINER_FAIL_BUILD`` (stderr text), ``FAKE_APPTAINER_SYSTEM_STATE`` (what
 ``systemctl is-system-running`` prints). An instance started with ``--net`` gets an
-address 10.22.0.N (or the ``IP=`` of ``--network-args``); others get none.
+address 10.22.0.N (or the ``IP=`` of ``--network-args``); others get none. ``build``
+writes a minimal SIF (testing/sif.py) whose data is JSON: the definition, its sha256,
+argv and the build's folder.
 """
 
 from __future__ import annotations
@@ -106,10 +108,24 @@ def build(args: list[str]) -> None:
         fail(os.environ["FAKE_APPTAINER_FAIL_BUILD"])
     with open(definition, "rb") as fh:
         digest = hashlib.sha256(fh.read()).hexdigest()
-    with open(image, "w") as fh:
-        fh.write(json.dumps({"definition": definition, "sha256": digest, "args": args,
-                             "cwd": os.getcwd()}))
+    built = json.dumps({"definition": definition, "sha256": digest, "args": args,
+                        "cwd": os.getcwd()})
+    with open(image, "wb") as fh:  # a SIF header, then what the build saw as its data
+        fh.write(_sif().sif_bytes(built.encode()))
     print("INFO:    Build complete")
+
+
+def _sif() -> Any:
+    """coldfront_launch/testing/sif.py, beside this file, loaded by its path (this program
+    runs with any Python, cf-launch importable or not)."""
+    import importlib.util
+
+    where = os.path.join(os.path.dirname(os.path.realpath(__file__)), "sif.py")
+    spec = importlib.util.spec_from_file_location("_fake_apptainer_sif", where)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main(argv: list[str]) -> None:

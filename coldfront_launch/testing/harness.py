@@ -26,6 +26,7 @@ from coldfront_launch.lifecycle.launcher import Launcher, Plan, Started
 from coldfront_launch.lifecycle.sequence import LaunchSequence
 from coldfront_launch.linux import sysctl
 from coldfront_launch.state.instance import InstanceState
+from coldfront_launch.testing.sif import write_minimal_sif
 from coldfront_launch.types import Endpoint, InstanceInfo, LaunchContext
 
 if sys.version_info >= (3, 11):
@@ -148,7 +149,8 @@ class Harness:
                  hooks: Sequence[str] | None = None) -> Settings:
         """Validated settings from a TOML snippet; state and image under the folder."""
         image = self.folder / "coldfront.sif"
-        image.touch()
+        if not image.exists():
+            write_minimal_sif(image)
         data: dict[str, Any] = {"image": str(image),
                                 "build": {"cache_dir": str(self.folder / "cache")},
                                 "ready_timeout": 10, **parse(config)}

@@ -10,6 +10,7 @@ import pytest
 from coldfront_launch.apptainer import layers as builder
 from coldfront_launch.config.settings import BuildSettings
 from coldfront_launch.errors import BuildError, ConfigError
+from coldfront_launch.testing import sif
 from tests.conftest import calls
 
 BASE = """Bootstrap: debootstrap
@@ -149,7 +150,7 @@ def test_shipped_definitions_resolve() -> None:
 
 def test_fake_image_records_definition(tmp_path, defs, fake_apptainer) -> None:
     image = builder.build(_settings(tmp_path, defs))
-    assert json.loads(image.read_text())["definition"].endswith("top.def")
+    assert json.loads(sif.payload(image))["definition"].endswith("top.def")
 
 
 def test_site_layer_by_path(tmp_path, defs, fake_apptainer) -> None:
@@ -177,7 +178,7 @@ def test_build_runs_in_the_definitions_folder_but_callbacks_do_not(
     assert seen, "lines were streamed"
     assert {entry.split("|", 1)[0] for entry in seen} == {str(here)}
     assert any("Starting build" in entry for entry in seen)
-    built = json.loads((tmp_path / "out.sif").read_text())
+    built = json.loads(sif.payload(tmp_path / "out.sif"))
     assert built["cwd"] == str(defs), "the build process itself ran in the definitions folder"
     assert Path.cwd() == here
 

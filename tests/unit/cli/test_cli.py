@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from coldfront_launch.testing.sif import write_minimal_sif
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -49,8 +51,7 @@ def test_bad_port_in_config(tmp_path: Path) -> None:
 
 
 def test_missing_apptainer(tmp_path: Path) -> None:
-    image = tmp_path / "x.sif"
-    image.write_text("")
+    image = write_minimal_sif(tmp_path / "x.sif")
     config = tmp_path / "c.toml"
     config.write_text(f'image = "{image}"\n[hook.override]\nnetns_path = "/proc/self/ns/net"\n'
                       'ports = [65001]\n')

@@ -16,6 +16,7 @@ from coldfront_launch.changes import journal
 from coldfront_launch.errors import HostChangeError, LockedError, NotRunningError, StartError
 from coldfront_launch.lifecycle.launcher import PLACEHOLDER_IP, Launcher
 from coldfront_launch.state.instance import InstanceState
+from coldfront_launch.testing.sif import write_minimal_sif
 from tests import recorder_plugin
 from tests.conftest import calls
 
@@ -135,8 +136,7 @@ def _cli(args: list[str], env: dict[str, str],
 
 
 def _config(tmp_path: Path, extra: str = "") -> Path:
-    image = tmp_path / "coldfront.sif"
-    image.write_text("sif")
+    image = write_minimal_sif(tmp_path / "coldfront.sif")
     config = tmp_path / "cf.toml"
     config.write_text(f'state_root = "{tmp_path / "state"}"\nimage = "{image}"\n'
                       f'hooks = ["recorder"]\nready_timeout = 10\n{extra}')

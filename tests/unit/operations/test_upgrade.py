@@ -20,6 +20,7 @@ from coldfront_launch.errors import ConfigError, LockedError
 from coldfront_launch.operations import upgrade
 from coldfront_launch.state import pin as imagepin
 from coldfront_launch.state.pin import Pin, PinnedImage
+from coldfront_launch.testing.sif import write_minimal_sif
 from tests.conftest import calls
 
 VERSIONED = """Bootstrap: localimage
@@ -112,8 +113,7 @@ def test_pin_round_trip_and_when_it_applies(tmp_path: Path) -> None:
     assert imagepin.read(tmp_path / "coldfront") == _pin(settings.configured_image)
     assert load_settings(config).image_path == Path("/c/new.sif")
     # The settings name another image: they win.
-    other = tmp_path / "site.sif"
-    other.write_text("")
+    other = write_minimal_sif(tmp_path / "site.sif")
     assert load_settings(config, image=other).image_path == other
     config.write_text(config.read_text().replace("[build]", f'image = "{other}"\n[build]'))
     assert load_settings(config).image_path == other
@@ -124,7 +124,7 @@ def test_build_names_the_instances_an_upgrade_holds_back(tmp_path: Path) -> None
     link.parent.mkdir(parents=True)
     built = tmp_path / "cache" / "layers" / "coldfront-0123456789abcdef.sif"
     built.parent.mkdir()
-    built.write_text("")
+    write_minimal_sif(built)
     link.symlink_to(built)
     for name, current in (("a", "/c/new.sif"), ("b", str(built))):
         (tmp_path / "state" / name).mkdir(parents=True)
@@ -172,8 +172,7 @@ def _settings(tmp_path: Path, **kw: object) -> Settings:
 
 
 def test_refuses_before_anything_changes(tmp_path: Path) -> None:
-    image = tmp_path / "site.sif"
-    image.write_text("")
+    image = write_minimal_sif(tmp_path / "site.sif")
     with pytest.raises(ConfigError, match="never been started"):
         upgrade.upgrade(_settings(tmp_path), upgrade.Request("1.1.10"))
     with pytest.raises(ConfigError, match="fixed image"):
@@ -275,7 +274,7 @@ def test_newest_on_index_reads_pips_report_and_says_why_not(monkeypatch) -> None
 def _layer(cache: Path, name: str) -> Path:
     path = cache / "layers" / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("sif")
+    write_minimal_sif(path)
     path.with_suffix(".log").write_text("log")
     return path
 

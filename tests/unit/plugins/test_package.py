@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from coldfront_launch.testing.sif import write_minimal_sif
+
 ROOT = Path(__file__).resolve().parents[3]
 
 PLUGIN = '''
@@ -116,8 +118,7 @@ def test_third_party_hooks_called_in_order_by_start(venv: Path, tmp_path: Path,
                                                     fake_apptainer: Path,
                                                     http_server) -> None:
     log = tmp_path / "hello.log"
-    image = tmp_path / "c.sif"
-    image.write_text("")
+    image = write_minimal_sif(tmp_path / "c.sif")
     env = {"HELLO_LOG": str(log), "HELLO_ENDPOINT": json.dumps(list(http_server))}
     base = ["--state-root", str(tmp_path / "s")]
     started = cli(venv, [*base, "start", "--hook", "hello", "--image", str(image), "--json"],
@@ -202,8 +203,7 @@ def test_broken_plugins_are_reported_and_contained(venv: Path, broken: Path, tmp
     assert active.returncode == 2 and "typo" in active.stderr
     assert "Traceback" not in active.stderr
 
-    image = tmp_path / "c.sif"
-    image.write_text("")
+    image = write_minimal_sif(tmp_path / "c.sif")
     safe = tmp_path / "safe.toml"  # no firewall change: this test runs in the machine's namespace
     safe.write_text('[hook.override]\nnetns_path = "/proc/self/ns/net"\nports = [65005]\n'
                     'allow_metadata = true\n')
