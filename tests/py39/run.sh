@@ -61,5 +61,5 @@ CF_TESTHOST_DIR="$PY_DIR" CF_TESTHOST_BINDS="$SRC:/src" "$ENTER" bash -euc '
   "$venv/bin/python" -c "import sysconfig; from coldfront_launch.config import seams
 open(sysconfig.get_paths()[\"purelib\"] + \"/cf_launch_test_seams.pth\", \"w\").write(seams.PTH_LINE)"
   cd /tmp/src
-  exec "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/unit "$@"
+  exec "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/unit tests/packaging "$@"
 ' py39 "$VENV" "$DEPS_HASH" "${DESELECT[@]}" "$@"

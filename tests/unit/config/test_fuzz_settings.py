@@ -38,6 +38,7 @@ def test_random_settings_never_crash(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     seen = json.loads(result.stdout.split("exit codes seen:", 1)[1])
     print(f"{EXAMPLES} settings files, plan and start: exit codes {seen}")
-    assert int(seen.get("0", 0)) >= 5, "valid files reach deep code (start succeeds)"
+    assert int(seen.get("0", 0)) >= (5 if EXAMPLES >= 150 else 1), \
+        "valid files reach deep code (start succeeds)"
     assert set(seen) <= {"0", "2", "3", "6"}, seen
     assert after == before, "every start was undone: the namespace is as it was"

@@ -15,7 +15,7 @@ import pytest
 
 from coldfront_launch.testing.sif import write_minimal_sif
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 PLUGIN = '''
 import json, os
