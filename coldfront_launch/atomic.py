@@ -15,16 +15,37 @@ import errno
 import json
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from coldfront_launch.errors import HostChangeError
+
 SUFFIX = ".cf-launch-tmp"
+
+
+def file_kind(mode: int) -> str:
+    """What a file of ``mode`` (``st_mode``) is, in words: "a regular file", "a FIFO"."""
+    return {stat.S_IFREG: "a regular file", stat.S_IFDIR: "a folder",
+            stat.S_IFLNK: "a symbolic link", stat.S_IFCHR: "a device node",
+            stat.S_IFBLK: "a device node", stat.S_IFIFO: "a FIFO",
+            stat.S_IFSOCK: "a socket"}.get(stat.S_IFMT(mode), "not a regular file")
 
 
 def replace(path: Path, fill: Callable[[BinaryIO], None], *, mode: int = 0o644,
             sync: bool = True) -> None:
-    """Create or replace ``path`` with what ``fill`` writes to the binary file it is given."""
+    """Create or replace ``path`` with what ``fill`` writes to the binary file it is given.
+
+    Only a regular file is replaced (or a symbolic link: the link itself, never what it
+    points to); a device, FIFO, socket or folder at ``path`` is refused, untouched."""
+    try:
+        found = os.lstat(path).st_mode
+    except FileNotFoundError:
+        found = stat.S_IFREG
+    if not (stat.S_ISREG(found) or stat.S_ISLNK(found)):
+        raise HostChangeError(f"{path} is {file_kind(found)}, not a regular file: cf-launch "
+                              "does not replace it", "move it away, then try again")
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{SUFFIX}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:

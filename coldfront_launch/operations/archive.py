@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, TypeVar
 
 from coldfront_launch import atomic
+from coldfront_launch.atomic import file_kind
 from coldfront_launch.coldfront.appdata import CERTS_DIR, DATA_DIR, DB_NAME, ENV_FILE, sqlite_name
 from coldfront_launch.errors import ArchiveError, HostChangeError, UnsupportedDatabaseError
 
@@ -237,14 +238,6 @@ def _open_regular(path: Path) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
-
-
-def file_kind(mode: int) -> str:
-    """What a file of ``mode`` (``st_mode``) is, in words: "a regular file", "a FIFO"."""
-    return {stat.S_IFREG: "a regular file", stat.S_IFDIR: "a folder",
-            stat.S_IFLNK: "a symbolic link", stat.S_IFCHR: "a device node",
-            stat.S_IFBLK: "a device node", stat.S_IFIFO: "a FIFO",
-            stat.S_IFSOCK: "a socket"}.get(stat.S_IFMT(mode), "not a regular file")
 
 
 def _read_trailer(gz: gzip.GzipFile, label: str) -> None:

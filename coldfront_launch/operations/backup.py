@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from coldfront_launch import apptainer
+from coldfront_launch import apptainer, atomic
 from coldfront_launch.apptainer import imageinfo, layers
 from coldfront_launch.coldfront.appdata import (
     CERTS_DIR,
@@ -99,7 +99,7 @@ def _kind(path: Path) -> str:
         return "under something that is not a folder"
     except OSError as err:
         return f"unreadable ({err.strerror or err})"
-    kind = archive.file_kind(mode)
+    kind = atomic.file_kind(mode)
     return f"{kind} (cf-launch does not follow it)" if stat.S_ISLNK(mode) else kind
 
 

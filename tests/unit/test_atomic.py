@@ -69,3 +69,37 @@ def test_text_and_mode(tmp_path: Path) -> None:
     atomic.write_text(target, "SECRET_KEY=y\n", mode=0o600)
     assert target.read_text() == "SECRET_KEY=y\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["coldfront.env"]
+
+
+def test_only_a_regular_file_or_a_link_is_ever_replaced(tmp_path: Path) -> None:
+    """A device, FIFO, socket or folder where cf-launch writes is refused, untouched; a
+    link is replaced itself, never what it points to (issue 26, item 4)."""
+    import socket
+
+    from coldfront_launch.errors import HostChangeError
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    sock = tmp_path / "sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock))
+    targets = [fifo, folder, sock]
+    if os.geteuid() == 0:
+        device = tmp_path / "null"
+        os.mknod(device, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+        targets.append(device)
+    for target in targets:
+        before = target.lstat()
+        with pytest.raises(HostChangeError, match="not a regular file"):
+            atomic.write_text(target, "secret\n")
+        assert target.lstat().st_mode == before.st_mode and target.lstat().st_ino == before.st_ino
+    server.close()
+    assert not list(tmp_path.glob(f"*{atomic.SUFFIX}")), "no temporary left"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("theirs\n")
+    link = tmp_path / "link"
+    link.symlink_to(elsewhere)
+    atomic.write_text(link, "ours\n")
+    assert elsewhere.read_text() == "theirs\n" and not link.is_symlink()
+    assert link.read_text() == "ours\n"
