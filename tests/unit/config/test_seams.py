@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,11 @@ def test_a_seam_works_in_the_test_suite_and_nowhere_else(
 
 
 def test_an_interpreter_without_the_mark_ignores_every_seam(tmp_path: Path) -> None:
-    """As in a production venv: no .pth file (``-S``: no site-packages at all)."""
+    """As in a production venv: no .pth file run (``-S``; the packages' folder is put on
+    the path by hand, which runs none of its .pth files)."""
     (tmp_path / "boot_id").write_text("simulated-boot\n")
     (tmp_path / "firewalld.conf").write_text("FirewallBackend=iptables\n")
-    code = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+    code = ("import sys; sys.path[:0] = sys.argv[1:3]\n"
             "from coldfront_launch.linux import firewalld, netinfo\n"
             "from coldfront_launch.config import settings\n"
             "print(netinfo.boot_id()); print(firewalld.conf_path())\n"
@@ -38,7 +40,8 @@ def test_an_interpreter_without_the_mark_ignores_every_seam(tmp_path: Path) -> N
     env = {"CF_LAUNCH_BOOT_ID_FILE": str(tmp_path / "boot_id"),
            "CF_LAUNCH_FIREWALLD_CONF": str(tmp_path / "firewalld.conf"),
            "CF_LAUNCH_SYSTEM_CONFIG": str(tmp_path / "firewalld.conf"), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-S", "-c", code, str(ROOT)], env=env,
+    packages = sysconfig.get_paths()["purelib"]
+    out = subprocess.run([sys.executable, "-S", "-c", code, str(ROOT), packages], env=env,
                          capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == REAL_BOOT
     assert out[1] == "/etc/firewalld/firewalld.conf"
