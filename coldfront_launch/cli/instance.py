@@ -62,8 +62,8 @@ def restart(ctx: click.Context, hooks: tuple[str, ...], image: Path | None,
 
 
 @instance_command(click.option("--all", "every", is_flag=True,
-                              help="Every instance cf-launch knows, and every running "
-                                   "one, as a table (a list with --json)."))
+                              help="Every instance cf-launch started, running or not, "
+                                   "as a table (a list with --json)."))
 def status(ctx: click.Context, every: bool, as_json: bool) -> None:
     """Show the instance, its address, systemd state, HTTP health and drift."""
     # not through Launcher: status imports only what it needs
