@@ -24,8 +24,7 @@ make_venv() {
 
 # The test seams (coldfront_launch/config/seams.py) work only in venvs marked by this file.
 mark_test_venv() {
-  "$1/bin/python" -c 'import sysconfig; from coldfront_launch.config import seams
-open(sysconfig.get_paths()["purelib"] + "/cf_launch_test_seams.pth", "w").write(seams.PTH_LINE)'
+  "$1/bin/python" -c 'from coldfront_launch.config.seams import mark_this_venv; mark_this_venv()'
 }
 
 lint() {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 MARK = "_cf_launch_test_seams"
 #: The line of the ``.pth`` file that marks a test venv.
@@ -21,3 +22,12 @@ def seam(name: str) -> str:
     if not getattr(sys, MARK, False):
         return ""
     return os.environ.get(name, "")
+
+
+def mark_this_venv() -> Path:
+    """Mark the venv of the running interpreter as a test venv (its ``.pth`` file);
+    what ``tests/run.sh``, the Python 3.9 stage and the test host do to theirs."""
+    import sysconfig
+    path = Path(sysconfig.get_paths()["purelib"]) / "cf_launch_test_seams.pth"
+    path.write_text(PTH_LINE)
+    return path

@@ -96,9 +96,8 @@ class TestHost:
                   f"{VENV}/bin/pip install -q --disable-pip-version-check '{SRC}[dbus]'; "
                   f"{VENV}/bin/pip install -q --no-deps --force-reinstall {SRC}; "
                   # the test seams work only in a marked venv (config/seams.py)
-                  f"{VENV}/bin/python -c 'import sysconfig; from coldfront_launch.config "
-                  f"import seams; open(sysconfig.get_paths()[\"purelib\"] + "
-                  f"\"/cf_launch_test_seams.pth\", \"w\").write(seams.PTH_LINE)'"])
+                  f"{VENV}/bin/python -c 'from coldfront_launch.config.seams import "
+                  "mark_this_venv; mark_this_venv()'"])
 
 
 def _ip(*args: str) -> None:

@@ -58,8 +58,7 @@ CF_TESTHOST_DIR="$PY_DIR" CF_TESTHOST_BINDS="$SRC:/src" "$ENTER" bash -euc '
   fi
   "$venv/bin/pip" install -q --no-deps --no-build-isolation -e /tmp/src
   # the test seams work only in a marked venv (coldfront_launch/config/seams.py)
-  "$venv/bin/python" -c "import sysconfig; from coldfront_launch.config import seams
-open(sysconfig.get_paths()[\"purelib\"] + \"/cf_launch_test_seams.pth\", \"w\").write(seams.PTH_LINE)"
+  "$venv/bin/python" -c "from coldfront_launch.config.seams import mark_this_venv; mark_this_venv()"
   cd /tmp/src
   exec "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/unit tests/packaging "$@"
 ' py39 "$VENV" "$DEPS_HASH" "${DESELECT[@]}" "$@"
