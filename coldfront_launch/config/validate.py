@@ -161,32 +161,32 @@ def ports(setting: str, value: Any) -> list[int]:
 def cidr(setting: str, value: Any) -> ipaddress.IPv4Network:
     """A unicast IPv4 network in CIDR form, with no host bits set."""
     if not isinstance(value, str):
-        raise ConfigError(setting, f"{value!r} is not a CIDR", "e.g. 10.22.0.0/16")
+        raise ConfigError(setting, f"{value!r} is not a CIDR", "e.g. 192.168.77.0/24")
     try:
         network = ipaddress.IPv4Network(value, strict=True)
     except ValueError as err:
         raise ConfigError(setting, f"{value!r} is not a valid IPv4 CIDR ({err})",
-                          "e.g. 10.22.0.0/16") from None
+                          "e.g. 192.168.77.0/24") from None
     for flag, what in (("is_loopback", "loopback"), ("is_link_local", "link-local"),
                        ("is_multicast", "multicast"), ("is_unspecified", "unspecified"),
                        ("is_reserved", "reserved")):
         if getattr(network, flag) or getattr(network.network_address, flag):
             raise ConfigError(setting, f"{network} is a {what} network",
-                              "use a private unicast range, e.g. 10.22.0.0/16")
+                              "use a private unicast range, e.g. 192.168.77.0/24")
     if network.broadcast_address == ipaddress.IPv4Address("255.255.255.255"):
         raise ConfigError(setting, f"{network} includes the broadcast address",
-                          "use a private unicast range, e.g. 10.22.0.0/16")
+                          "use a private unicast range, e.g. 192.168.77.0/24")
     return network
 
 
 def ipv4(setting: str, value: Any) -> ipaddress.IPv4Address:
     """An IPv4 address."""
     if not isinstance(value, str):
-        raise ConfigError(setting, f"{value!r} is not an IPv4 address", "e.g. 10.22.0.10")
+        raise ConfigError(setting, f"{value!r} is not an IPv4 address", "e.g. 192.168.77.10")
     try:
         return ipaddress.IPv4Address(value)
     except ValueError:
-        raise ConfigError(setting, f"{value!r} is not an IPv4 address", "e.g. 10.22.0.10"
+        raise ConfigError(setting, f"{value!r} is not an IPv4 address", "e.g. 192.168.77.10"
                           ) from None
 
 
@@ -204,10 +204,10 @@ def interface_name(setting: str, value: Any) -> str:
     """A Linux interface name: 1–15 bytes, no '/', ':', white space or control
     characters, and not '.' or '..'."""
     if not isinstance(value, str) or not value:
-        raise ConfigError(setting, f"{value!r} is not an interface name", "e.g. sbr0")
+        raise ConfigError(setting, f"{value!r} is not an interface name", "e.g. cflaunch1")
     if len(value.encode()) > 15:
         raise ConfigError(setting, f"{value!r} is {len(value.encode())} bytes; Linux allows 15",
-                          "use a shorter name, e.g. sbr0")
+                          "use a shorter name, e.g. cflaunch1")
     safe_text(setting, value)
     if value in (".", "..") or re.search(r"[\s/:]", value):
         raise ConfigError(setting, f"{value!r} contains a character Linux forbids in names",

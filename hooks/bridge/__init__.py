@@ -1,6 +1,8 @@
 """The ``bridge`` hook: a CNI bridge, and a host firewall that cf-launch owns.
 
-The instance gets its own network namespace on bridge ``sbr0`` (``10.22.0.0/16``). The host
+The instance gets its own network namespace on bridge ``cflaunch0``, in a /24 picked from a
+private pool that nothing on the host uses (:mod:`~coldfront_launch.hooks.bridge.subnets`;
+recorded at the first start and kept). The host
 forwards ports 80 and 443 to it (DNAT, also for clients on the host itself), masquerades its
 outbound traffic (but drops what goes to the cloud's instance metadata service, see
 :mod:`coldfront_launch.hooks.metadata`), clamps TCP MSS, and turns checksum/segmentation
@@ -10,9 +12,9 @@ instance's own, reached by one jump each, and ``stop`` removes exactly those.
 Settings, ``[hook.bridge]``::
 
     network = "cf-launch"        # CNI network name
-    bridge = "sbr0"              # at most 15 characters
-    subnet = "10.22.0.0/16"
-    ip = ""                      # fixed address inside subnet (default: assigned by IPAM)
+    bridge = "cflaunch0"         # at most 15 characters
+    subnet = ""                  # e.g. "192.168.77.0/24"; default: picked, then recorded
+    ip = ""                      # fixed address inside subnet (needs subnet; default: IPAM)
     ports = [80, 443]            # or "HOST:CONTAINER", e.g. "8080:80"
     external_interface = ""      # default: the interface of the default route
     mtu = 1500
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from coldfront_launch import apptainer
@@ -36,7 +39,8 @@ from coldfront_launch.hooks.bridge import cni as bridge_cni
 from coldfront_launch.hooks.bridge import leases as bridge_leases
 from coldfront_launch.hooks.bridge import neighbours as bridge_neighbours
 from coldfront_launch.hooks.bridge import rules as bridge_rules
-from coldfront_launch.hooks.bridge.settings import NAME, BridgeSettings, parse
+from coldfront_launch.hooks.bridge import subnets
+from coldfront_launch.hooks.bridge.settings import NAME, BridgeSettings, parse, parse_ports
 from coldfront_launch.linux import distro, netfilter, netinfo, sysctl
 from coldfront_launch.plugins.spec import hookimpl
 from coldfront_launch.types import PLACEHOLDER_IP, Endpoint, InstanceInfo, LaunchContext, Problem
@@ -124,7 +128,10 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
                                 f"fix hook.{NAME}.external_interface"))
     for clash in _overlaps(s):
         problems.append(Problem("subnet", f"{s.subnet} overlaps {clash} on the host",
-                                f"choose another hook.{NAME}.subnet"))
+                                f"choose another hook.{NAME}.subnet" if s.subnet_chosen else
+                                f"set hook.{NAME}.subnet, or remove network {s.network} from "
+                                f"{subnets.record_path(ctx.settings.state_root)} (recorded "
+                                "at its first start) to pick anew"))
     problems += bridge_neighbours.strict_forward_ports()
     if shutil.which("iptables-save"):
         saved = netfilter.save()
@@ -167,6 +174,8 @@ def cf_launch_start_options(ctx: LaunchContext) -> list[str]:
 @hookimpl
 def cf_launch_pre_start(ctx: LaunchContext, host: HostChanges) -> None:
     s = parse(ctx)
+    if not s.subnet_chosen and not ctx.planning:  # kept from now on (another may be first)
+        s = replace(s, subnet=subnets.record(ctx.settings.state_root, s.network, s.subnet))
     external = external_interface(s)
     for lease in stale_leases(s):  # left by an instance that a reboot took away
         lease.unlink(missing_ok=True)
@@ -254,7 +263,7 @@ def cf_launch_post_stop(ctx: LaunchContext) -> None:
 
 @hookimpl
 def cf_launch_readiness_endpoint(ctx: LaunchContext, instance: InstanceInfo) -> Endpoint | None:
-    s = parse(ctx)
+    ports = parse_ports(ctx)  # not parse(): status needs no subnet (nor pyroute2 to pick one)
     ip = instance_ip(instance)
-    container = next((p.container for p in s.ports if p.container == 80), s.ports[0].container)
+    container = next((p.container for p in ports if p.container == 80), ports[0].container)
     return Endpoint(ip, container) if ip else None

@@ -5,9 +5,12 @@ from __future__ import annotations
 import ipaddress
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from coldfront_launch.apptainer import conf
-from coldfront_launch.hooks.bridge.settings import BridgeSettings
+
+if TYPE_CHECKING:  # settings asks this module where the network's file goes
+    from coldfront_launch.hooks.bridge.settings import BridgeSettings
 
 FALLBACK_DIRS = (Path("/usr/local/etc/apptainer/network"), Path("/etc/apptainer/network"))
 DEFAULT_PLUGIN_DIRS = (Path("/usr/libexec/apptainer/cni"), Path("/usr/local/libexec/apptainer/cni"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -70,6 +71,18 @@ def sandbox() -> Iterator[Sandbox]:
     box = Sandbox.create(net=7)
     yield box
     box.destroy()
+
+
+def recorded_subnet(host: TestHost, network: str = "cf-launch") -> ipaddress.IPv4Network:
+    """The subnet the bridge hook picked and recorded for ``network`` (issue 26, item 7):
+    in cf-launch's pool, never Apptainer's own default 10.22.0.0/16."""
+    from coldfront_launch.hooks.bridge import subnets
+
+    record = json.loads(host.path(f"{STATE_ROOT}/networks.json").read_text())
+    subnet = ipaddress.IPv4Network(record[network]["subnet"])
+    assert any(subnet.subnet_of(block) for block in subnets.POOL), subnet
+    assert not subnet.overlaps(ipaddress.IPv4Network("10.22.0.0/16")), subnet
+    return subnet
 
 
 def instance_config(host: TestHost, name: str, image: str, body: str = "") -> str:

@@ -3,13 +3,14 @@ namespace standing in for the host (issues: integration host, bridge hook)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 
 import pytest
 
 from tests.host.harness import Sandbox, TestHost, network_snapshot
-from tests.integration.conftest import instance_config
+from tests.integration.conftest import instance_config, recorded_subnet
 
 pytestmark = pytest.mark.integration
 
@@ -36,11 +37,9 @@ def test_bridge_lifecycle(testhost: TestHost, coldfront_image: str, sandbox: San
     try:
         plan = json.loads(testhost.cf(["plan", "--json"], config, sandbox.host).stdout)
         assert not [p for p in plan["problems"] if p["fatal"]]
-        # Apptainer's own default network shares sbr0 and 10.22.0.0/16: a warning, not an error.
-        # (The core's own notes, e.g. cgroup v1 on this machine, are left out here.)
-        assert [p["message"] for p in plan["problems"] if p["check"] != "cgroup"] == [
-            "/etc/apptainer/network/00_bridge.conflist uses the same bridge sbr0: containers "
-            "on both networks can get the same address"]
+        # Apptainer's own default network (sbr0, 10.22.0.0/16) is not cf-launch's: no
+        # warning. (The core's own notes, e.g. cgroup v1 on this machine, are left out.)
+        assert [p["message"] for p in plan["problems"] if p["check"] != "cgroup"] == []
         doctor = testhost.cf(["doctor", "--json"], config, sandbox.host, check=False)
         assert json.loads(doctor.stdout)["ok"] is True, doctor.stdout
         result = testhost.cf(["start", "--json"], config, sandbox.host)
@@ -50,11 +49,12 @@ def test_bridge_lifecycle(testhost: TestHost, coldfront_image: str, sandbox: San
         assert started["ready"] is True
         assert started["system_state"] == "running", started["failed_units"]
         ip = started["instance"]["ip"]
-        assert ip.startswith("10.22.")
+        subnet = recorded_subnet(testhost)
+        assert ipaddress.IPv4Address(ip.split("/")[0]) in subnet
 
         # plan printed exactly what start did, bar the address and veth known only after start.
         veth = next(c["target"] for c in started["changes"]
-                    if c["kind"] == "offloads" and c["target"] != "sbr0")
+                    if c["kind"] == "offloads" and c["target"] != "cflaunch0")
         planned = json.dumps(plan["changes"]).replace("<instance-ip>", ip) \
             .replace("<instance-veth>", veth)
         assert json.loads(planned) == started["changes"]
@@ -78,6 +78,8 @@ def test_bridge_lifecycle(testhost: TestHost, coldfront_image: str, sandbox: San
                       "/etc/letsencrypt/live/site/fullchain.pem 2>/dev/null"])
         restarted = json.loads(testhost.cf(["restart", "--json"], config, sandbox.host).stdout)
         assert restarted["ready"] is True
+        assert recorded_subnet(testhost) == subnet, "the recorded subnet is kept"
+        assert ipaddress.IPv4Address(restarted["instance"]["ip"].split("/")[0]) in subnet
         exists = coldfront_python(testhost, "cfbridge", "from django.contrib.auth.models "
                                   "import User; print(User.objects.filter(username='alice')"
                                   ".exists())")
@@ -118,6 +120,7 @@ def test_two_instances_and_port_conflict(testhost: TestHost, coldfront_image: st
         assert "Traceback" not in refused.stderr
         same_ip = instance_config(testhost, "cfsameip", coldfront_image,
                                   f'[hook.bridge]\nports = ["9090:80"]\n'
+                                  f'subnet = "{recorded_subnet(testhost)}"\n'
                                   f'ip = "{one["instance"]["ip"]}"\n')
         taken = testhost.cf(["start"], same_ip, sandbox.host, check=False)
         assert taken.returncode == 3
@@ -131,3 +134,34 @@ def test_two_instances_and_port_conflict(testhost: TestHost, coldfront_image: st
         for config in (first, second):
             testhost.cf(["stop"], config, sandbox.host, check=False)
     assert network_snapshot(sandbox.host, testhost) == before
+
+
+def test_plain_apptainer_network_and_cf_launch_never_share(
+        testhost: TestHost, coldfront_image: str, sandbox: Sandbox) -> None:
+    """Issue 26: an instance on Apptainer's default network (`--net`: `bridge`, sbr0,
+    10.22.0.0/16, its own address store) and a cf-launch instance once could get the same
+    address on the same bridge. Now each has its own bridge and its own subnet."""
+    config = instance_config(testhost, "cfapart", coldfront_image)
+    plain = "plainnet"
+    try:
+        ours = json.loads(testhost.cf(["start", "--json"], config, sandbox.host).stdout)
+        testhost.run(["apptainer", "instance", "start", "--net", coldfront_image, plain],
+                     netns=sandbox.host)
+        listed = json.loads(testhost.run(["apptainer", "instance", "list", "--json"],
+                                         netns=sandbox.host).stdout)["instances"]
+        theirs = next(i["ip"] for i in listed if i["instance"] == plain)
+        mine = ipaddress.IPv4Address(ours["instance"]["ip"].split("/")[0])
+        assert ipaddress.IPv4Address(theirs.split("/")[0]) in \
+            ipaddress.IPv4Network("10.22.0.0/16"), theirs
+        assert mine in recorded_subnet(testhost) and str(mine) != theirs.split("/")[0]
+        links = {bridge: testhost.run(["ip", "-o", "link", "show", "master", bridge],
+                                      netns=sandbox.host).stdout.count("\n")
+                 for bridge in ("sbr0", "cflaunch0")}
+        assert links == {"sbr0": 1, "cflaunch0": 1}, "one veth on each bridge"
+        code, body = sandbox.client_get(f"http://{sandbox.host_addr}/user/login")
+        assert code == 200 and "ColdFront" in body, "DNAT reaches cf-launch's instance"
+    finally:
+        testhost.run(["apptainer", "instance", "stop", plain], netns=sandbox.host,
+                     check=False)
+        testhost.cf(["stop"], config, sandbox.host, check=False)
+    assert not testhost.path("/etc/apptainer/network/50_cf-launch.conflist").exists()

@@ -188,26 +188,36 @@ def test_compose_default_network_is_loopback_only(testhost: TestHost, coldfront_
         clean_up(testhost, box)
 
 
-@pytest.mark.parametrize(("finish", "bridge", "address"), [
-    ("stop", [], "10.22.0.2"),
-    ("down+detach", ["--bridge", "10.22.9.0/24"], "10.22.9.2"),  # not the first free lease
+def doc_subnet() -> str:
+    """The ``[hook.bridge] subnet`` of the singularity-compose part's site.toml."""
+    text = (ROOT / "docs" / "embedding.md").read_text()
+    (part,) = re.findall(r"\*\*2\. singularity-compose\*\*(.*?)\*\*3\. ", text, re.S)
+    (subnet,) = re.findall(r'\[hook\.bridge\]\nsubnet = "([^"]+)"', part)
+    assert f"up --bridge {subnet}" in part, "the docs' `up --bridge` is the same subnet"
+    return subnet
+
+
+@pytest.mark.parametrize(("finish", "subnet", "address"), [
+    ("stop", doc_subnet(), doc_subnet().replace(".0/24", ".2")),
+    ("down+detach", "10.22.9.0/24", "10.22.9.2"),  # beside Apptainer's default network
 ])
 def test_compose_with_cf_launch_network(testhost: TestHost, coldfront_image: str,
                                         scompose: str, box: Sandbox, finish: str,
-                                        bridge: list[str], address: str) -> None:
+                                        subnet: str, address: str) -> None:
     """`prepare --only-hooks`, `up` on the `cf-launch` network, `attach`: the external
     client gets the login page through cf-launch's DNAT; `stop` (or compose's `down` and
     `detach`) leaves the sandbox's network as it was."""
     networked = doc_files()[1]
     assert "    network:\n      type: cf-launch\n" in networked, networked
     write_project(testhost, networked, coldfront_image)
-    config = instance_config(testhost, NAME, coldfront_image)
+    config = instance_config(testhost, NAME, coldfront_image,
+                             f'[hook.bridge]\nsubnet = "{subnet}"\n')
     before = network_snapshot(box.host, testhost)
     try:
         prepared = json.loads(testhost.cf(["prepare", "--only-hooks", "--format", "json"],
                                           config, box.host).stdout)
         assert prepared["options"] == ["--net", "--network", "cf-launch"], prepared
-        output = compose(testhost, box, scompose, "up", *bridge)
+        output = compose(testhost, box, scompose, "up", "--bridge", subnet)
         asked = f'--net --network cf-launch --network-args "IP={address}" '
         assert asked in start_line(output), output
         info = booted(testhost, box, output)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from tests.host.harness import HERE, ROOT, VENV, Sandbox, TestHost, network_snapshot
-from tests.integration.conftest import instance_config
+from tests.integration.conftest import instance_config, recorded_subnet
 from tests.integration.test_bridge_e2e import FOREIGN_RULES
 from tests.integration.test_override_e2e import CAP_NET_ADMIN, config_for
 
@@ -47,7 +48,8 @@ def test_bridge_embedded(testhost: TestHost, coldfront_image: str, sandbox: Sand
                                "--hook", "bridge")
         attached = json.loads(testhost.cf(["attach", "--json"], config, sandbox.host).stdout)
         assert attached["ready"] is True and attached["system_state"] == "running"
-        assert attached["instance"]["ip"].startswith("10.22.")
+        ip = ipaddress.IPv4Address(attached["instance"]["ip"].split("/")[0])
+        assert ip in recorded_subnet(testhost), "an address of cf-launch's own subnet"
         code, body = sandbox.client_get(f"http://{sandbox.host_addr}/user/login")
         assert code == 200 and "ColdFront" in body
         status = json.loads(testhost.cf(["status", "--json"], config, sandbox.host).stdout)

@@ -103,16 +103,17 @@ def test_simulated_reboot_comes_back_on_the_same_address(
         testhost: TestHost, coldfront_image: str) -> None:
     boot_file = testhost.write(f"{WORK}/boot_id", str(uuid.uuid4()) + "\n")
     config = instance_config(testhost, "cfreboot", coldfront_image,
-                             '[hook.bridge]\nip = "10.22.0.50"\n')
-    leases = testhost.path("/var/lib/cni/networks/cf-launch")
+                             '[hook.bridge]\nnetwork = "cf-reboot"\n'
+                             'subnet = "10.77.0.0/24"\nip = "10.77.0.50"\n')
+    leases = testhost.path("/var/lib/cni/networks/cf-reboot")
     first = Sandbox.create(net=8)
     try:
         started = _cf(testhost, config, first.host, boot_file, "start")
-        assert started["instance"]["ip"] == "10.22.0.50"
+        assert started["instance"]["ip"] == "10.77.0.50"
         _kill_instance(testhost, "cfreboot")
     finally:
         first.destroy()  # the "host's" namespace, with its links and rules, is gone
-    assert (leases / "10.22.0.50").exists(), "the killed instance left its lease behind"
+    assert (leases / "10.77.0.50").exists(), "the killed instance left its lease behind"
 
     time.sleep(1.1)  # the lease predates the new boot (modification times in seconds)
     testhost.write(f"{WORK}/boot_id", str(uuid.uuid4()) + "\n")
@@ -120,11 +121,11 @@ def test_simulated_reboot_comes_back_on_the_same_address(
     before = network_snapshot(box.host, testhost)
     try:
         again = _cf(testhost, config, box.host, boot_file, "start")
-        assert again["ready"] is True and again["instance"]["ip"] == "10.22.0.50"
+        assert again["ready"] is True and again["instance"]["ip"] == "10.77.0.50"
         code, body = box.client_get(f"http://{box.host_addr}/user/login")
         assert code == 200 and "ColdFront" in body, "the login page is served through DNAT"
         assert sorted(p.name for p in leases.iterdir() if p.name[0].isdigit()) == \
-            ["10.22.0.50"], "no stale lease"
+            ["10.77.0.50"], "no stale lease"
         state = testhost.path(f"{STATE_ROOT}/cfreboot")
         assert not (state / "unresolved.jsonl").exists(), "nothing was set aside"
     finally:

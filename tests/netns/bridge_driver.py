@@ -73,7 +73,7 @@ def checked(ctx: LaunchContext, hooks: list[str]) -> plugins.Hooks:
     runner.validate(ctx)
     fatal = [p for p in runner.preflight(ctx) if p.fatal]
     if fatal:
-        raise SystemExit("; ".join(p.message for p in fatal))
+        raise SystemExit("; ".join(f"{p.message} (hint: {p.hint})" for p in fatal))
     return runner
 
 

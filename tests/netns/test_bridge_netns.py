@@ -134,7 +134,7 @@ def test_forwarding_masquerade_and_exact_teardown(world: World) -> None:
     during = world.snapshot()
     assert foreign_lines(during["iptables"]) == foreign_lines(before["iptables"])
     assert ip in during["iptables"]
-    offloads = ns_run(world.box.host, ["ethtool", "-k", "sbr0"]).stdout
+    offloads = ns_run(world.box.host, ["ethtool", "-k", "cflaunch0"]).stdout
     assert "tcp-segmentation-offload: off" in offloads
     assert "tx-checksumming: off" in offloads
 
@@ -157,12 +157,29 @@ def test_kill_mid_start_then_stop_restores(world: World) -> None:
     assert world.snapshot() == before
 
 
-def test_subnet_overlap_rejected_before_change(world: World) -> None:
-    ns_run(world.box.host, ["ip", "route", "add", "10.22.5.0/24", "dev", "ext0"], check=True)
+def test_the_default_subnet_avoids_the_host_and_is_kept(world: World) -> None:
+    """The pool's first /24 is routed on this host: the pick skips it, is recorded, and
+    kept; a route that later overlaps the recorded subnet refuses start, naming the record."""
+    ns_run(world.box.host, ["ip", "route", "add", "10.223.0.0/24", "dev", "ext0"], check=True)
+    before = world.snapshot()
+    started = world.driver("start")
+    assert started.returncode == 0, started.stderr
+    ip = json.loads(started.stdout)["ip"]
+    assert ip.startswith("10.223.1."), ip
+    record = json.loads((world.state / "networks.json").read_text())
+    assert record == {"cf-launch": {"subnet": "10.223.1.0/24"}}
+    assert "10.223.1.1/24" in ns_run(world.box.host, ["ip", "-4", "addr", "show",
+                                                      "cflaunch0"]).stdout
+    assert world.driver("stop").returncode == 0
+    assert world.snapshot() == before
+
+    ns_run(world.box.host, ["ip", "route", "add", "10.223.1.128/25", "dev", "ext0"],
+           check=True)
     before = world.snapshot()
     refused = world.driver("start")
     assert refused.returncode != 0
-    assert "10.22.0.0/16 overlaps route 10.22.5.0/24 via ext0" in refused.stderr
+    assert "10.223.1.0/24 overlaps route 10.223.1.128/25 via ext0" in refused.stderr
+    assert "networks.json" in refused.stderr, "the hint names the record"
     assert world.snapshot() == before
 
 
@@ -209,7 +226,7 @@ BREAKAGES = {
     "nat flushed": ["iptables", "-t", "nat", "-F"],
     "FORWARD flushed": ["iptables", "-F", "FORWARD"],
     "nft flush ruleset": ["nft", "flush", "ruleset"],
-    "offloads on": ["ethtool", "-K", "sbr0", "tso", "on", "tx", "on"],
+    "offloads on": ["ethtool", "-K", "cflaunch0", "tso", "on", "tx", "on"],
     "ip_forward off": ["sysctl", "-qw", "net.ipv4.ip_forward=0"],
 }
 

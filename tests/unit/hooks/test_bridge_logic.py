@@ -11,15 +11,27 @@ from coldfront_launch.changes.host import RecordingHost
 from coldfront_launch.hooks import bridge
 from coldfront_launch.hooks.bridge import cni as bridge_cni
 from coldfront_launch.hooks.bridge import rules as bridge_rules
+from coldfront_launch.hooks.bridge import subnets
 from coldfront_launch.hooks.bridge.settings import parse
 from coldfront_launch.lifecycle.launcher import Launcher
 
 
 @pytest.fixture
-def ctx(make_settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+def ctx(make_settings, tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
+    """The default subnet, picked on a host with nothing in the pool's way."""
+    monkeypatch.setattr(subnets, "used_by_host", lambda bridge: [])
+    monkeypatch.setattr(subnets, "OTHER_CNI_DIRS", ())
     settings = make_settings(hook={"bridge": {"external_interface": "ext0",
                                               "cni_config_dir": str(tmp_path / "cni"),
                                               "ports": [80, "8443:443"]}})
+    return Launcher(settings).context()
+
+
+@pytest.fixture
+def ctx_sbr0(make_settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Settings of sites from before cflaunch0: Apptainer's own bridge and subnet."""
+    settings = make_settings(hook={"bridge": {"bridge": "sbr0", "subnet": "10.22.0.0/16",
+                                              "cni_config_dir": str(tmp_path / "cni")}})
     return Launcher(settings).context()
 
 
@@ -53,14 +65,15 @@ def test_conflist(ctx, tmp_path: Path) -> None:
     conf = json.loads(bridge_cni.conflist(settings))
     plugin = conf["plugins"][0]
     assert conf["name"] == "cf-launch" and len(conf["plugins"]) == 1
-    assert plugin["bridge"] == "sbr0" and plugin["isGateway"] is True
+    assert plugin["bridge"] == "cflaunch0" and plugin["isGateway"] is True
     assert plugin["ipMasq"] is False and plugin["mtu"] == 1500
-    assert plugin["ipam"]["subnet"] == "10.22.0.0/16"
+    assert plugin["ipam"]["subnet"] == "10.223.0.0/24", "the pool's first /24"
+    assert not settings.subnet_chosen
     assert "tuning" not in bridge_cni.conflist(settings), "offloads are set for real instead"
     assert bridge_cni.conflist_path(settings) == tmp_path / "cni" / "50_cf-launch.conflist"
 
 
-def test_sharing_networks_warned(ctx, tmp_path: Path) -> None:
+def test_sharing_networks_warned(ctx_sbr0, tmp_path: Path) -> None:
     folder = tmp_path / "cni"
     folder.mkdir()
     (folder / "00_bridge.conflist").write_text(json.dumps({"name": "bridge", "plugins": [
@@ -69,7 +82,7 @@ def test_sharing_networks_warned(ctx, tmp_path: Path) -> None:
         {"type": "bridge", "bridge": "br9", "ipam": {"subnet": "10.22.128.0/17"}}]}))
     (folder / "20_far.conflist").write_text(json.dumps({"name": "f", "plugins": [
         {"type": "bridge", "bridge": "br8", "ipam": {"subnet": "10.99.0.0/16"}}]}))
-    found = bridge_cni.sharing_networks(parse(ctx))
+    found = bridge_cni.sharing_networks(parse(ctx_sbr0))
     assert [(p.name, why) for p, why in found] == [
         ("00_bridge.conflist", "uses the same bridge sbr0"),
         ("10_other.conflist", "uses the overlapping subnet 10.22.128.0/17")]

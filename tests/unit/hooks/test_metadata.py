@@ -37,7 +37,7 @@ def test_bridge_drops_metadata_before_accepting(make_settings) -> None:
     rules = forward_rules(bridge_ctx(make_settings))
     drops = [r for r in rules if r.endswith("-j DROP")]
     assert [r.split(" -d ")[1].split()[0] for r in drops] == list(CREDENTIALS)
-    assert all(r.startswith("-i sbr0 -s 10.22.0.5/32 ") for r in drops), "this instance only"
+    assert all(r.startswith("-i cflaunch0 -s 10.22.0.5/32 ") for r in drops), "this instance only"
     first_accept = next(i for i, r in enumerate(rules) if r.endswith("-j ACCEPT"))
     assert max(rules.index(d) for d in drops) < first_accept, "drops come before the accept"
     text = "\n".join(rules)
