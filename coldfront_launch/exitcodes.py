@@ -1,6 +1,6 @@
 """The exit codes of ``cf-launch``: one enum, used by the errors and the CLI.
 
-The README's table of exit codes is checked against this enum by a test.
+The table of exit codes in docs/cli.md is checked against this enum by a test.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ class ExitCode(enum.IntEnum):
     #: ``upgrade``: the new image failed, and so did the rollback; the message says what is
     #: where (the pre-upgrade backup among it).
     ROLLBACK_FAILED = 14
+    #: ``status``: running, but not healthy: systemd inside is not ``running`` (e.g.
+    #: ``degraded``), or ColdFront answers no 2xx/3xx (the reason in the message and JSON).
+    UNHEALTHY = 15
     #: Interrupted by Ctrl-C (SIGINT).
     INTERRUPTED = 130
     #: A bug in cf-launch or a plugin: please report it (``CF_LAUNCH_DEBUG=1`` shows a traceback).

@@ -308,10 +308,11 @@ def probe_inside(name: str, pid: int, argv: list[str], timeout: float = 30) -> P
     return exec_capture(name, argv, timeout)
 
 
-def exec_argv(name: str, argv: list[str]) -> list[str]:
-    """The argv that runs a command interactively inside the instance."""
-    return [locate(), "exec", f"instance://{name}", *argv]
+def exec_argv(name: str, argv: list[str], pwd: str = "") -> list[str]:
+    """The argv that runs a command interactively inside the instance (in ``pwd``: else
+    Apptainer tries the caller's folder, and warns when the image lacks it)."""
+    return [locate(), "exec", *(["--pwd", pwd] if pwd else []), f"instance://{name}", *argv]
 
 
-def shell_argv(name: str) -> list[str]:
-    return [locate(), "shell", f"instance://{name}"]
+def shell_argv(name: str, pwd: str = "") -> list[str]:
+    return [locate(), "shell", *(["--pwd", pwd] if pwd else []), f"instance://{name}"]

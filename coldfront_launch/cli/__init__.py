@@ -2,35 +2,81 @@
 a thin layer over the library (mostly :class:`~coldfront_launch.Launcher`), in a module by
 what the admin acts on: instance, image, embed, service, data, manage, plugins.
 
-Exit codes: :class:`~coldfront_launch.exitcodes.ExitCode` (and the README's table).
+Exit codes: :class:`~coldfront_launch.exitcodes.ExitCode` (and the table in docs/cli.md).
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 from pathlib import Path
 
 import click
 
-from coldfront_launch.cli import data, embed, image, instance, manage, plugins, service
+from coldfront_launch.cli import (
+    data,
+    embed,
+    image,
+    info,
+    instance,
+    manage,
+    names,
+    output,
+    plugins,
+    service,
+)
+from coldfront_launch.cli.common import Choice, examples
 from coldfront_launch.errors import Terminated
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CfLaunch(click.Group):  # type: ignore[misc]  # click is not type-checked here
+    """The group: with ``--json``, a refused command line (an unknown option, a bad value,
+    an extra argument) is a JSON error object on stdout too."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        # the words after the group's own options; click empties them before the callback
+        rest = getattr(ctx, "_protected_args", None) or getattr(ctx, "protected_args", [])
+        output.current().json = output.wants_json([*rest, *ctx.args])
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as err:
+            if not output.current().json:
+                raise
+            where = err.ctx if getattr(err, "ctx", None) is not None else ctx
+            output.error(err.format_message(), f"see `{where.command_path} --help`",
+                         err.exit_code)
+            sys.exit(err.exit_code)
+
+
+@click.group(cls=CfLaunch, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=examples("""
+                cf-launch start                      # build if needed, boot, wait until ready
+                cf-launch status coldfront --json    # exit 0 only when running and healthy
+                cf-launch stop coldfront cf-test     # several instances
+                cf-launch config show                # the settings, and where each came from
+             """))
 @click.option("--config", "config", type=click.Path(path_type=Path),
               help="TOML settings; overrides ./cf-launch.toml and /etc/cf-launch/config.toml.")
-@click.option("--name", help="Instance name (default: coldfront).")
+@click.option("--name", help="Instance name (default: coldfront); the verbs also take it "
+              "as NAME.", shell_complete=names.complete)
 @click.option("--state-root", type=click.Path(path_type=Path),
               help="Where instance state lives (default: /var/lib/cf-launch).")
+@click.option("--color", "color", type=Choice(["auto", "always", "never"]), default="auto",
+              show_default=True, help="Colour in messages (NO_COLOR=1 means never).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @click.version_option(package_name="coldfront-launch")
 @click.pass_context
 def cli(ctx: click.Context, config: Path | None, name: str | None,
-        state_root: Path | None) -> None:
+        state_root: Path | None, color: str, quiet: bool) -> None:
     """Build, boot and network ColdFront in an Apptainer instance."""
-    ctx.obj = {"config": config, "name": name, "state_root": state_root}
+    out = output.current()
+    out.quiet = out.quiet or quiet
+    ctx.color = output.color_choice(color)
+    ctx.obj = {"config": config, "name": name, "state_root": state_root,
+               "name_source": "--name" if name is not None else None}
 
 
-for _module in (instance, image, embed, service, data, manage, plugins):
+for _module in (instance, image, embed, service, data, manage, plugins, info):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

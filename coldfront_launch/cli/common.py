@@ -4,7 +4,6 @@ output, and the launcher built from the global options (imported on first use, s
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from coldfront_launch.cli import names, output
 from coldfront_launch.errors import LaunchError
 from coldfront_launch.exitcodes import ExitCode
 
@@ -27,11 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(err: LaunchError) -> None:
-    click.secho(f"cf-launch: error: {err}", fg="red", err=True)
-    if err.details:
-        click.echo(err.details, err=True)
-    if err.hint:
-        click.echo(f"hint: {err.hint}", err=True)
+    output.error(str(err), err.hint, err.exit_code, err.details)
     sys.exit(err.exit_code)
 
 
@@ -43,16 +39,18 @@ def friendly(func: F) -> F:
             return func(*args, **kwargs)
         except LaunchError as err:
             fail(err)
+        except BrokenPipeError:  # `cf-launch ... | head`: the reader has all it wants
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(ExitCode.FAILURE)
         except KeyboardInterrupt:
-            click.echo("cf-launch: interrupted", err=True)
+            output.error("interrupted", "", ExitCode.INTERRUPTED)
             sys.exit(ExitCode.INTERRUPTED)
         except Exception as err:  # noqa: BLE001 - the last line of defence
             if os.environ.get("CF_LAUNCH_DEBUG"):
                 raise
-            click.secho(f"cf-launch: internal error: {type(err).__name__}: {err}", fg="red",
-                        err=True)
-            click.echo("hint: rerun with CF_LAUNCH_DEBUG=1 for a traceback, and report it",
-                       err=True)
+            output.error(f"internal error: {type(err).__name__}: {err}",
+                         "rerun with CF_LAUNCH_DEBUG=1 for a traceback, and report it",
+                         ExitCode.INTERNAL)
             sys.exit(ExitCode.INTERNAL)
     return wrapper  # type: ignore[return-value]
 
@@ -64,8 +62,7 @@ def settings_of(ctx: click.Context, **overrides: Any) -> Settings:
                          **overrides)
 
 
-def progress(message: str) -> None:
-    click.echo(f"… {message}", err=True)
+progress = output.progress
 
 
 def launcher_of(ctx: click.Context, **overrides: Any) -> Launcher:
@@ -75,7 +72,7 @@ def launcher_of(ctx: click.Context, **overrides: Any) -> Launcher:
 
 def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
     if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        output.result(data)
     else:
         human()
 
@@ -92,13 +89,17 @@ def json_option(func: F) -> F:
                                    help="Print the result as JSON."), func)
 
 
-def name_option(func: F) -> F:
-    """``--name`` after the subcommand too (``cf-launch start --name x``)."""
-    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-        if value is not None:
-            ctx.ensure_object(dict)["name"] = value
-    return decorated(click.option("--name", expose_value=False, callback=remember,
-                                   help="Instance name (overrides the global --name)."), func)
+name_option = names.option
+
+
+def quiet_option(func: F) -> F:
+    """``-q`` after the verb too (``cf-launch stop -q``)."""
+    def remember(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value:
+            output.current().quiet = True
+    return decorated(click.option("-q", "--quiet", is_flag=True, expose_value=False,
+                                  callback=remember, help="No progress lines (results, "
+                                  "warnings and errors still shown)."), func)
 
 
 def hook_option(func: F) -> F:
@@ -130,7 +131,10 @@ class BadValue(click.BadParameter):  # type: ignore[misc]  # click is not type-c
 
     def show(self, file: Any = None) -> None:
         opts = list(getattr(self.param, "opts", None) or [])
-        name = max(opts, key=len) if opts else (self.param_hint or "value")
+        if getattr(self.param, "param_type_name", "") == "argument":
+            name = self.param.human_readable_name.strip("[].")
+        else:
+            name = max(opts, key=len) if opts else (self.param_hint or "value")
         click.secho(f"cf-launch: error: {name}: {self.message}", fg="red", err=True)
         where = self.ctx.command_path if self.ctx is not None else "cf-launch"
         click.echo(f"hint: see `{where} --help`", err=True)
@@ -169,18 +173,29 @@ IMAGE_OPTION = click.option("--image", type=click.Path(path_type=Path),
                             help="The .sif to boot.")
 
 
-def instance_command(*options: Callable[..., Any]
-                     ) -> Callable[[Callable[..., Any]], click.Command]:
-    """A command for one instance: ``--name``, then ``options``, then ``--json``; the click
-    context first, and one-line errors."""
+def instance_command(*options: Callable[..., Any], several: bool = False,
+                     epilog: str = "") -> Callable[[Callable[..., Any]], click.Command]:
+    """A command for one instance: ``[NAME]`` (``several``: ``[NAME]...``, the command run
+    once per name), ``--name``, then ``options``, then ``--json`` and ``-q``; the click
+    context first, one-line errors, and ``epilog`` (examples) at the end of ``--help``."""
     def wrap(func: Callable[..., Any]) -> click.Command:
-        decorated: Any = click.pass_context(friendly(func))
-        chain: list[Callable[..., Any]] = [name_option, *options, json_option]
+        decorated: Any = friendly(func)
+        if several:
+            decorated = names.each(decorated)
+        decorated = click.pass_context(decorated)
+        chain: list[Callable[..., Any]] = [names.arguments if several else names.argument,
+                                           name_option, *options, json_option, quiet_option]
         for option in reversed(chain):
             decorated = option(decorated)
-        command: click.Command = click.command()(decorated)
+        command: click.Command = click.command(epilog=examples(epilog))(decorated)
         return command
     return wrap
+
+
+def examples(text: str) -> str:
+    """A ``--help`` epilog of example lines, kept as written (click's ``\b``)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines) if lines else ""
 
 
 def build_printer(verbose: bool, events: list[dict[str, Any]]) -> Callable[[Any], None]:

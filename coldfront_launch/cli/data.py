@@ -6,10 +6,14 @@ from pathlib import Path
 
 import click
 
-from coldfront_launch.cli import common
+from coldfront_launch.cli import common, names
 
 
-@click.command()
+@click.command(epilog=common.examples("""
+    cf-launch backup coldfront
+    cf-launch backup coldfront --output /backups/ --json
+"""))
+@names.argument
 @common.name_option
 @click.option("--output", type=click.Path(),  # a str: DIR/ keeps its slash
               help="The archive to write (a regular file is replaced), or a folder for "
@@ -26,8 +30,24 @@ def backup(ctx: click.Context, output: str | None, as_json: bool) -> None:
     common.emit(result, as_json, lambda: click.echo(result["path"]))
 
 
-@click.command()
-@click.argument("archive", type=click.Path(path_type=Path))
+class RestoreCommand(click.Command):  # type: ignore[misc]  # click is not type-checked here
+    """``restore [NAME] ARCHIVE``: with two words the first is the instance's name."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        words = [i for i, a in enumerate(args) if not a.startswith("-")
+                 and (i == 0 or args[i - 1] != "--name")]
+        if len(words) >= 2:
+            ctx.meta["cf_launch.restore_name"] = args[words[0]]
+            args = args[:words[0]] + args[words[0] + 1:]
+        left: list[str] = super().parse_args(ctx, args)
+        return left
+
+
+@click.command(cls=RestoreCommand, epilog=common.examples("""
+    cf-launch restore coldfront /backups/coldfront-20261204T120000Z.tar.gz
+    cf-launch restore --name cf-test backup.tar.gz --force
+"""))
+@click.argument("archive", type=click.Path(path_type=Path), metavar="[NAME] ARCHIVE")
 @common.name_option
 @click.option("--force", is_flag=True,
               help="Replace existing data (kept beside it as <name>.replaced-<UTC time>).")
@@ -37,6 +57,8 @@ def backup(ctx: click.Context, output: str | None, as_json: bool) -> None:
 def restore(ctx: click.Context, archive: Path, force: bool, as_json: bool) -> None:
     """Check a backup, then restore it into the stopped instance."""
     from coldfront_launch.operations.restore import restore as run_restore
+    if "cf_launch.restore_name" in ctx.meta:
+        names.use(ctx, ctx.meta["cf_launch.restore_name"], "NAME")
 
     result = run_restore(common.settings_of(ctx), archive, force, report=common.progress)
 

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import click
 
+from coldfront_launch.cli import names
 from coldfront_launch.cli.common import (
     Choice,
     emit,
+    examples,
     friendly,
     hook_option,
     json_option,
@@ -23,13 +25,19 @@ from coldfront_launch.exitcodes import ExitCode
 from coldfront_launch.lifecycle import embedding as embed
 
 
-@click.command()
+@click.command(epilog=examples("""
+    eval "set -- $(cf-launch prepare coldfront)"; apptainer instance start "$@" IMAGE coldfront
+    cf-launch prepare coldfront --json              # the same as --format json
+    cf-launch prepare --format env --output /run/cf-launch/coldfront.env
+"""))
+@names.argument
 @name_option
 @hook_option
 @click.option("--image", type=click.Path(path_type=Path), help="The .sif the site boots.")
 @click.option("--format", "form", type=Choice(embed.FORMATS), default="shell",
               show_default=True, help="shell: one line of words; json; env: a file for a "
               "unit's EnvironmentFile=.")
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
 @click.option("--output", type=click.Path(path_type=Path),
               help="Write to FILE (atomically) instead of stdout.")
 @click.option("--only-hooks", is_flag=True,
@@ -37,8 +45,14 @@ from coldfront_launch.lifecycle import embedding as embed
 @click.pass_context
 @friendly
 def prepare(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, form: str,
-            output: Path | None, only_hooks: bool) -> None:
+            as_json: bool, output: Path | None, only_hooks: bool) -> None:
     """Prepare the host; print the options for your own `apptainer instance start`."""
+    from coldfront_launch.errors import ConfigError
+    if as_json:
+        if ctx.get_parameter_source("form") == click.core.ParameterSource.COMMANDLINE \
+                and form != "json":
+            raise ConfigError("--json", f"is --format json; --format {form} says otherwise")
+        form = "json"
     launcher = launcher_of(ctx, **start_overrides(hooks, image))
 
     def printable(embedding: embed.Embedding) -> None:
@@ -52,7 +66,10 @@ def prepare(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, form
         click.echo(text, nl=False)
 
 
-@click.command()
+@click.command(epilog=examples("""
+    cf-launch attach coldfront     # after your own `apptainer instance start`
+"""))
+@names.argument
 @name_option
 @click.option("--no-wait", is_flag=True, help="Return once the host is finished.")
 @json_option
@@ -64,7 +81,10 @@ def attach(ctx: click.Context, no_wait: bool, as_json: bool) -> None:
     emit(started.to_json(), as_json, lambda: print_started(started.to_json()))
 
 
-@click.command()
+@click.command(epilog=examples("""
+    apptainer instance stop coldfront && cf-launch detach coldfront
+"""))
+@names.argument
 @name_option
 @json_option
 @click.pass_context

@@ -9,10 +9,12 @@ from typing import Any
 
 import click
 
+from coldfront_launch.cli import names
 from coldfront_launch.cli.common import (
     Seconds,
     build_printer,
     emit,
+    examples,
     friendly,
     json_option,
     name_option,
@@ -21,7 +23,10 @@ from coldfront_launch.cli.common import (
 )
 
 
-@click.command()
+@click.command(epilog=examples("""
+    cf-launch build                     # layers cached by content: only changes rebuild
+    cf-launch build --layer debian-base --layer coldfront --fakeroot
+"""))
 @click.option("--force", is_flag=True, help="Rebuild every layer, cached or not.")
 @click.option("--fakeroot/--no-fakeroot", default=None, help="Build with --fakeroot.")
 @click.option("--bind", "binds", multiple=True, help="Extra --bind for %post (repeatable).")
@@ -58,7 +63,12 @@ def build(ctx: click.Context, force: bool, fakeroot: bool | None, binds: tuple[s
           lambda: click.echo(f"image: {image} -> {image.resolve()}"))
 
 
-@click.command()
+@click.command(epilog=examples("""
+    cf-launch upgrade coldfront --check                 # which ColdFront it would bring
+    cf-launch upgrade coldfront --coldfront-version 1.1.7
+    cf-launch upgrade coldfront --rollback
+"""))
+@names.argument
 @name_option
 @click.option("--coldfront-version", metavar="VERSION",
               help="The ColdFront to build (default: [build] coldfront_version, else the "

@@ -6,17 +6,20 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from coldfront_launch.cli import names
 from coldfront_launch.cli.common import (
     IMAGE_OPTION,
     IntRange,
+    Seconds,
     emit,
+    examples,
     friendly,
     hook_option,
     instance_command,
-    json_option,
     launcher_of,
     name_option,
     print_started,
@@ -25,35 +28,85 @@ from coldfront_launch.cli.common import (
 )
 from coldfront_launch.exitcodes import ExitCode
 
+if TYPE_CHECKING:
+    from coldfront_launch.config.settings import Settings
+
+
+STRICT = click.option("--strict", is_flag=True,
+                      help="Exit non-zero when there is nothing to do (10: already running; "
+                           "8: not running).")
+
 
 @instance_command(hook_option, IMAGE_OPTION,
-                  click.option("--no-wait", is_flag=True, help="Return once the instance runs."))
+                  click.option("--no-wait", is_flag=True, help="Return once the instance runs."),
+                  STRICT, several=True, epilog="""
+                      cf-launch start                    # the instance named in the settings
+                      cf-launch start coldfront --json   # already running: exit 0, says so
+                      cf-launch start cf-prod cf-test    # several instances
+                  """)
 def start(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, no_wait: bool,
-          as_json: bool) -> None:
+          strict: bool, as_json: bool) -> None:
     """Start ColdFront: hooks prepare the host, the instance boots, then wait until ready."""
-    started = launcher_of(ctx, **start_overrides(hooks, image)).start(wait=not no_wait)
-    emit(started.to_json(), as_json, lambda: print_started(started.to_json()))
+    from coldfront_launch.errors import InstanceRunningError
+    launcher = launcher_of(ctx, **start_overrides(hooks, image))
+    try:
+        started = launcher.start(wait=not no_wait).to_json()
+    except InstanceRunningError:
+        if strict:
+            raise
+        started = _already_running(launcher.settings)
+    emit(started, as_json, lambda: print_started(started))
 
 
-@instance_command()
-def stop(ctx: click.Context, as_json: bool) -> None:
+def _already_running(settings: Settings) -> dict[str, Any]:
+    """``start``'s answer for an instance that runs: what status says of it."""
+    from coldfront_launch.lifecycle.status import of
+    data = of(settings)
+    return {"instance": data["instance"], "changes": [], "timings": {},
+            "ready": data["health"]["healthy"], "system_state": data["system_state"] or "",
+            "failed_units": [], "url": data["url"] or "", "seconds_to_ready": None,
+            "already_running": True, "health": data["health"]}
+
+
+@instance_command(
+    STRICT, click.option("--wait", "wait", type=Seconds(min=0, max=3600), default=10.0,
+                         show_default=True,
+                         help="Seconds to wait for another cf-launch working on the "
+                              "instance (e.g. a first stop) before giving up (exit 7)."),
+    several=True, epilog="""
+        cf-launch stop                     # the instance named in the settings
+        cf-launch stop coldfront cf-test   # several instances; exit: the first failure's
+        cf-launch stop coldfront --json    # not running: exit 0, "already_stopped": true
+    """)
+def stop(ctx: click.Context, strict: bool, wait: float, as_json: bool) -> None:
     """Stop the instance and undo every host change cf-launch made."""
+    from coldfront_launch.errors import NotRunningError
     launcher = launcher_of(ctx)
-    timings = launcher.stop()
+    name = launcher.settings.name
+    try:
+        timings = launcher.stop(lock_timeout=wait)
+    except NotRunningError:
+        if strict:
+            raise
+        emit({"name": name, "stopped": True, "already_stopped": True, "shutdown": None,
+              "plugin_failures": [], "timings": {}}, as_json,
+             lambda: click.echo(f"instance {name} is not running; nothing to stop"))
+        return
     how = timings.pop("shutdown", None)
     failed = timings.pop("plugin_failures", [])
     said = {"poweroff": " (systemd inside powered off)"}.get(str(how), "")
     also = f"; {len(failed)} plugin hook(s) failed (above)" if failed else ""
-    emit({"name": launcher.settings.name, "stopped": True, "shutdown": how,
+    emit({"name": name, "stopped": True, "already_stopped": False, "shutdown": how,
           "plugin_failures": failed,
           "timings": {k: round(v, 4) for k, v in timings.items()}}, as_json,
-         lambda: click.echo(f"instance {launcher.settings.name} stopped{said}; "
-                            f"host changes undone{also}"))
+         lambda: click.echo(f"instance {name} stopped{said}; host changes undone{also}"))
     if failed:  # what those plugins do on stop may not be done: say so to scripts too
         sys.exit(ExitCode.FAILURE)
 
 
-@instance_command(hook_option, IMAGE_OPTION)
+@instance_command(hook_option, IMAGE_OPTION, several=True, epilog="""
+    cf-launch restart coldfront
+""")
 def restart(ctx: click.Context, hooks: tuple[str, ...], image: Path | None,
             as_json: bool) -> None:
     """Stop (if running), then start."""
@@ -63,64 +116,85 @@ def restart(ctx: click.Context, hooks: tuple[str, ...], image: Path | None,
 
 @instance_command(click.option("--all", "every", is_flag=True,
                               help="Every instance cf-launch started, running or not, "
-                                   "as a table (a list with --json)."))
+                                   "as a table (a list with --json)."),
+                  several=True, epilog="""
+    cf-launch status coldfront          # exit 0 only when running and healthy
+    cf-launch status --json | jq .health
+    cf-launch status --all              # a table of every instance cf-launch started
+""")
 def status(ctx: click.Context, every: bool, as_json: bool) -> None:
-    """Show the instance, its address, systemd state, HTTP health and drift."""
+    """Show the instance, its address, systemd state, HTTP health and drift.
+
+    Exits 0 only when the instance runs, systemd inside is `running` and ColdFront answers
+    (2xx/3xx); else 8 (not running), 5 (start unfinished), 15 (unhealthy: the reason is
+    printed) or 9 (a host change is missing)."""
     # not through Launcher: status imports only what it needs
-    from coldfront_launch.lifecycle.status import (
-        of,
-        of_all,
-    )
+    from coldfront_launch.lifecycle.status import of, of_all
     if every:
         from coldfront_launch.cli.table import table
         rows = of_all(settings_of(ctx))
         emit(rows, as_json, lambda: click.echo(table(rows), nl=False))
-        if any(row.get("drift") for row in rows):
-            sys.exit(ExitCode.DRIFTED)
+        codes = [row["health"]["exit_code"] for row in rows if row["running"]]
+        if codes and any(codes):
+            sys.exit(next(c for c in codes if c))
         return
     data = of(settings_of(ctx))
+    emit(data, as_json, lambda: _print_status(data))
+    if data["health"]["exit_code"]:
+        sys.exit(data["health"]["exit_code"])
 
-    def human() -> None:
-        if not data["running"]:
-            click.echo(f"{data['name']}: not running"
-                       + (f" ({data['host_changes']} host changes to undo: run `cf-launch stop`)"
-                          if data["host_changes"] else ""))
-            return
-        inst = data["instance"]
-        click.echo(f"{data['name']}: running, pid {inst['pid']}, ip {inst['ip'] or '(host)'}")
-        if data["unfinished_start"]:
-            click.echo(f"  not ready: {data['unfinished_start']} (`cf-launch repair` or "
-                       "`cf-launch start` finishes it)")
-        click.echo(f"  hooks: {', '.join(data['hooks']) or '-'}; systemd: "
-                   f"{data['system_state']}; {data['url']} -> HTTP {data['http_status'] or '-'}")
-        click.echo(f"  image: {inst['image']}")
-        serving = data.get("serving")
-        if serving:
-            click.echo(f"  serving: {serving['workers']} workers"
-                       + (f", {serving['url']}" if serving["url"] else "")
-                       + (f", limits {serving['limits']}" if serving["limits"] else ""))
-        upgraded = data.get("upgrade")
-        if upgraded and upgraded["current"]["image"] == inst["image"]:
-            previous = upgraded["previous"] or {}
-            click.echo(f"    ColdFront {upgraded['current']['coldfront_version'] or '?'} since "
-                       f"the upgrade of {upgraded['upgraded']}; previous: "
-                       f"{previous.get('image', '-')}")
-        for found in data.get("drift", []):
-            click.echo(f"  drift: {found} (`cf-launch repair` puts it back)")
-    emit(data, as_json, human)
-    if not data["running"] and not as_json:
-        sys.exit(ExitCode.NOT_RUNNING)
-    if data.get("unfinished_start"):
-        sys.exit(ExitCode.NOT_READY)
-    if data.get("drift"):
-        sys.exit(ExitCode.DRIFTED)
+
+def _print_status(data: dict[str, Any]) -> None:
+    if not data["running"]:
+        click.echo(f"{data['name']}: not running"
+                   + (f" ({data['host_changes']} host changes to undo: run `cf-launch stop`)"
+                      if data["host_changes"] else ""))
+        return
+    inst = data["instance"]
+    click.echo(f"{data['name']}: running, pid {inst['pid']}, ip {inst['ip'] or '(host)'}")
+    if data["unfinished_start"]:
+        click.echo(f"  not ready: {data['unfinished_start']} (`cf-launch repair` or "
+                   "`cf-launch start` finishes it)")
+    click.echo(f"  hooks: {', '.join(data['hooks']) or '-'}; systemd: "
+               f"{data['system_state']}; {data['url']} -> HTTP {data['http_status'] or '-'}")
+    click.echo(f"  image: {inst['image']}")
+    serving = data.get("serving")
+    if serving:
+        click.echo(f"  serving: {serving['workers']} workers"
+                   + (f", {serving['url']}" if serving["url"] else "")
+                   + (f", limits {serving['limits']}" if serving["limits"] else ""))
+    upgraded = data.get("upgrade")
+    if upgraded and upgraded["current"]["image"] == inst["image"]:
+        previous = upgraded["previous"] or {}
+        click.echo(f"    ColdFront {upgraded['current']['coldfront_version'] or '?'} since "
+                   f"the upgrade of {upgraded['upgraded']}; previous: "
+                   f"{previous.get('image', '-')}")
+    for found in data.get("drift") or []:
+        click.echo(f"  drift: {found} ({drift_hint(found, data['name'])})")
+    if data["health"]["exit_code"] == ExitCode.UNHEALTHY:
+        click.echo(f"  unhealthy: {data['health']['reason']} (`cf-launch logs "
+                   f"{data['name']}` shows why)")
+
+
+def drift_hint(found: str, name: str) -> str:
+    """What helps with one drift line: ``repair``, or for a status read from another
+    network namespace than the instance's, the ``nsenter`` line that reads it there."""
+    if "network namespace" not in found or "this process runs in" not in found:
+        return "`cf-launch repair` puts it back"
+    from coldfront_launch.linux import netinfo
+    inode = found.split("network namespace ", 1)[1].split(",", 1)[0]
+    path = netinfo.netns_path(inode) or "/run/netns/NAME"
+    return f"read it there: nsenter --net={path} cf-launch status {name}"
 
 
 REPAIR_LOCK_WAIT = 30.0  # seconds: a supervisor's own repair holds the lock briefly
 
 
 @instance_command(click.option("--all", "every", is_flag=True,
-                              help="Every instance cf-launch knows."))
+                              help="Every instance cf-launch knows."), epilog="""
+    cf-launch repair coldfront   # after a firewall reload removed cf-launch's rules
+    cf-launch repair --all
+""")
 def repair(ctx: click.Context, every: bool, as_json: bool) -> None:
     """Put back what cf-launch applied and something else removed (firewall reloads)."""
     launcher = launcher_of(ctx)
@@ -146,13 +220,19 @@ def repair(ctx: click.Context, every: bool, as_json: bool) -> None:
         sys.exit(ExitCode.HOST_CHANGE)
 
 
-@instance_command(hook_option, IMAGE_OPTION)
+@instance_command(hook_option, IMAGE_OPTION, epilog="""
+    cf-launch plan                 # first line: the settings files it read
+    cf-launch plan --hook override --json
+""")
 def plan(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, as_json: bool) -> None:
     """Print the exact apptainer command and every host change `start` would make."""
+    from coldfront_launch.config.settings import config_files
+    files = [str(f) for f in config_files(ctx.obj["config"])]
     result = launcher_of(ctx, **start_overrides(hooks, image)).plan()
 
     def human() -> None:
         import shlex
+        click.echo("# settings read: " + (", ".join(files) or "none (the defaults)"))
         click.echo("# command")
         click.echo(shlex.join(result.command))
         click.echo("# host changes (undone by `cf-launch stop`)")
@@ -175,34 +255,62 @@ def plan(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, as_json
                                    or "none"))
         for problem in result.problems:
             click.echo(f"{'✗' if problem.fatal else '!'} {problem.check}: {problem.message}")
-    emit(result.to_json(), as_json, human)
+    emit({"config_files": files, **result.to_json()}, as_json, human)
     if any(p.fatal for p in result.problems):
         sys.exit(ExitCode.PREFLIGHT)  # so scripts can use `plan` as a check
 
 
-@click.command("exec", context_settings={"ignore_unknown_options": True})
-@click.argument("name")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@friendly
-def exec_cmd(name: str, command: tuple[str, ...]) -> None:
-    """Run COMMAND inside instance NAME: cf-launch exec NAME -- CMD..."""
-    from coldfront_launch import apptainer
-    argv = apptainer.exec_argv(_running(name), list(command))
-    os.execvp(argv[0], argv)
+PWD = click.option("--pwd", default="/", show_default=True,
+                   help="The folder inside the instance to run in.")
 
 
-@click.command()
+@click.command("exec", cls=names.ExecCommand, epilog=examples("""
+    cf-launch exec coldfront -- systemctl status gunicorn
+    cf-launch exec -- coldfront shell -c 'print(1)'   # the instance named in the settings
+    cf-launch exec --name cf-test --pwd /srv/coldfront -- ls
+"""))
+@names.argument
 @name_option
+@PWD
 @click.pass_context
 @friendly
-def shell(ctx: click.Context) -> None:
-    """Open a shell inside the instance."""
+def exec_cmd(ctx: click.Context, pwd: str) -> None:
+    """Run COMMAND inside the instance: cf-launch exec [NAME] -- COMMAND..."""
     from coldfront_launch import apptainer
-    argv = apptainer.shell_argv(_running(settings_of(ctx).name))
+    from coldfront_launch.errors import ConfigError
+    command = names.command_words(ctx)
+    if not command:
+        raise ConfigError("COMMAND", "no command given", "cf-launch exec [NAME] -- COMMAND...")
+    argv = apptainer.exec_argv(_running(_name(ctx)), list(command), pwd)
     os.execvp(argv[0], argv)
 
 
-@click.command()
+def _name(ctx: click.Context) -> str:
+    """The instance's name without reading the settings when it was given."""
+    given = ctx.find_root().obj.get("name")
+    return str(given) if given else settings_of(ctx).name
+
+
+@click.command(epilog=examples("""
+    cf-launch shell coldfront
+"""))
+@names.argument
+@name_option
+@PWD
+@click.pass_context
+@friendly
+def shell(ctx: click.Context, pwd: str) -> None:
+    """Open a shell inside the instance."""
+    from coldfront_launch import apptainer
+    argv = apptainer.shell_argv(_running(settings_of(ctx).name), pwd)
+    os.execvp(argv[0], argv)
+
+
+@click.command(epilog=examples("""
+    cf-launch logs coldfront -n 50
+    cf-launch logs -f             # follow, like journalctl -f
+"""))
+@names.argument
 @name_option
 @click.option("-n", "--lines", type=IntRange(1, 1_000_000), default=100, show_default=True,
               help="Lines to show.")
@@ -217,7 +325,7 @@ def logs(ctx: click.Context, lines: int, follow: bool) -> None:
         _print_apptainer_logs(name, lines)
         return
     argv = ["journalctl", "--no-pager", "-n", str(lines)] + (["-f"] if follow else [])
-    argv = apptainer.exec_argv(name, argv)
+    argv = apptainer.exec_argv(name, argv, "/")
     os.execvp(argv[0], argv)
 
 
@@ -244,12 +352,10 @@ def _running(name: str) -> str:
     return name
 
 
-@click.command()
-@name_option
-@hook_option
-@json_option
-@click.pass_context
-@friendly
+@instance_command(hook_option, epilog="""
+    cf-launch doctor              # every check, with how to fix each
+    cf-launch doctor --json | jq '.problems[] | select(.fatal)'
+""")
 def doctor(ctx: click.Context, hooks: tuple[str, ...], as_json: bool) -> None:
     """Check the host and settings (core and the plugins to run); say how to fix each."""
     problems = launcher_of(ctx, hooks=list(hooks) or None).doctor()

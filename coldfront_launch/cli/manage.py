@@ -8,19 +8,35 @@ from pathlib import Path
 
 import click
 
-from coldfront_launch.cli.common import emit, friendly, json_option, name_option, settings_of
+from coldfront_launch.cli import names
+from coldfront_launch.cli.common import (
+    emit,
+    examples,
+    friendly,
+    json_option,
+    name_option,
+    settings_of,
+)
 from coldfront_launch.coldfront import manage as site_manage
 from coldfront_launch.errors import LaunchError
 
 
-@click.command("manage", context_settings={"ignore_unknown_options": True})
+@click.command("manage", cls=names.ManageCommand, epilog=examples("""
+    cf-launch manage coldfront -- showmigrations
+    cf-launch manage -- check --deploy        # the instance named in the settings
+"""))
+@names.argument
 @name_option
-@click.argument("args", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 @friendly
-def manage_cmd(ctx: click.Context, args: tuple[str, ...]) -> None:
+def manage_cmd(ctx: click.Context) -> None:
     """Run `coldfront ARGS` (Django management) inside the instance, as the service
-    account with the instance's env: cf-launch manage -- ARGS..."""
+    account with the instance's env: cf-launch manage [NAME] -- ARGS..."""
+    from coldfront_launch.errors import ConfigError
+    args = names.command_words(ctx)
+    if not args:
+        raise ConfigError("ARGS", "no management command given",
+                          "cf-launch manage [NAME] -- ARGS...")
     argv = site_manage.manage_argv(settings_of(ctx).name, list(args))
     os.execvp(argv[0], argv)
 
@@ -30,7 +46,11 @@ def admin() -> None:
     """ColdFront's administrator accounts."""
 
 
-@admin.command("create")
+@admin.command("create", epilog=examples("""
+    cf-launch admin create coldfront --username ops --email ops@example.org \\
+        --password-file /root/ops.pw --exist-ok
+"""))
+@names.argument
 @name_option
 @click.option("--username", required=True, help="The new superuser's user name.")
 @click.option("--email", required=True, help="Their e-mail address.")

@@ -8,10 +8,12 @@ from typing import Any
 
 import click
 
-from coldfront_launch.cli.common import emit, friendly, json_option
+from coldfront_launch.cli.common import emit, examples, friendly, json_option
 
 
-@click.command("hooks")
+@click.command("hooks", epilog=examples("""
+    cf-launch hooks --json
+"""))
 @json_option
 @friendly
 def hooks_cmd(as_json: bool) -> None:
@@ -44,7 +46,9 @@ def plugin() -> None:
     """Write cf-launch plugins."""
 
 
-@plugin.command("new")
+@plugin.command("new", epilog=examples("""
+    cf-launch plugin new site-dns --dir ./cf-launch-site-dns
+"""))
 @click.argument("name")
 @click.option("--dir", "directory", type=click.Path(path_type=Path),
               help="Where to write it (default: ./cf-launch-NAME).")

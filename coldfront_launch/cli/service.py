@@ -10,8 +10,10 @@ from typing import Any
 
 import click
 
+from coldfront_launch.cli import names
 from coldfront_launch.cli.common import (
     Seconds,
+    examples,
     friendly,
     hook_option,
     launcher_of,
@@ -26,7 +28,10 @@ from coldfront_launch.service import units
 RUN_DIR = Path("/run/cf-launch")
 
 
-@click.command()
+@click.command(epilog=examples("""
+    cf-launch run coldfront          # what cf-launch@coldfront.service runs
+"""))
+@names.argument
 @name_option
 @hook_option
 @click.option("--interval", type=Seconds(min=0.1, max=3600), default=2.0, show_default=True,
@@ -58,7 +63,9 @@ def service() -> None:
     """systemd units for cf-launch."""
 
 
-@service.command("dropin")
+@service.command("dropin", epilog=examples("""
+    cf-launch service dropin --unit coldfront.service --hook bridge
+"""))
 @click.option("--unit", required=True, help="The site's unit, e.g. coldfront.service.")
 @name_option
 @hook_option
@@ -96,7 +103,10 @@ REPAIR_UNIT_OPTION = click.option(
          "starts, restarts or reloads) instead of the supervisor's template.")
 
 
-@service.command("install")
+@service.command("install", epilog=examples("""
+    cf-launch service install --enable --now     # then: systemctl start cf-launch@coldfront
+    cf-launch service install --repair-unit --enable
+"""))
 @name_option
 @REPAIR_UNIT_OPTION
 @click.option("--enable", is_flag=True, help="Start at boot (systemctl enable).")
@@ -127,7 +137,9 @@ def service_install(ctx: click.Context, repair: bool, enable: bool, now: bool, s
         click.echo(f"{unit} enabled" + (" and started" if now else ""), err=True)
 
 
-@service.command("remove")
+@service.command("remove", epilog=examples("""
+    cf-launch service remove
+"""))
 @name_option
 @REPAIR_UNIT_OPTION
 @click.option("--unit-dir", type=click.Path(path_type=Path), default=units.UNIT_DIR,

@@ -250,8 +250,8 @@ class Launcher:
         """Under the lock: the instance is not running, leftovers are undone, and no
         preflight check (but those in ``ignore``) is fatal."""
         if apptainer.find(self.settings.name) is not None:
-            raise errors.LaunchError(f"instance {self.settings.name} is already running",
-                                     running_hint)
+            raise errors.InstanceRunningError(f"instance {self.settings.name} is already "
+                                              "running", running_hint)
         self._clean_leftovers()
         fatal = [p for p in seq.preflight() if p.fatal and p.check not in ignore]
         if fatal:
@@ -427,8 +427,9 @@ class Launcher:
 
     # --- stop ------------------------------------------------------------------------
 
-    def stop(self) -> dict[str, Any]:
-        """Stop the instance and undo every journaled host change (also after a crash).
+    def stop(self, lock_timeout: float = 0) -> dict[str, Any]:
+        """Stop the instance and undo every journaled host change (also after a crash);
+        wait up to ``lock_timeout`` seconds for another cf-launch holding the lock.
 
         Returns the seconds spent, ``apptainer_stop`` and ``undo`` (everything else),
         and how the instance went down (``shutdown``: see :class:`shutdown.Shutdown`).
@@ -443,7 +444,7 @@ class Launcher:
                                              "nothing to stop; `cf-launch status` lists "
                                              "instances")
             raise self._not_ours(info)
-        with self.state.locked():
+        with self.state.locked(timeout=lock_timeout):
             info = apptainer.find(self.settings.name)
             journaled = journal.entries(self.state)
             if info is None and not journaled:

@@ -22,6 +22,7 @@ from coldfront_launch.coldfront import env as siteenv
 from coldfront_launch.config.settings import Settings, with_pin
 from coldfront_launch.config.validate import INSTANCE_NAME
 from coldfront_launch.errors import LaunchError
+from coldfront_launch.exitcodes import ExitCode
 from coldfront_launch.lifecycle import readiness
 from coldfront_launch.state import pin as imagepin
 from coldfront_launch.state import record
@@ -111,6 +112,36 @@ def parallel(tasks: list[Callable[[], Any]], here: Callable[[], T]) -> tuple[lis
     return results, mine
 
 
+#: Every status has these keys, whatever the state (None: not known, e.g. not running).
+PROBED = ("drift", "system_state", "url", "http_status", "security", "serving")
+
+
+def health(data: dict[str, Any]) -> tuple[ExitCode, str]:
+    """What ``status`` exits with, and why (one line; "" when healthy): not running (8), a
+    start that is unfinished (5), running but unhealthy (15: systemd inside not
+    ``running``, or ColdFront's HTTP status not 2xx/3xx), or a host change missing (9)."""
+    if not data["running"]:
+        return ExitCode.NOT_RUNNING, "not running"
+    if data.get("unfinished_start"):
+        return ExitCode.NOT_READY, str(data["unfinished_start"])
+    system, code = data.get("system_state"), data.get("http_status") or 0
+    if system is not None and system != "running":
+        return ExitCode.UNHEALTHY, f"systemd inside is {system or 'unknown'}, not running"
+    if data.get("url") is not None and not 200 <= code < 400:
+        return ExitCode.UNHEALTHY, (f"ColdFront answers HTTP {code} at {data['url']}" if code
+                                    else f"ColdFront does not answer at {data['url'] or '?'}")
+    if data.get("drift"):
+        return ExitCode.DRIFTED, f"{len(data['drift'])} host change(s) missing"
+    return ExitCode.OK, ""
+
+
+def with_health(data: dict[str, Any]) -> dict[str, Any]:
+    code, reason = health(data)
+    data["health"] = {"healthy": code == ExitCode.OK, "exit_code": int(code),
+                      "reason": reason}
+    return data
+
+
 def base(settings: Settings, info: InstanceInfo | None) -> dict[str, Any]:
     """The fields that need no probe inside the instance."""
     state = InstanceState(settings.state_dir)
@@ -129,6 +160,7 @@ def base(settings: Settings, info: InstanceInfo | None) -> dict[str, Any]:
         "state_dir": str(settings.state_dir),
         "upgrade": pin.to_json() if pin else None,
         "unfinished_start": _unfinished(launched) if info is not None else "",
+        **dict.fromkeys(PROBED),
     }
 
 
@@ -149,7 +181,7 @@ def one(settings: Settings, running: list[InstanceInfo],
     info = next((i for i in running if i.name == settings.name), None)
     result = base(settings, info)
     if info is None:
-        return result
+        return with_health(result)
     url = url_of(settings, info, endpoint)
     state = InstanceState(settings.state_dir)
     kept = hardening.kept_report(settings.state_dir, info)
@@ -163,7 +195,7 @@ def one(settings: Settings, running: list[InstanceInfo],
         hardening.keep_report(settings.state_dir, info, security)
     result.update({"drift": found, "system_state": system, "url": url, "http_status": code,
                    "security": security, "serving": _serving(settings)})
-    return result
+    return with_health(result)
 
 
 def _serving(settings: Settings) -> dict[str, Any] | None:
@@ -220,7 +252,7 @@ def every(settings: Settings, running: list[InstanceInfo],
             row["system_state"], row["http_status"] = next(found), next(found)
     for (row, _state), items in zip(drifting, drifts):
         row["drift"] = items
-    return rows
+    return [with_health(row) for row in rows]
 
 
 def _named(settings: Settings, name: str) -> Settings | None:
@@ -233,7 +265,8 @@ def _named(settings: Settings, name: str) -> Settings | None:
 def _unmanaged(name: str, info: InstanceInfo | None) -> dict[str, Any]:
     return {"name": name, "running": info is not None,
             "instance": info.to_json() if info else None, "hooks": [], "host_changes": 0,
-            "unresolved_changes": 0, "state_dir": ""}
+            "unresolved_changes": 0, "state_dir": "", "upgrade": None,
+            "unfinished_start": "", **dict.fromkeys(PROBED)}
 
 
 def of(settings: Settings) -> dict[str, Any]:

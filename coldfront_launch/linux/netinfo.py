@@ -5,6 +5,7 @@ needs: NIC offloads set back, and a link deleted when nothing uses it."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -32,6 +33,22 @@ class HostAddress:
 class HostRoute:
     ifname: str
     dst: ipaddress.IPv4Network
+
+
+def netns_path(inode: str) -> str:
+    """A path that ``nsenter --net=`` can enter the network namespace ``inode`` by: its
+    name under /run/netns, else a process's (``/proc/PID/ns/net``); "" if none is found."""
+    named = Path("/run/netns")
+    for path in sorted(named.iterdir()) if named.is_dir() else []:
+        with contextlib.suppress(OSError):
+            if str(path.stat().st_ino) == inode:
+                return str(path)
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(proc / "ns" / "net") == f"net:[{inode}]":
+                    return str(proc / "ns" / "net")
+    return ""
 
 
 def netns_id() -> str:

@@ -145,7 +145,8 @@ def main(argv: list[str]) -> None:
     elif args[:1] == ["exec"]:
         exec_in(args)
     elif args[:1] == ["shell"]:
-        print(f"shell in {running(args[1])}")
+        where = args[2] if args[1] == "--pwd" else ""
+        print(f"shell in {running(args[-1])}" + (f" at {where}" if where else ""))
     elif args[:1] == ["build"]:
         build(args)
     else:

@@ -17,8 +17,8 @@ from coldfront_launch.exitcodes import ExitCode
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_readme_exit_codes_equal_the_enum() -> None:
-    text = (ROOT / "README.md").read_text()
+def test_cli_docs_exit_codes_equal_the_enum() -> None:
+    text = (ROOT / "docs" / "cli.md").read_text()
     rows = re.findall(r"^\| (\d+) \| ([A-Z_]+) \| (.+) \|$", text, re.M)
     assert {(int(code), name) for code, name, _ in rows} == \
         {(member.value, member.name) for member in ExitCode}

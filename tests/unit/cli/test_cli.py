@@ -134,11 +134,17 @@ def test_build_progress_and_cache(tmp_path: Path, fake_apptainer: Path) -> None:
     assert events == ["cached", "cached"]
 
 
-@pytest.mark.parametrize("args", [["stop"], ["status"]])
+@pytest.mark.parametrize("args", [["stop", "--strict"], ["status"], ["status", "--json"]])
 def test_not_running_exit_8(tmp_path: Path, fake_apptainer: Path, args: list[str]) -> None:
     result = run(["--state-root", str(tmp_path), *args], tmp_path)
     assert result.returncode == 8
     assert "Traceback" not in result.stderr
+
+
+def test_stop_of_a_stopped_instance_is_done(tmp_path: Path, fake_apptainer: Path) -> None:
+    result = run(["--state-root", str(tmp_path), "stop", "coldfront"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "instance coldfront is not running; nothing to stop\n"
 
 
 def test_logs_and_shell_enter_the_instance(tmp_path: Path, fake_apptainer: Path) -> None:
@@ -148,7 +154,9 @@ def test_logs_and_shell_enter_the_instance(tmp_path: Path, fake_apptainer: Path)
     assert logs.returncode == 0, logs.stderr
     assert logs.stdout.strip() == "journal of coldfront: --no-pager -n 5 -f"
     shell = run(["shell"], tmp_path)
-    assert shell.returncode == 0 and shell.stdout.strip() == "shell in coldfront"
+    assert shell.returncode == 0 and shell.stdout.strip() == "shell in coldfront at /"
+    logs = run(["logs", "coldfront", "-n", "5"], tmp_path)
+    assert logs.stdout.strip() == "journal of coldfront: --no-pager -n 5", "NAME positional"
     assert_one_line_error(run(["--name", "other", "logs"], tmp_path), 8)
 
 
