@@ -23,6 +23,7 @@ import pytest
 
 from tests.host.harness import WORK, Sandbox, TestHost
 from tests.integration.conftest import STATE_ROOT, instance_config, self_signed_certificate
+from tests.jsonschemas import valid
 
 pytestmark = pytest.mark.integration
 
@@ -135,6 +136,7 @@ def backup(host: TestHost, site: Site, output: str) -> dict[str, object]:
     host.run(["mkdir", "-p", f"{WORK}/backups-e2e"])
     result = host.cf(["backup", "--output", output, "--json"], site.config, site.box.host)
     data: dict[str, object] = json.loads(result.stdout)
+    valid(data, "backup")
     assert "copying data/coldfront.db" in result.stderr, "progress for the user"
     return data
 
@@ -181,6 +183,7 @@ def test_backup_during_200_concurrent_writes_keeps_every_acknowledged_one(
 
     restored = json.loads(testhost.cf(["restore", output, "--json"], site.copy_config,
                                       site.box.host).stdout)
+    valid(restored, "restore")
     assert restored["integrity_check"] == "ok" and restored["replaced"] == {}
     db = testhost.path(f"{state(COPY)}/data/coldfront.db")
     assert (db.stat().st_uid, db.stat().st_gid) == (8801, 8801)

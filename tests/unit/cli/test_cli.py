@@ -130,7 +130,9 @@ def test_build_progress_and_cache(tmp_path: Path, fake_apptainer: Path) -> None:
     assert "[1/2] debian-base: building" in first.stderr
     assert "[2/2] coldfront: built" in first.stderr
     second = run(["--config", str(config), "build", "--json"], tmp_path)
-    events = [e["event"] for e in json.loads(second.stdout)["layers"]]
+    built = json.loads(second.stdout)
+    from tests.jsonschemas import valid
+    events = [e["event"] for e in valid(built, "build")["layers"]]
     assert events == ["cached", "cached"]
 
 

@@ -13,21 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import click
-import jsonschema
 import pytest
 from click.testing import CliRunner
 
 from coldfront_launch.cli import cli, names
 from coldfront_launch.exitcodes import ExitCode
 from coldfront_launch.state.instance import InstanceState
+from tests.jsonschemas import valid
 from tests.unit.cli.test_cli import run
 from tests.unit.lifecycle.test_launcher import _config, recorder
 
 __all__ = ["recorder"]  # the fixture, shared with test_launcher
-
-ROOT = Path(__file__).resolve().parents[3]
-SCHEMAS = ROOT / "docs" / "schemas"
-
 
 def new_runner() -> CliRunner:
     """stderr apart from stdout (click 8.1, on Python 3.9, mixes them unless told)."""
@@ -35,16 +31,6 @@ def new_runner() -> CliRunner:
         return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
     except TypeError:  # click 8.2+: always apart
         return CliRunner()
-
-
-def schema(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
-    return loaded
-
-
-def valid(data: Any, name: str) -> Any:
-    jsonschema.validate(data, schema(name))
-    return data
 
 
 @pytest.fixture
@@ -208,7 +194,19 @@ def test_prepare_json_is_format_json(cf) -> None:  # type: ignore[no-untyped-def
     assert valid(json.loads(result.stdout), "prepare")["name"] == "coldfront"
     clash = cf("prepare", "--json", "--format", "env")
     assert clash.exit_code == ExitCode.CONFIG and "--format env" in clash.stderr
-    assert cf("detach").exit_code == 0
+    detached = cf("detach", "--json")
+    assert detached.exit_code == 0, detached.output
+    assert valid(json.loads(detached.stdout), "detach")["still_running"] is False
+
+
+def test_repair_and_hooks_json_have_their_shapes(cf) -> None:  # type: ignore[no-untyped-def]
+    assert cf("start").exit_code == 0
+    repaired = cf("repair", "--json")
+    assert repaired.exit_code == 0, repaired.output
+    assert valid(json.loads(repaired.stdout), "repair")[0]["restored"] == []
+    listed = cf("hooks", "--json")
+    names_ = [p["name"] for p in valid(json.loads(listed.stdout), "hooks")["plugins"]]
+    assert {"bridge", "override", "recorder"} <= set(names_)
 
 
 def test_plan_names_the_files_it_read_first(cf, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
