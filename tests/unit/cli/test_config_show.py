@@ -11,31 +11,18 @@ import jsonschema
 import pytest
 from click.testing import CliRunner, Result
 
-from coldfront_launch.cli import cli, info
+from coldfront_launch.cli import cli
 from coldfront_launch.config import sources
 from coldfront_launch.state import pin as imagepin
 from coldfront_launch.testing.sif import write_minimal_sif
+from tests.jsonschemas import schema
 
-ROOT = Path(__file__).resolve().parents[3]
-SCHEMA = json.loads((ROOT / "docs" / "schemas" / "config-show.schema.json").read_text())
-
-
-@pytest.fixture(autouse=True)
-def registered() -> None:
-    """The info commands on the group (idempotent: cli/__init__.py may register them)."""
-    for command in info.COMMANDS:
-        if command.name not in cli.commands:
-            cli.add_command(command)
+SCHEMA = schema("config-show")
 
 
 @pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty current folder, no system settings file, a private state root."""
-    folder = tmp_path / "work"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    monkeypatch.setenv("CF_LAUNCH_SYSTEM_CONFIG", str(tmp_path / "none.toml"))
-    return folder
+def work(empty_work: Path) -> Path:
+    return empty_work
 
 
 def invoke(args: list[str]) -> Result:

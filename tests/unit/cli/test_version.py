@@ -13,32 +13,20 @@ import jsonschema
 import pytest
 from click.testing import CliRunner, Result
 
-from coldfront_launch.cli import cli, info
+from coldfront_launch.cli import cli
 from coldfront_launch.state import pin as imagepin
 from coldfront_launch.testing.sif import write_minimal_sif
+from tests.jsonschemas import schema
 
-ROOT = Path(__file__).resolve().parents[3]
-SCHEMA = json.loads((ROOT / "docs" / "schemas" / "version.schema.json").read_text())
-
-
-@pytest.fixture(autouse=True)
-def registered() -> None:
-    """The info commands on the group (idempotent: cli/__init__.py may register them)."""
-    for command in info.COMMANDS:
-        if command.name not in cli.commands:
-            cli.add_command(command)
+SCHEMA = schema("version")
 
 
 @pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def work(empty_work: Path, tmp_path: Path) -> Path:
     """A current folder whose settings name an image; no system settings file."""
-    folder = tmp_path / "work"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    monkeypatch.setenv("CF_LAUNCH_SYSTEM_CONFIG", str(tmp_path / "none.toml"))
     image = write_minimal_sif(tmp_path / "configured.sif")
-    (folder / "cf-launch.toml").write_text(f'image = "{image}"\n')
-    return folder
+    (empty_work / "cf-launch.toml").write_text(f'image = "{image}"\n')
+    return empty_work
 
 
 def invoke(tmp_path: Path, *args: str) -> Result:
