@@ -16,8 +16,8 @@ from coldfront_launch.types import Problem
 
 # AWS, GCP and Azure IMDS; AWS ECS/container credentials.
 METADATA_V4 = ("169.254.169.254", "169.254.170.2")
-# AWS's IPv6 IMDS. Blocked under override when the kernel has IPv6; the bridge network
-# is IPv4 only, so an instance on it has no route there.
+# AWS's IPv6 IMDS. Blocked under override when the kernel has IPv6, and in bridge mode
+# when the network has IPv6 (``subnet6``; without it the instance has no route there).
 METADATA_V6 = ("fd00:ec2::254",)
 IF_INET6 = Path("/proc/net/if_inet6")  # present when the kernel has IPv6
 
@@ -25,10 +25,13 @@ DMI_DIR = Path("/sys/class/dmi/id")
 DMI_ENV = "CF_LAUNCH_DMI_DIR"  # test seam: a folder with sys_vendor / board_asset_tag files
 
 
-def forward_drops(source: str, bridge: str, note: str) -> tuple[str, ...]:
-    """Bridge mode: FORWARD rules dropping the instance's packets to the metadata addresses."""
-    return tuple(f"-i {bridge} -s {source} -d {addr}/32 {note} -j DROP"
-                 for addr in METADATA_V4)
+def forward_drops(source: str, bridge: str, note: str,
+                  family: str = "ipv4") -> tuple[str, ...]:
+    """Bridge mode: FORWARD rules dropping the instance's packets to the metadata addresses
+    (of ``family``)."""
+    addresses, prefix = (METADATA_V6, 128) if family == "ipv6" else (METADATA_V4, 32)
+    return tuple(f"-i {bridge} -s {source} -d {addr}/{prefix} {note} -j DROP"
+                 for addr in addresses)
 
 
 def owner_chain_name(instance: str) -> str:

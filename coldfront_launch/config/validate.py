@@ -179,6 +179,30 @@ def cidr(setting: str, value: Any) -> ipaddress.IPv4Network:
     return network
 
 
+def cidr6(setting: str, value: Any) -> ipaddress.IPv6Network:
+    """A unicast IPv6 network from /64 to /120 (SLAAC-free host-local ranges), no host
+    bits set: a ULA such as ``fd42:cf:1::/64``."""
+    example = 'e.g. "fd42:cf:1::/64" (a unique local address range)'
+    if not isinstance(value, str):
+        raise ConfigError(setting, f"{value!r} is not an IPv6 CIDR", example)
+    try:
+        network = ipaddress.IPv6Network(value, strict=True)
+    except ValueError as err:
+        raise ConfigError(setting, f"{value!r} is not a valid IPv6 CIDR ({err})",
+                          example) from None
+    for flag, what in (("is_loopback", "loopback"), ("is_link_local", "link-local"),
+                       ("is_multicast", "multicast"), ("is_unspecified", "unspecified"),
+                       ("is_site_local", "site-local (deprecated)")):
+        if getattr(network, flag) or getattr(network.network_address, flag):
+            raise ConfigError(setting, f"{network} is a {what} network", example)
+    if network.network_address.ipv4_mapped is not None:
+        raise ConfigError(setting, f"{network} is IPv4-mapped", example)
+    if not 64 <= network.prefixlen <= 120:
+        raise ConfigError(setting, f"{network} is a /{network.prefixlen}",
+                          "use a /64 to /120, " + example)
+    return network
+
+
 def ipv4(setting: str, value: Any) -> ipaddress.IPv4Address:
     """An IPv4 address."""
     if not isinstance(value, str):

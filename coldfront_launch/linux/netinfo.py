@@ -196,6 +196,58 @@ def routes() -> list[HostRoute]:
         return found
 
 
+def networks6() -> list[tuple[str, ipaddress.IPv6Network]]:
+    """The IPv6 networks of this namespace's addresses and main-table routes, with their
+    interface names (link-local, multicast and the default route left out)."""
+    with _iproute() as ipr:
+        names = _ifnames(ipr)
+        found = [(names.get(a["index"], ""), ipaddress.IPv6Network(
+            f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}", strict=False))
+            for a in ipr.get_addr(family=socket.AF_INET6)]
+        for route in ipr.get_routes(family=socket.AF_INET6, table=254):
+            dst = route.get_attr("RTA_DST")
+            if route["dst_len"] and dst:
+                found.append((names.get(route.get_attr("RTA_OIF"), ""),
+                              ipaddress.IPv6Network(f"{dst}/{route['dst_len']}",
+                                                    strict=False)))
+    return [(n, net) for n, net in found if not net.is_link_local and not net.is_multicast]
+
+
+IPV6_DISABLED = Path("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+
+
+def ipv6_enabled() -> bool:
+    """Whether this namespace has IPv6: the kernel has it and it is not turned off."""
+    try:
+        return IPV6_DISABLED.read_text().strip() == "0"
+    except OSError:
+        return False
+
+
+def has_global_ipv6_route() -> bool:
+    """Whether this namespace has an IPv6 default route (then ``doctor`` suggests
+    ``subnet6``)."""
+    with contextlib.suppress(Exception), _iproute() as ipr:
+        return any(r["dst_len"] == 0 for r in ipr.get_routes(family=socket.AF_INET6,
+                                                             table=254))
+    return False
+
+
+def global_ipv6_of(pid: int, ifname: str = "eth0") -> str:
+    """The global IPv6 address of ``ifname`` in process ``pid``'s namespace ("" if none
+    yet), asked with ``nsenter ... ip -j`` like :func:`host_veth_of`."""
+    result = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-j", "-6",
+                             "addr", "show", "dev", ifname, "scope", "global"],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        return ""
+    for link in json.loads(result.stdout or "[]"):
+        for info in link.get("addr_info", []):
+            if info.get("family") == "inet6" and info.get("local"):
+                return str(info["local"])
+    return ""
+
+
 def host_veth_of(pid: int, ifname: str = "eth0") -> str | None:
     """The host-side name of the veth whose peer is ``ifname`` in process ``pid``'s netns.
 

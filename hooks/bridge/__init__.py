@@ -14,13 +14,14 @@ Settings, ``[hook.bridge]``::
     network = "cf-launch"        # CNI network name
     bridge = "cflaunch0"         # at most 15 characters
     subnet = ""                  # e.g. "192.168.77.0/24"; default: picked, then recorded
+    subnet6 = ""                 # e.g. "fd42:cf:1::/64": IPv6 too (default: IPv4 only)
     ip = ""                      # fixed address inside subnet (needs subnet; default: IPAM)
     ports = [80, 443]            # or "HOST:CONTAINER", e.g. "8080:80"
     external_interface = ""      # default: the interface of the default route
     mtu = 1500
     cni_config_dir = ""          # default: from apptainer.conf
     offloads = true              # turn tx checksum / TSO / GSO off
-    allow_metadata = false       # true lets the instance reach 169.254.169.254 / .170.2
+    allow_metadata = false       # true lets it reach 169.254.169.254, .170.2, fd00:ec2::254
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ from coldfront_launch.config import validate as v
 from coldfront_launch.errors import HostChangeError, PreflightError
 from coldfront_launch.hooks import metadata
 from coldfront_launch.hooks.bridge import cni as bridge_cni
+from coldfront_launch.hooks.bridge import ipv6, subnets
 from coldfront_launch.hooks.bridge import leases as bridge_leases
 from coldfront_launch.hooks.bridge import neighbours as bridge_neighbours
 from coldfront_launch.hooks.bridge import rules as bridge_rules
-from coldfront_launch.hooks.bridge import subnets
 from coldfront_launch.hooks.bridge.settings import NAME, BridgeSettings, parse, parse_ports
 from coldfront_launch.linux import distro, netfilter, netinfo, sysctl
 from coldfront_launch.plugins.spec import hookimpl
@@ -132,6 +133,7 @@ def cf_launch_preflight(ctx: LaunchContext) -> list[Problem]:
                                 f"set hook.{NAME}.subnet, or remove network {s.network} from "
                                 f"{subnets.record_path(ctx.settings.state_root)} (recorded "
                                 "at its first start) to pick anew"))
+    problems += ipv6.preflight(s)
     problems += bridge_neighbours.strict_forward_ports()
     if shutil.which("iptables-save"):
         saved = netfilter.save()
@@ -183,6 +185,7 @@ def cf_launch_pre_start(ctx: LaunchContext, host: HostChanges) -> None:
         bridge_leases.release(ctx.state_dir)  # left by this instance when it died
     host.share_file(bridge_cni.conflist_path(s), bridge_cni.conflist(s))
     host.set_sysctl("net.ipv4.ip_forward", "1")
+    ipv6.pre_start(s, host, external)
     # Loose mode (2) wins over strict (1): the kernel uses the maximum. Claim it when
     # filtering is strict anywhere that matters, or already loose (maybe by another
     # instance, whose stop must then not put strict back while this one runs).
@@ -235,8 +238,12 @@ def cf_launch_post_start(ctx: LaunchContext, host: HostChanges, instance: Instan
     if not ip:
         raise HostChangeError(f"instance {instance.name} has no IP address on {s.network}",
                               "check the instance's log: `cf-launch logs`")
-    ruleset = bridge_rules.ruleset(ctx.settings.name, s, ip, external_interface(s))
+    external = external_interface(s)
+    ruleset = bridge_rules.ruleset(ctx.settings.name, s, ip, external)
     host.apply_firewall(f"{NAME}:{ctx.settings.name}", ruleset)
+    ip6 = ipv6.post_start(ctx, s, host, instance, external)
+    if ip6 and not ctx.planning:  # released after a crash too, like the IPv4 lease
+        bridge_leases.note(ctx.state_dir, CNI_LEASES / s.network / ip6)
     if not ctx.planning:
         bridge_leases.note(ctx.state_dir, CNI_LEASES / s.network / ip)
     if not s.offloads:

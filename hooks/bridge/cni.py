@@ -52,14 +52,22 @@ def conflist(settings: BridgeSettings) -> str:
             "isGateway": True,
             "ipMasq": False,
             "mtu": settings.mtu,
-            "ipam": {
-                "type": "host-local",
-                "subnet": str(settings.subnet),
-                "gateway": str(settings.gateway),
-                "routes": [{"dst": "0.0.0.0/0"}],
-            },
+            "ipam": ipam(settings),
         }],
     }, indent=2) + "\n"
+
+
+def ipam(settings: BridgeSettings) -> dict[str, object]:
+    """host-local IPAM: one IPv4 subnet, or with ``subnet6`` a range of each family (the
+    instance gets an address from each) and a default route for both."""
+    if settings.subnet6 is None:
+        return {"type": "host-local", "subnet": str(settings.subnet),
+                "gateway": str(settings.gateway), "routes": [{"dst": "0.0.0.0/0"}]}
+    return {"type": "host-local",
+            "ranges": [[{"subnet": str(settings.subnet), "gateway": str(settings.gateway)}],
+                       [{"subnet": str(settings.subnet6),
+                         "gateway": str(settings.gateway6)}]],
+            "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}
 
 
 def foreign_definitions(settings: BridgeSettings) -> list[Path]:

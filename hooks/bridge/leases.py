@@ -24,26 +24,37 @@ def _owner(lease: Path) -> str:
         return ""
 
 
+def _noted(path: Path) -> list[tuple[Path, str]]:
+    """The noted leases and owners (one per address family); the one-lease form of before
+    IPv6 read too; a damaged note is no note."""
+    try:
+        data = json.loads(path.read_text())
+        entries = data.get("leases", [data])
+        return [(Path(e["lease"]), str(e["owner"])) for e in entries]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 def note(state_dir: Path, lease: Path) -> None:
-    """Remember ``lease`` and the container it names (no lease: nothing to remember)."""
+    """Remember ``lease`` and the container it names, beside the leases noted already (no
+    lease: nothing to remember)."""
     owner = _owner(lease)
-    if owner:
-        atomic.write_json(state_dir / NOTE, {"lease": str(lease), "owner": owner}, mode=0o600)
+    if not owner:
+        return
+    kept = [(p, o) for p, o in _noted(state_dir / NOTE) if p != lease]
+    atomic.write_json(state_dir / NOTE, {"leases": [
+        {"lease": str(p), "owner": o} for p, o in [*kept, (lease, owner)]]}, mode=0o600)
 
 
 def release(state_dir: Path) -> str:
-    """Remove the noted lease if it still names the noted container; forget the note.
-    Returns the lease removed ("" for none). Call only once the instance is gone."""
+    """Remove each noted lease that still names its noted container; forget the note.
+    Returns the leases removed, comma-separated ("" for none). Call only once the
+    instance is gone."""
     path = state_dir / NOTE
-    try:
-        noted = json.loads(path.read_text())
-        lease, owner = Path(noted["lease"]), str(noted["owner"])
-    except (OSError, ValueError, KeyError, TypeError):
-        path.unlink(missing_ok=True)
-        return ""
-    removed = ""
-    if owner and _owner(lease) == owner:
-        lease.unlink(missing_ok=True)
-        removed = str(lease)
+    removed = []
+    for lease, owner in _noted(path):
+        if owner and _owner(lease) == owner:
+            lease.unlink(missing_ok=True)
+            removed.append(str(lease))
     path.unlink(missing_ok=True)
-    return removed
+    return ", ".join(removed)

@@ -18,19 +18,24 @@ def comment(instance: str) -> str:
     return f"-m comment --comment cf-launch:{instance}"
 
 
-def ruleset(instance: str, settings: BridgeSettings, ip: str, external: str) -> Ruleset:
+def ruleset(instance: str, settings: BridgeSettings, ip: str, external: str,
+            family: str = "ipv4") -> Ruleset:
     """DNAT in (external interface and the host itself), MASQUERADE out, FORWARD accepts
     for this instance only (after dropping its packets to the cloud's metadata service,
-    unless ``allow_metadata``), and MSS clamping: every rule in chains this instance owns."""
+    unless ``allow_metadata``), and MSS clamping: every rule in chains this instance owns.
+    ``family`` ``ipv6``: the same for the instance's IPv6 address (ip6tables)."""
     names = chain_names(instance)
     note = comment(instance)
-    me = f"{ip}/32"
+    v6 = family == "ipv6"
+    me = f"{ip}/128" if v6 else f"{ip}/32"
+    to = f"[{ip}]" if v6 else ip
+    loopback = "::1/128" if v6 else "127.0.0.0/8"
     br = settings.bridge
     dnat = tuple(f"-i {external} -p tcp -m tcp --dport {p.host} {note} "
-                 f"-j DNAT --to-destination {ip}:{p.container}" for p in settings.ports)
-    local = tuple(f"! -d 127.0.0.0/8 -p tcp -m tcp --dport {p.host} {note} "
-                  f"-j DNAT --to-destination {ip}:{p.container}" for p in settings.ports)
-    drops = () if settings.allow_metadata else metadata.forward_drops(me, br, note)
+                 f"-j DNAT --to-destination {to}:{p.container}" for p in settings.ports)
+    local = tuple(f"! -d {loopback} -p tcp -m tcp --dport {p.host} {note} "
+                  f"-j DNAT --to-destination {to}:{p.container}" for p in settings.ports)
+    drops = () if settings.allow_metadata else metadata.forward_drops(me, br, note, family)
     forward = (
         *drops,
         f"-i {br} -s {me} {note} -j ACCEPT",
@@ -56,7 +61,7 @@ def ruleset(instance: str, settings: BridgeSettings, ip: str, external: str) -> 
         Jump("filter", "FORWARD", f"{note} -j {names['FWD']}"),
         Jump("mangle", "FORWARD", f"{note} -j {names['MSS']}"),
     )
-    return Ruleset(chains, jumps)
+    return Ruleset(chains, jumps, family)
 
 
 def forwarded_ports(saved: str) -> dict[int, str]:

@@ -14,7 +14,7 @@ from coldfront_launch.linux import netinfo
 from coldfront_launch.types import LaunchContext
 
 NAME = "bridge"
-KEYS = {"network", "bridge", "subnet", "ip", "ports", "external_interface", "mtu",
+KEYS = {"network", "bridge", "subnet", "subnet6", "ip", "ports", "external_interface", "mtu",
         "cni_config_dir", "offloads", "allow_metadata"}
 
 
@@ -37,6 +37,12 @@ class BridgeSettings:
     offloads: bool = True
     allow_metadata: bool = False
     subnet_chosen: bool = True
+    #: IPv6 beside IPv4 (None: IPv4 only, the default)
+    subnet6: ipaddress.IPv6Network | None = None
+
+    @property
+    def gateway6(self) -> ipaddress.IPv6Address | None:
+        return self.subnet6.network_address + 1 if self.subnet6 is not None else None
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:
@@ -66,6 +72,8 @@ def parse(ctx: LaunchContext) -> BridgeSettings:
         offloads=v.boolean(f"{key}.offloads", raw.get("offloads", d.offloads)),
         allow_metadata=v.boolean(f"{key}.allow_metadata",
                                  raw.get("allow_metadata", d.allow_metadata)),
+        subnet6=v.cidr6(f"{key}.subnet6", raw["subnet6"]) if raw.get("subnet6", "") != ""
+        else None,
     )
     if raw.get("subnet", "") == "":
         if raw.get("ip", "") != "":

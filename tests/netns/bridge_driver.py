@@ -38,10 +38,12 @@ class Killer:
 
 
 def launcher(state_root: str, hooks: list[str], allow_metadata: bool = False) -> Launcher:
+    section = {"cni_config_dir": f"{state_root}/cni", "ports": [80, "8443:443"],
+               "allow_metadata": allow_metadata}
+    if os.environ.get("CF_TEST_SUBNET6"):  # IPv6 beside IPv4 (test_bridge_ipv6_netns.py)
+        section["subnet6"] = os.environ["CF_TEST_SUBNET6"]
     settings = settings_from_mapping({
-        "name": NAME, "state_root": state_root, "hooks": hooks,
-        "hook": {"bridge": {"cni_config_dir": f"{state_root}/cni", "ports": [80, "8443:443"],
-                            "allow_metadata": allow_metadata}},
+        "name": NAME, "state_root": state_root, "hooks": hooks, "hook": {"bridge": section},
     })
     return Launcher(settings)
 

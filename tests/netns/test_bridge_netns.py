@@ -71,20 +71,25 @@ class World:
         (www / "user").mkdir(parents=True)
         (www / "user" / "login").write_text("container page\n")
         self.procs = [
-            ns_spawn(self.container, [sys.executable, "-m", "http.server", "80"], cwd=www),
-            ns_spawn(self.container, [sys.executable, "-m", "http.server", "443"], cwd=www),
+            # --bind ::: IPv6 and IPv4 (IPv4-mapped), for the IPv6 tests too
+            ns_spawn(self.container, [sys.executable, "-m", "http.server", "--bind", "::",
+                                      "80"], cwd=www),
+            ns_spawn(self.container, [sys.executable, "-m", "http.server", "--bind", "::",
+                                      "443"], cwd=www),
             ns_spawn(self.box.client, [sys.executable, "-c", PEER_SERVER]),
         ]
         wait_port(self.container, 80)
         wait_port(self.box.client, 8000)
         self.pid = self.procs[0].pid
 
-    def driver(self, verb: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    def driver(self, verb: str, *extra: str, env: dict[str, str] | None = None
+               ) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "tests.netns.bridge_driver", verb, str(self.state),
                 self.container]
         if verb == "start":
             argv.append(str(self.pid))
-        return ns_run(self.box.host, [*argv, *extra], cwd=ROOT, timeout=120)
+        return ns_run(self.box.host, [*argv, *extra], cwd=ROOT, timeout=120,
+                      env={**os.environ, **(env or {})})
 
     def snapshot(self) -> dict[str, str]:
         return network_snapshot(self.box.host)

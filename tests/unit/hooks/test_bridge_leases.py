@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from coldfront_launch.hooks.bridge import leases
@@ -44,3 +45,24 @@ def test_no_lease_no_note(tmp_path: Path) -> None:
     assert not (tmp_path / leases.NOTE).exists()
     (tmp_path / leases.NOTE).write_text("{not json")
     assert leases.release(tmp_path) == "" and not (tmp_path / leases.NOTE).exists()
+
+
+def test_both_families_leases_are_released(tmp_path: Path) -> None:
+    """With subnet6 the instance holds an IPv4 and an IPv6 lease: both go."""
+    network = tmp_path / "networks" / "cf-launch"
+    network.mkdir(parents=True)
+    v4, v6 = network / "10.223.0.2", network / "fd42:cf:1::2"
+    for lease in (v4, v6):
+        lease.write_text("container-1\neth0\n")
+    leases.note(tmp_path, v4)
+    leases.note(tmp_path, v6)
+    assert leases.release(tmp_path) == f"{v4}, {v6}"
+    assert not v4.exists() and not v6.exists()
+
+
+def test_a_note_from_before_ipv6_is_still_read(tmp_path: Path) -> None:
+    lease = tmp_path / "10.22.0.2"
+    lease.write_text("container-1\neth0\n")
+    (tmp_path / leases.NOTE).write_text(json.dumps({"lease": str(lease),
+                                                    "owner": "container-1"}))
+    assert leases.release(tmp_path) == str(lease) and not lease.exists()

@@ -1,0 +1,117 @@
+"""ColdFront over IPv6 with the real Apptainer, CNI plugins and ip6tables (issue 28), in
+sandbox namespaces with documentation prefixes only (2001:db8::/32, never routed):
+bridge mode with ``subnet6`` (the login page over IPv6 and IPv4 through DNAT, teardown
+identical), override mode over the host's own IPv6 (no 400 for the bracketed address),
+and bridge mode in a namespace with IPv6 turned off (IPv4 only, no error)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.host.harness import Sandbox, TestHost, network_snapshot
+from tests.integration.conftest import instance_config
+from tests.integration.test_override_e2e import config_for
+
+pytestmark = pytest.mark.integration
+
+SUBNET6 = "fd42:cf:7::/64"
+
+
+def host6(box: Sandbox) -> str:
+    return f"2001:db8:{box.net}::1"
+
+
+@pytest.fixture
+def box6() -> Iterator[Sandbox]:
+    """A sandbox whose ext0 has IPv6 too (the host's default route via the client)."""
+    box = Sandbox.create(net=61)
+    client6 = f"2001:db8:{box.net}::2"
+    for ns, addr in ((box.host, host6(box)), (box.client, client6)):
+        _ns(ns, "ip", "-6", "addr", "add", f"{addr}/64", "dev", "ext0", "nodad")
+    _ns(box.host, "ip", "-6", "route", "add", "default", "via", client6)
+    yield box
+    box.destroy()
+
+
+def _ns(ns: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["nsenter", f"--net=/run/netns/{ns}", *argv], capture_output=True,
+                          text=True, check=True)
+
+
+def get6(box: Sandbox, url: str) -> tuple[str, str]:
+    """An HTTP GET over IPv6 from the client: (status, body)."""
+    out = subprocess.run(["nsenter", f"--net=/run/netns/{box.client}", "curl", "-g", "-s",
+                          "-m", "15", "-o", "-", "-w", "\n%{http_code}", url],
+                         capture_output=True, text=True, check=False).stdout
+    body, _, code = out.rpartition("\n")
+    return code, body
+
+
+def test_bridge_serves_over_ipv6_and_ipv4(testhost: TestHost, coldfront_image: str,
+                                          box6: Sandbox) -> None:
+    config = instance_config(testhost, "cfsix", coldfront_image,
+                             f'[hook.bridge]\nnetwork = "cf-six"\nbridge = "cflaunch6"\n'
+                             f'subnet = "10.96.6.0/24"\nsubnet6 = "{SUBNET6}"\n')
+    before = network_snapshot(box6.host, testhost)
+    try:
+        plan = json.loads(testhost.cf(["plan", "--json"], config, box6.host).stdout)
+        assert "<instance-ip6>" in json.dumps(plan["changes"])
+        started = json.loads(testhost.cf(["start", "--json"], config, box6.host).stdout)
+        assert started["ready"] is True, started
+        addresses = testhost.run(["nsenter", "-t", str(started["instance"]["pid"]), "-n",
+                                  "ip", "-6", "-br", "addr", "show", "scope", "global"],
+                                 netns=box6.host).stdout
+        assert any(ipaddress.IPv6Address(word.split("/")[0]) in ipaddress.IPv6Network(SUBNET6)
+                   for word in addresses.split() if "/" in word and ":" in word), addresses
+        code, body = get6(box6, f"http://[{host6(box6)}]/user/login")
+        assert code == "200" and "ColdFront" in body, (code, body[:300])
+        code4, body4 = box6.client_get(f"http://{box6.host_addr}/user/login")
+        assert code4 == 200 and "ColdFront" in body4, "IPv4 as before"
+        saved = testhost.run(["ip6tables-save"], netns=box6.host).stdout
+        assert "fd00:ec2::254/128" in saved and "-j DNAT --to-destination [fd42:cf:7::" in saved
+        status = json.loads(testhost.cf(["status", "--json"], config, box6.host).stdout)
+        assert status["drift"] == [] and status["health"]["healthy"] is True
+    finally:
+        testhost.cf(["stop"], config, box6.host, check=False)
+    assert network_snapshot(box6.host, testhost) == before, "ip6tables, sysctls: as before"
+
+
+def test_override_answers_the_host_s_ipv6_address(testhost: TestHost, managers_image: str,
+                                                  box6: Sandbox) -> None:
+    config = config_for(testhost, "cfover6", managers_image, box6)
+    try:
+        started = json.loads(testhost.cf(["start", "--json"], config, box6.host).stdout)
+        assert started["ready"] is True, started
+        code, body = get6(box6, f"http://[{host6(box6)}]/user/login")
+        assert code == "200" and "ColdFront" in body, "not 400: [address] is an allowed host"
+    finally:
+        testhost.cf(["stop"], config, box6.host, check=False)
+
+
+def test_bridge_without_ipv6_in_the_namespace(testhost: TestHost, coldfront_image: str) -> None:
+    box = Sandbox.create(net=62)
+    try:
+        _ns(box.host, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1")
+        config = instance_config(testhost, "cfnosix", coldfront_image)
+        before = network_snapshot(box.host, testhost)
+        doctor = json.loads(testhost.cf(["doctor", "--json"], config, box.host,
+                                        check=False).stdout)
+        assert not [p for p in doctor["problems"] if p["check"] == "ipv6"], doctor
+        started = json.loads(testhost.cf(["start", "--json"], config, box.host).stdout)
+        assert started["ready"] is True
+        assert box.client_get(f"http://{box.host_addr}/user/login")[0] == 200
+        refused = testhost.cf(["plan"], instance_config(
+            testhost, "cfnosix2", coldfront_image, f'[hook.bridge]\nsubnet6 = "{SUBNET6}"\n'
+            'network = "cf-nosix"\nbridge = "cflaunch7"\n'), box.host, check=False)
+        assert refused.returncode == 3 and "IPv6 is turned off" in refused.stdout + \
+            refused.stderr
+        testhost.cf(["stop"], config, box.host)
+        assert network_snapshot(box.host, testhost) == before
+    finally:
+        box.destroy()
