@@ -151,7 +151,8 @@ def _print_status(data: dict[str, Any]) -> None:
                       if data["host_changes"] else ""))
         return
     inst = data["instance"]
-    click.echo(f"{data['name']}: running, pid {inst['pid']}, ip {inst['ip'] or '(host)'}")
+    click.echo(f"{data['name']}: running, pid {inst['pid']}, ip {inst['ip'] or '(host)'}"
+               + (f", ip6 {data['ip6']}" if data.get("ip6") else ""))
     if data["unfinished_start"]:
         click.echo(f"  not ready: {data['unfinished_start']} (`cf-launch repair` or "
                    "`cf-launch start` finishes it)")

@@ -113,7 +113,7 @@ def parallel(tasks: list[Callable[[], Any]], here: Callable[[], T]) -> tuple[lis
 
 
 #: Every status has these keys, whatever the state (None: not known, e.g. not running).
-PROBED = ("drift", "system_state", "url", "http_status", "security", "serving")
+PROBED = ("ip6", "drift", "system_state", "url", "http_status", "security", "serving")
 
 
 def health(data: dict[str, Any]) -> tuple[ExitCode, str]:
@@ -185,17 +185,28 @@ def one(settings: Settings, running: list[InstanceInfo],
     url = url_of(settings, info, endpoint)
     state = InstanceState(settings.state_dir)
     kept = hardening.kept_report(settings.state_dir, info)
-    (system, code, security), found = parallel(
+    (system, code, security, ip6), found = parallel(
         [partial(readiness.system_state_of, info.name, info.pid),
          partial(_http, url, siteenv.probe_host(settings)),
          (lambda: kept) if kept is not None else partial(hardening.report, info.name,
-                                                          info.pid)],
+                                                          info.pid),
+         partial(_ip6, info)],
         lambda: _drift_or_unknown(state))
     if kept is None and system in readiness.BOOTED:
         hardening.keep_report(settings.state_dir, info, security)
-    result.update({"drift": found, "system_state": system, "url": url, "http_status": code,
+    result.update({"ip6": ip6, "drift": found, "system_state": system, "url": url,
+                   "http_status": code,
                    "security": security, "serving": _serving(settings)})
     return with_health(result)
+
+
+def _ip6(info: InstanceInfo) -> str | None:
+    """The instance's global IPv6 address on a network of its own (a dual-stack bridge);
+    None on the host's network (its addresses are the host's) or without one."""
+    if not info.ip:
+        return None
+    from coldfront_launch.linux import netinfo  # nsenter + ip: no pyroute2
+    return netinfo.global_ipv6_of(info.pid) or None
 
 
 def _serving(settings: Settings) -> dict[str, Any] | None:

@@ -76,6 +76,9 @@ def test_bridge_serves_over_ipv6_and_ipv4(testhost: TestHost, coldfront_image: s
         assert "fd00:ec2::254/128" in saved and "-j DNAT --to-destination [fd42:cf:7::" in saved
         status = json.loads(testhost.cf(["status", "--json"], config, box6.host).stdout)
         assert status["drift"] == [] and status["health"]["healthy"] is True
+        assert ipaddress.IPv6Address(status["ip6"]) in ipaddress.IPv6Network(SUBNET6)
+        shown = testhost.cf(["status"], config, box6.host).stdout
+        assert f"ip6 {status['ip6']}" in shown
     finally:
         testhost.cf(["stop"], config, box6.host, check=False)
     assert network_snapshot(box6.host, testhost) == before, "ip6tables, sysctls: as before"
