@@ -46,8 +46,10 @@ def test_names_idempotence_and_health(testhost: TestHost, coldfront_image: str,
         assert inside.returncode == 0 and inside.stdout.strip() == "/", inside.stderr
         assert "WARNING" not in inside.stderr, inside.stderr
 
+        # the socket too: it would start gunicorn again at the next request
         stopped_gunicorn = _cf(testhost, config, sandbox, "exec", "--name", NAME, "--",
-                               "systemctl", "stop", "coldfront-gunicorn.service")
+                               "systemctl", "stop", "coldfront-gunicorn.socket",
+                               "coldfront-gunicorn.service")
         assert stopped_gunicorn.returncode == 0, stopped_gunicorn.stderr
         sick = _cf(testhost, config, sandbox, "status", NAME, "--json")
         assert sick.returncode == 15, sick.stdout + sick.stderr
