@@ -70,15 +70,22 @@ class Bind:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where the readiness probe sends its HTTP request."""
+    """Where the readiness probe sends its HTTP request; ``fallback``: an address of the
+    other family, asked when nothing answers at ``host`` (whichever answers is used)."""
 
     host: str
     port: int = 80
     scheme: str = "http"
+    fallback: str = ""
 
     def url(self, path: str) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}{path}"
+
+    def fallback_url(self, path: str) -> str:
+        """The same URL at ``fallback`` ("" without one)."""
+        return Endpoint(self.fallback, self.port, self.scheme).url(path) if self.fallback \
+            else ""
 
 
 @dataclass(frozen=True)

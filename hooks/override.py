@@ -185,5 +185,5 @@ def cf_launch_check_instance(ctx: LaunchContext, instance: InstanceInfo) -> list
 def cf_launch_readiness_endpoint(ctx: LaunchContext, instance: InstanceInfo) -> Endpoint | None:
     s = settings(ctx)
     port = 80 if 80 in s.ports else s.ports[0]
-    return Endpoint("127.0.0.1", port)
+    return Endpoint("127.0.0.1", port, fallback="::1" if metadata.ipv6_present() else "")
 

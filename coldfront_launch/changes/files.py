@@ -122,7 +122,12 @@ class SharedFile(_FileFields, Claim):
         return "" if found == self.sha256 else f"{self.path} was changed"
 
     def describe(self) -> str:
-        return f"write {self.path} (mode {self.mode:04o}, shared by instances)"
+        """What is written, with the text when it is short (the CNI network: its bridge
+        and subnets, as `plan` shows them)."""
+        head = f"write {self.path} (mode {self.mode:04o}, shared by instances)"
+        if not self.content or len(self.content) > 2048:
+            return head
+        return head + ":\n" + "\n".join(f"    {line}" for line in self.content.splitlines())
 
     def original_value(self) -> Any:
         return "absent"

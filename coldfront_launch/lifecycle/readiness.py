@@ -158,6 +158,11 @@ def wait_ready(name: str, endpoint: Endpoint, path: str, timeout: float,
         left = timeout - (clock() - started)
         found.http_status = http_status(found.url, timeout=max(0.1, min(5.0, left)),
                                         host=host)
+        other = endpoint.fallback_url(path)
+        if not found.http_status and other:  # nothing answered: the other family may
+            code = http_status(other, timeout=max(0.1, min(5.0, left)), host=host)
+            if code:
+                found.url, found.http_status = other, code
         if 200 <= found.http_status < 400:
             found.seconds = clock() - started
             return found

@@ -273,4 +273,7 @@ def cf_launch_readiness_endpoint(ctx: LaunchContext, instance: InstanceInfo) -> 
     ports = parse_ports(ctx)  # not parse(): status needs no subnet (nor pyroute2 to pick one)
     ip = instance_ip(instance)
     container = next((p.container for p in ports if p.container == 80), ports[0].container)
+    if ctx.section(NAME).get("subnet6") and instance.pid and not ctx.planning:
+        return Endpoint(ip, container, fallback=netinfo.global_ipv6_of(instance.pid)) if ip \
+            else None
     return Endpoint(ip, container) if ip else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -26,16 +27,50 @@ def host6(box: Sandbox) -> str:
     return f"2001:db8:{box.net}::1"
 
 
+METADATA6 = "fd00:ec2::254"
+#: The client's server: answers with the address it sees the request come from.
+PEER6 = """
+import http.server, socket
+class S(http.server.HTTPServer):
+    address_family = socket.AF_INET6
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers()
+        self.wfile.write(self.client_address[0].encode())
+    def log_message(self, *a): pass
+S(("::", 8001), H).serve_forever()
+"""
+FETCH = ("import sys, urllib.request as u\n"
+         "print(u.urlopen(sys.argv[1], timeout=4).read().decode())")
+PYTHON = "/srv/coldfront/venv/bin/python"
+
+
+def client6(box: Sandbox) -> str:
+    return f"2001:db8:{box.net}::2"
+
+
 @pytest.fixture
 def box6() -> Iterator[Sandbox]:
-    """A sandbox whose ext0 has IPv6 too (the host's default route via the client)."""
+    """A sandbox whose ext0 has IPv6 too (the host's default route via the client), and
+    on the client a server at its own address and at the IPv6 metadata address."""
     box = Sandbox.create(net=61)
-    client6 = f"2001:db8:{box.net}::2"
-    for ns, addr in ((box.host, host6(box)), (box.client, client6)):
+    for ns, addr in ((box.host, host6(box)), (box.client, client6(box))):
         _ns(ns, "ip", "-6", "addr", "add", f"{addr}/64", "dev", "ext0", "nodad")
-    _ns(box.host, "ip", "-6", "route", "add", "default", "via", client6)
+    _ns(box.client, "ip", "-6", "addr", "add", f"{METADATA6}/128", "dev", "ext0", "nodad")
+    _ns(box.host, "ip", "-6", "route", "add", "default", "via", client6(box))
+    peer = subprocess.Popen(["nsenter", f"--net=/run/netns/{box.client}", sys.executable,
+                             "-c", PEER6])
     yield box
+    peer.terminate()
+    peer.wait()
     box.destroy()
+
+
+def inside(host: TestHost, name: str, box: Sandbox, url: str
+           ) -> subprocess.CompletedProcess[str]:
+    """A GET from inside the instance (its own Python)."""
+    return host.run(["apptainer", "exec", f"instance://{name}", PYTHON, "-c", FETCH, url],
+                    netns=box.host, check=False)
 
 
 def _ns(ns: str, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -57,6 +92,10 @@ def test_bridge_serves_over_ipv6_and_ipv4(testhost: TestHost, coldfront_image: s
     config = instance_config(testhost, "cfsix", coldfront_image,
                              f'[hook.bridge]\nnetwork = "cf-six"\nbridge = "cflaunch6"\n'
                              f'subnet = "10.96.6.0/24"\nsubnet6 = "{SUBNET6}"\n')
+    plain = instance_config(testhost, "cfsix-plain", coldfront_image)
+    doctor = json.loads(testhost.cf(["doctor", "--json"], plain, box6.host, check=False).stdout)
+    suggested = [p for p in doctor["problems"] if p["check"] == "ipv6"]
+    assert suggested and not suggested[0]["fatal"] and "subnet6" in suggested[0]["hint"]
     before = network_snapshot(box6.host, testhost)
     try:
         plan = json.loads(testhost.cf(["plan", "--json"], config, box6.host).stdout)
@@ -72,6 +111,10 @@ def test_bridge_serves_over_ipv6_and_ipv4(testhost: TestHost, coldfront_image: s
         assert code == "200" and "ColdFront" in body, (code, body[:300])
         code4, body4 = box6.client_get(f"http://{box6.host_addr}/user/login")
         assert code4 == 200 and "ColdFront" in body4, "IPv4 as before"
+        out = inside(testhost, "cfsix", box6, f"http://[{client6(box6)}]:8001/")
+        assert out.stdout.strip() == host6(box6), "outbound IPv6, masqueraded: " + out.stderr
+        refused = inside(testhost, "cfsix", box6, f"http://[{METADATA6}]:8001/")
+        assert refused.returncode != 0 and refused.stdout.strip() == "", "metadata dropped"
         saved = testhost.run(["ip6tables-save"], netns=box6.host).stdout
         assert "fd00:ec2::254/128" in saved and "-j DNAT --to-destination [fd42:cf:7::" in saved
         status = json.loads(testhost.cf(["status", "--json"], config, box6.host).stdout)
@@ -118,3 +161,27 @@ def test_bridge_without_ipv6_in_the_namespace(testhost: TestHost, coldfront_imag
         assert network_snapshot(box.host, testhost) == before
     finally:
         box.destroy()
+
+
+def test_prepare_attach_detach_carry_the_ipv6_rules(testhost: TestHost, coldfront_image: str,
+                                                    box6: Sandbox) -> None:
+    """A site's own `apptainer instance start` with the prepared options: attach adds the
+    IPv6 rules too, detach removes them."""
+    from tests.integration.test_embed_e2e import own_start_with_prepare, own_stop
+    config = instance_config(testhost, "cfsixembed", coldfront_image,
+                             f'[hook.bridge]\nnetwork = "cf-six"\nbridge = "cflaunch6"\n'
+                             f'subnet = "10.96.6.0/24"\nsubnet6 = "{SUBNET6}"\n')
+    before = network_snapshot(box6.host, testhost)
+    try:
+        own_start_with_prepare(testhost, box6.host, config, coldfront_image, "cfsixembed",
+                               "--hook", "bridge")
+        attached = json.loads(testhost.cf(["attach", "--json"], config, box6.host).stdout)
+        assert attached["ready"] is True
+        code, body = get6(box6, f"http://[{host6(box6)}]/user/login")
+        assert code == "200" and "ColdFront" in body
+        own_stop(testhost, box6.host, "cfsixembed")
+        detached = json.loads(testhost.cf(["detach", "--json"], config, box6.host).stdout)
+        assert detached["still_running"] is False
+    finally:
+        testhost.cf(["stop"], config, box6.host, check=False)
+    assert network_snapshot(box6.host, testhost) == before

@@ -149,3 +149,12 @@ def test_preflight(make_settings, tmp_path: Path, quiet_host, monkeypatch) -> No
     hint = ipv6.preflight(plain)
     assert [(p.check, p.fatal) for p in hint] == [("ipv6", False)]
     assert "subnet6" in hint[0].hint
+
+
+def test_plan_shows_both_subnets_and_the_ipv6_rules(make_settings, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                    quiet_host, fake_apptainer) -> None:
+    planned = Launcher(_ctx(make_settings, tmp_path, subnet6=SUBNET6).settings).plan()
+    text = "\n".join(c.describe() for c in planned.changes)
+    assert f'"subnet": "{SUBNET6}"' in text and '"subnet": "10.223.0.0/24"' in text
+    assert "--to-destination [<instance-ip6>]:80" in text
+    assert "sysctl net.ipv6.conf.all.forwarding = 1" in text

@@ -46,6 +46,22 @@ def test_systemd_is_waited_for_in_one_blocking_call(
     assert [c[-3:] for c in execs] == [["systemctl", "is-system-running", "--wait"]]
 
 
+def test_whichever_family_answers_is_used(fake_apptainer: Path,
+                                         http_server: tuple[str, int]) -> None:
+    """Nothing at the endpoint's own address (here a loopback address nobody listens on,
+    standing in for an IPv4 address ColdFront does not answer at): the fallback (the
+    other family's address) answers, and its URL is the one reported."""
+    Path(os.environ["FAKE_APPTAINER_STATE"]).write_text(
+        json.dumps({"cf1": {"instance": "cf1", "pid": 1, "img": "x", "ip": ""}}))
+    host, port = http_server
+    found = readiness.wait_ready("cf1", Endpoint("127.0.0.9", port, fallback=host),
+                                 "/user/login", 10)
+    assert found.http_status == 200 and found.url == f"http://{host}:{port}/user/login"
+    assert Endpoint("::1", 80, fallback="").fallback_url("/") == ""
+    assert Endpoint("10.0.0.1", 80, fallback="fd42::2").fallback_url("/x") == \
+        "http://[fd42::2]:80/x"
+
+
 def test_http_polled_with_backoff_until_it_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
     answers = iter([0, 0, 0, 0, 502, 200])
