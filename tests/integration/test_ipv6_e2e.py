@@ -17,6 +17,7 @@ import pytest
 from tests.host.harness import Sandbox, TestHost, network_snapshot
 from tests.integration.conftest import instance_config
 from tests.integration.test_override_e2e import config_for
+from tests.netns.test_bridge_ipv6_netns import PEER6  # answers with the address it sees
 
 pytestmark = pytest.mark.integration
 
@@ -28,18 +29,6 @@ def host6(box: Sandbox) -> str:
 
 
 METADATA6 = "fd00:ec2::254"
-#: The client's server: answers with the address it sees the request come from.
-PEER6 = """
-import http.server, socket
-class S(http.server.HTTPServer):
-    address_family = socket.AF_INET6
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200); self.end_headers()
-        self.wfile.write(self.client_address[0].encode())
-    def log_message(self, *a): pass
-S(("::", 8001), H).serve_forever()
-"""
 FETCH = ("import sys, urllib.request as u\n"
          "print(u.urlopen(sys.argv[1], timeout=4).read().decode())")
 PYTHON = "/srv/coldfront/venv/bin/python"
