@@ -98,6 +98,9 @@ class ColdFrontSettings:
     workers: int = 0
     #: django-q2 replays the scheduled runs missed while ColdFront was down.
     catch_up_tasks: bool = False
+    #: Run django-q2's cluster (scheduled tasks) here; False on all hosts but one when
+    #: several serve one database (the unit is masked).
+    scheduler: bool = True
 
     def to_raw(self) -> dict[str, Any]:
         raw: dict[str, Any] = {
@@ -124,6 +127,8 @@ class ColdFrontSettings:
             raw["workers"] = self.workers
         if self.catch_up_tasks:
             raw["catch_up_tasks"] = True
+        if not self.scheduler:
+            raw["scheduler"] = False
         if self.tls is not None:
             raw["tls"] = {"certificate": str(self.tls.certificate),
                           "key": str(self.tls.key), "hsts": self.tls.hsts}
@@ -132,7 +137,8 @@ class ColdFrontSettings:
 
 KEYS = {"center_name", "allowed_hosts", "time_zone", "debug", "debug_force", "email",
         "plugins", "oidc", "database_url", "database_url_file", "extra_env",
-        "extra_env_files", "tls", "url", "trusted_proxies", "workers", "catch_up_tasks"}
+        "extra_env_files", "tls", "url", "trusted_proxies", "workers", "catch_up_tasks",
+        "scheduler"}
 EMAIL_KEYS = {"enabled", "host", "port", "sender", "user", "password_file", "use_tls"}
 OIDC_KEYS = {"authorization_endpoint", "token_endpoint", "user_endpoint", "jwks_endpoint",
              "client_id", "client_secret_file", "sign_algo", "verify_ssl"}
@@ -422,4 +428,5 @@ def coldfront_from_mapping(data: Any) -> ColdFrontSettings:
         workers=v.whole_number(f"{SECTION}.workers", data["workers"], 1, 256)
         if "workers" in data else 0,
         catch_up_tasks=v.boolean(f"{SECTION}.catch_up_tasks", data.get("catch_up_tasks", False)),
+        scheduler=v.boolean(f"{SECTION}.scheduler", data.get("scheduler", True)),
     )

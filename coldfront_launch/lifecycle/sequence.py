@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from coldfront_launch import plugins
 from coldfront_launch.changes.host import HostChanges
-from coldfront_launch.coldfront import appdata, hardening, tls
+from coldfront_launch.coldfront import appdata, hardening, scheduler, tls
 from coldfront_launch.config.settings import Settings
 from coldfront_launch.errors import ConfigError
 from coldfront_launch.types import Bind, Endpoint, InstanceInfo, LaunchContext, Problem
@@ -91,6 +91,7 @@ class LaunchSequence:
         """binds → pre_start → start_options: the host is ready for ``instance start``."""
         core_specs = self._bind_specs(host, [*hardening.binds(self.settings),
                                              *tls.binds(self.settings),
+                                             *scheduler.binds(self.settings),
                                              Bind(appdata.JOURNALD_DROPIN,
                                                   content=appdata.JOURNALD_CONF)])
         bind_specs = self._bind_specs(host, self.hooks.binds(self.ctx))

@@ -1,0 +1,39 @@
+"""``[coldfront] scheduler = false`` with the real Apptainer and ColdFront (issue 29,
+item 3): django-q2's cluster is masked and never runs, systemd inside is `running`
+(not degraded), ColdFront serves, and stop leaves the sandbox as it was."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.host.harness import Sandbox, TestHost, network_snapshot
+from tests.integration.conftest import instance_config
+
+pytestmark = pytest.mark.integration
+
+UNIT = "coldfront-qcluster.service"
+
+
+def test_scheduler_false_masks_the_cluster(testhost: TestHost, coldfront_image: str,
+                                           sandbox: Sandbox) -> None:
+    config = instance_config(testhost, "cfnosched", coldfront_image,
+                             "[coldfront]\nscheduler = false\n")
+    before = network_snapshot(sandbox.host, testhost)
+    try:
+        started = json.loads(testhost.cf(["start", "--json"], config, sandbox.host).stdout)
+        assert started["ready"] is True and started["system_state"] == "running", started
+        for verb, expected in (("is-enabled", "masked"), ("is-active", "inactive")):
+            found = testhost.run(["apptainer", "exec", "instance://cfnosched", "systemctl",
+                                  verb, UNIT], netns=sandbox.host, check=False).stdout
+            assert found.strip() == expected, (verb, found)
+        processes = testhost.run(["apptainer", "exec", "instance://cfnosched", "ps", "-eo",
+                                  "args"], netns=sandbox.host).stdout
+        assert "qcluster" not in processes
+        assert "gunicorn" in processes
+        status = testhost.cf(["status", "--json"], config, sandbox.host)
+        assert json.loads(status.stdout)["health"]["healthy"] is True
+    finally:
+        testhost.cf(["stop"], config, sandbox.host, check=False)
+    assert network_snapshot(sandbox.host, testhost) == before
