@@ -28,8 +28,9 @@ def test_scheduler_false_masks_the_cluster(testhost: TestHost, coldfront_image: 
             found = testhost.run(["apptainer", "exec", "instance://cfnosched", "systemctl",
                                   verb, UNIT], netns=sandbox.host, check=False).stdout
             assert found.strip() == expected, (verb, found)
-        processes = testhost.run(["apptainer", "exec", "instance://cfnosched", "ps", "-eo",
-                                  "args"], netns=sandbox.host).stdout
+        processes = testhost.run(["apptainer", "exec", "instance://cfnosched", "sh", "-c",
+                                  "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"],
+                                 netns=sandbox.host, check=False).stdout
         assert "qcluster" not in processes
         assert "gunicorn" in processes
         status = testhost.cf(["status", "--json"], config, sandbox.host)
