@@ -97,16 +97,18 @@ def read_env(state_dir: Path) -> dict[str, str] | None:
         return None
 
 
-def write_env(state_dir: Path, env: dict[str, str] | None = None) -> None:
-    """Render the env file from ``env``, keeping its ``SECRET_KEY`` (a new one the first
-    time). Written atomically (a 0600 file beside it, then renamed), owned by root."""
+def write_env(state_dir: Path, env: dict[str, str] | None = None,
+              secret_key: str = "") -> None:
+    """Render the env file from ``env`` with ``secret_key`` (the site's shared one), else
+    keeping its ``SECRET_KEY`` (a new one the first time). Written atomically (a 0600
+    file beside it, then renamed), owned by root."""
     old = read_env(state_dir) or {}
-    key = old.get("SECRET_KEY") or secrets.token_urlsafe(48)
+    key = secret_key or old.get("SECRET_KEY") or secrets.token_urlsafe(48)
     atomic.write_text(state_dir / ENV_FILE, env_text(key, env), mode=0o600)
 
 
 def ensure(state_dir: Path, owner: tuple[int, int] | None = None,
-           env: dict[str, str] | None = None) -> list[str]:
+           env: dict[str, str] | None = None, secret_key: str = "") -> list[str]:
     """Create the folders that are missing, render the env file from ``env`` (see
     :func:`write_env`); return the ``--bind`` specs.
 
@@ -122,7 +124,7 @@ def ensure(state_dir: Path, owner: tuple[int, int] | None = None,
     machine_id = state_dir / MACHINE_ID
     if not machine_id.exists():
         machine_id.write_text(uuid.uuid4().hex + "\n")
-    write_env(state_dir, env)
+    write_env(state_dir, env, secret_key)
     return binds(state_dir)
 
 

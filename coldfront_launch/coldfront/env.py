@@ -69,6 +69,23 @@ def host_names() -> list[str]:
     return names
 
 
+MIN_SECRET_KEY = 32  # characters; Django's own check asks for 50 of 5 kinds
+
+
+def secret_key(settings: Settings) -> str:
+    """``[coldfront] secret_key_file``'s key ("" without one: the instance keeps its own)."""
+    path = settings.coldfront.secret_key_file
+    if path is None:
+        return ""
+    setting = "coldfront.secret_key_file"
+    key = read_secret(setting, path)
+    if len(key) < MIN_SECRET_KEY:
+        raise ConfigError(setting, f"{path} holds {len(key)} characters, fewer than "
+                          f"{MIN_SECRET_KEY}", "write a long random key, e.g. `python3 -c "
+                          "'import secrets; print(secrets.token_urlsafe(48))' > FILE`")
+    return key
+
+
 def probe_host(settings: Settings) -> str:
     """A ``Host:`` header that ``allowed_hosts`` accepts, for readiness and ``status``."""
     hosts = settings.coldfront.allowed_hosts
@@ -230,11 +247,16 @@ def diff(old: dict[str, str] | None, new: dict[str, str], settings: Settings
     secret shows as ``*** -> ***``."""
     before = old or {}
     changes = []
+    shared = secret_key(settings)
     for name in sorted(set(before) | set(new) | {"SECRET_KEY"}):
         if name == "SECRET_KEY":
             if name not in before:
                 changes.append({"name": name, "change": "added", "old": None,
-                                "new": MASK + " (generated)"})
+                                "new": MASK + (" (secret_key_file)" if shared
+                                               else " (generated)")})
+            elif shared and before[name] != shared:
+                changes.append({"name": name, "change": "changed", "old": MASK,
+                                "new": MASK + " (secret_key_file)"})
             continue
         if before.get(name) == new.get(name):
             continue

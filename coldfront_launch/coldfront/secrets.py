@@ -34,6 +34,8 @@ def secret_files(settings: Settings) -> list[tuple[str, Path]]:
         found.append((f"{SECTION}.oidc.client_secret_file", cf.oidc.client_secret_file))
     if cf.database_url_file is not None:
         found.append((f"{SECTION}.database_url_file", cf.database_url_file))
+    if cf.secret_key_file is not None:
+        found.append((f"{SECTION}.secret_key_file", cf.secret_key_file))
     found += [(f"{SECTION}.extra_env_files.{name}", path)
               for name, path in cf.extra_env_files.items()]
     return found

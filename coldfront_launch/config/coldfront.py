@@ -101,6 +101,9 @@ class ColdFrontSettings:
     #: Run django-q2's cluster (scheduled tasks) here; False on all hosts but one when
     #: several serve one database (the unit is masked).
     scheduler: bool = True
+    #: ColdFront's SECRET_KEY from this file (shared by several hosts); None: generated
+    #: once per instance and kept in its env file.
+    secret_key_file: Path | None = None
 
     def to_raw(self) -> dict[str, Any]:
         raw: dict[str, Any] = {
@@ -129,6 +132,8 @@ class ColdFrontSettings:
             raw["catch_up_tasks"] = True
         if not self.scheduler:
             raw["scheduler"] = False
+        if self.secret_key_file is not None:
+            raw["secret_key_file"] = str(self.secret_key_file)
         if self.tls is not None:
             raw["tls"] = {"certificate": str(self.tls.certificate),
                           "key": str(self.tls.key), "hsts": self.tls.hsts}
@@ -138,7 +143,7 @@ class ColdFrontSettings:
 KEYS = {"center_name", "allowed_hosts", "time_zone", "debug", "debug_force", "email",
         "plugins", "oidc", "database_url", "database_url_file", "extra_env",
         "extra_env_files", "tls", "url", "trusted_proxies", "workers", "catch_up_tasks",
-        "scheduler"}
+        "scheduler", "secret_key_file"}
 EMAIL_KEYS = {"enabled", "host", "port", "sender", "user", "password_file", "use_tls"}
 OIDC_KEYS = {"authorization_endpoint", "token_endpoint", "user_endpoint", "jwks_endpoint",
              "client_id", "client_secret_file", "sign_algo", "verify_ssl"}
@@ -146,7 +151,8 @@ TLS_KEYS = {"certificate", "key", "hsts"}
 
 #: Variables the typed keys own: ``extra_env`` may not set them (``PLUGIN_*`` neither).
 MANAGED = {
-    "SECRET_KEY": "(generated once by cf-launch)", "STATIC_ROOT": "(fixed by the image)",
+    "SECRET_KEY": "secret_key_file",
+    "STATIC_ROOT": "(fixed by the image)",
     "DB_URL": "database_url", "ALLOWED_HOSTS": "allowed_hosts", "DEBUG": "debug",
     "CENTER_NAME": "center_name", "TIME_ZONE": "time_zone",
     "EMAIL_ENABLED": "email.enabled", "EMAIL_HOST": "email.host", "EMAIL_PORT": "email.port",
@@ -429,4 +435,6 @@ def coldfront_from_mapping(data: Any) -> ColdFrontSettings:
         if "workers" in data else 0,
         catch_up_tasks=v.boolean(f"{SECTION}.catch_up_tasks", data.get("catch_up_tasks", False)),
         scheduler=v.boolean(f"{SECTION}.scheduler", data.get("scheduler", True)),
+        secret_key_file=_secret_file(f"{SECTION}.secret_key_file", data["secret_key_file"])
+        if "secret_key_file" in data else None,
     )

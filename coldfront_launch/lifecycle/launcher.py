@@ -262,7 +262,7 @@ class Launcher:
         """ColdFront's data folder, env file and certificates, owned by the service account."""
         security = self.settings.security
         appdata.ensure(self.settings.state_dir, (security.uid, security.gid),
-                       siteenv.values(self.settings))
+                       siteenv.values(self.settings), siteenv.secret_key(self.settings))
 
     @contextlib.contextmanager
     def _undone_on_failure(self, what: str) -> Iterator[None]:
