@@ -49,5 +49,7 @@ class ExitCode(enum.IntEnum):
     UNHEALTHY = 15
     #: Interrupted by Ctrl-C (SIGINT).
     INTERRUPTED = 130
+    #: Ended by SIGTERM (``systemctl stop``, ``kill``); a start in progress undid itself.
+    TERMINATED = 143
     #: A bug in cf-launch or a plugin: please report it (``CF_LAUNCH_DEBUG=1`` shows a traceback).
     INTERNAL = 70

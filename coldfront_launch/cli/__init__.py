@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -42,10 +43,27 @@ class CfLaunch(click.Group):  # type: ignore[misc]  # click is not type-checked 
         except click.ClickException as err:
             if not output.current().json:
                 raise
-            where = err.ctx if getattr(err, "ctx", None) is not None else ctx
-            output.error(err.format_message(), f"see `{where.command_path} --help`",
-                         err.exit_code)
-            sys.exit(err.exit_code)
+            _json_refusal(err, ctx)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """The group's own options (``--color``, ``--config``…), refused as JSON too."""
+        output.current().json = output.wants_json(args)
+        try:
+            rest: list[str] = super().parse_args(ctx, args)
+            return rest
+        except click.ClickException as err:
+            if not output.current().json:
+                raise
+            _json_refusal(err, ctx)
+
+
+def _json_refusal(err: click.ClickException, ctx: click.Context) -> NoReturn:
+    """A refused command line with ``--json``: the red line, and the JSON error object."""
+    from coldfront_launch.cli.common import BadValue
+    where = err.ctx if getattr(err, "ctx", None) is not None else ctx
+    message = err.one_line() if isinstance(err, BadValue) else err.format_message()
+    output.error(message, f"see `{where.command_path} --help`", err.exit_code)
+    sys.exit(err.exit_code)
 
 
 @click.group(cls=CfLaunch, context_settings={"help_option_names": ["-h", "--help"]},
@@ -72,8 +90,9 @@ def cli(ctx: click.Context, config: Path | None, name: str | None,
     out = output.current()
     out.quiet = out.quiet or quiet
     ctx.color = output.color_choice(color)
+    output.CHOSEN[:] = [ctx.color]
     ctx.obj = {"config": config, "name": name, "state_root": state_root,
-               "name_source": "--name" if name is not None else None}
+               "name_source": "--name before the verb" if name is not None else None}
 
 
 for _module in (instance, image, embed, service, data, manage, plugins, info):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from coldfront_launch.cli import names, output
-from coldfront_launch.errors import LaunchError
+from coldfront_launch.errors import LaunchError, Terminated
 from coldfront_launch.exitcodes import ExitCode
 
 if TYPE_CHECKING:  # imported by the commands that use them: `--help` stays fast
@@ -39,6 +39,10 @@ def friendly(func: F) -> F:
             return func(*args, **kwargs)
         except LaunchError as err:
             fail(err)
+        except Terminated as err:
+            output.error("terminated (SIGTERM)", "what was in progress was undone",
+                         ExitCode.TERMINATED)
+            raise err
         except BrokenPipeError:  # `cf-launch ... | head`: the reader has all it wants
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(ExitCode.FAILURE)
@@ -114,8 +118,18 @@ def start_overrides(hooks: tuple[str, ...], image: Path | None) -> dict[str, Any
 
 def print_started(data: dict[str, Any]) -> None:
     inst = data["instance"]
-    click.echo(f"instance {inst['name']} running (pid {inst['pid']}"
-               + (f", ip {inst['ip']}" if inst["ip"] else "") + ")")
+    already = " already" if data.get("already_running") else ""
+    click.echo(f"instance {inst['name']}{already} running (pid {inst['pid']}"
+               + (f", ip {inst['ip']}" if inst["ip"] else "") + ")"
+               + ("; nothing to start" if already else ""))
+    if already:
+        health = data["health"]
+        if health["healthy"]:
+            click.echo(f"systemd: {data['system_state']}; ColdFront answers at {data['url']}")
+        else:
+            click.echo(f"warning: it is not healthy: {health['reason']} (`cf-launch status`"
+                       f" {inst['name']}; `cf-launch restart {inst['name']}`)", err=True)
+        return
     if data["ready"]:
         click.echo(f"systemd: {data['system_state']}; ColdFront answers at {data['url']} "
                    f"({data['seconds_to_ready']}s)")
@@ -129,13 +143,19 @@ class BadValue(click.BadParameter):  # type: ignore[misc]  # click is not type-c
 
     exit_code = ExitCode.CONFIG
 
-    def show(self, file: Any = None) -> None:
+    def one_line(self) -> str:
+        """``OPTION: why``, as cf-launch prints it (also in ``--json``'s error object)."""
         opts = list(getattr(self.param, "opts", None) or [])
         if getattr(self.param, "param_type_name", "") == "argument":
             name = self.param.human_readable_name.strip("[].")
         else:
             name = max(opts, key=len) if opts else (self.param_hint or "value")
-        click.secho(f"cf-launch: error: {name}: {self.message}", fg="red", err=True)
+        return f"{name}: {self.message}"
+
+    def show(self, file: Any = None) -> None:
+        # shown after click has left the command's context: the colour chosen is kept
+        click.secho(f"cf-launch: error: {self.one_line()}", fg="red", err=True,
+                    color=output.color())
         where = self.ctx.command_path if self.ctx is not None else "cf-launch"
         click.echo(f"hint: see `{where} --help`", err=True)
 
@@ -174,14 +194,15 @@ IMAGE_OPTION = click.option("--image", type=click.Path(path_type=Path),
 
 
 def instance_command(*options: Callable[..., Any], several: bool = False,
-                     epilog: str = "") -> Callable[[Callable[..., Any]], click.Command]:
+                     epilog: str = "", alone: dict[str, str] | None = None
+                     ) -> Callable[[Callable[..., Any]], click.Command]:
     """A command for one instance: ``[NAME]`` (``several``: ``[NAME]...``, the command run
     once per name), ``--name``, then ``options``, then ``--json`` and ``-q``; the click
     context first, one-line errors, and ``epilog`` (examples) at the end of ``--help``."""
     def wrap(func: Callable[..., Any]) -> click.Command:
         decorated: Any = friendly(func)
         if several:
-            decorated = names.each(decorated)
+            decorated = names.each(decorated, alone)
         decorated = click.pass_context(decorated)
         chain: list[Callable[..., Any]] = [names.arguments if several else names.argument,
                                            name_option, *options, json_option, quiet_option]

@@ -36,10 +36,13 @@ class RestoreCommand(click.Command):  # type: ignore[misc]  # click is not type-
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         words = [i for i, a in enumerate(args) if not a.startswith("-")
                  and (i == 0 or args[i - 1] != "--name")]
+        name = ""
         if len(words) >= 2:
-            ctx.meta["cf_launch.restore_name"] = args[words[0]]
+            name = args[words[0]]
             args = args[:words[0]] + args[words[0] + 1:]
         left: list[str] = super().parse_args(ctx, args)
+        if name:  # refused (exit 2) while the command line is read, like any NAME
+            names.use(ctx, name, "NAME")
         return left
 
 
@@ -57,8 +60,6 @@ class RestoreCommand(click.Command):  # type: ignore[misc]  # click is not type-
 def restore(ctx: click.Context, archive: Path, force: bool, as_json: bool) -> None:
     """Check a backup, then restore it into the stopped instance."""
     from coldfront_launch.operations.restore import restore as run_restore
-    if "cf_launch.restore_name" in ctx.meta:
-        names.use(ctx, ctx.meta["cf_launch.restore_name"], "NAME")
 
     result = run_restore(common.settings_of(ctx), archive, force, report=common.progress)
 

@@ -51,7 +51,7 @@ def config_show(ctx: click.Context, as_json: bool) -> None:
     from coldfront_launch.config.sources import show
     obj = ctx.obj
     shown = show(obj["config"], name=obj["name"], state_root=obj["state_root"],
-                 name_flag=obj.get("name_source") or "--name")
+                 name_flag="NAME" if obj.get("name_source") == "NAME" else "--name")
     emit(plain(shown.to_json()), as_json, lambda: print_shown(shown))
 
 
@@ -184,6 +184,8 @@ def _plugins(ours: str | None) -> tuple[list[dict[str, Any]], list[dict[str, str
     builtin = {name for name, _module in plugins.BUILTIN}
     dists = {ep.name: getattr(getattr(ep, "dist", None), "version", None)
              for ep in plugins._entry_points()}  # .dist: Python 3.10+
+    if any(version is None for version in dists.values()):  # Python 3.9: ask each one
+        dists.update(_versions_by_entry_point())
     found = [{"name": name, "module": plugins.plugin_origin(name),
               "version": ours if name in builtin else dists.get(name)}
              for name in plugins.available()]
@@ -194,3 +196,18 @@ def _plugins(ours: str | None) -> tuple[list[dict[str, Any]], list[dict[str, str
 
 
 COMMANDS = [config_group, version]
+
+
+def _versions_by_entry_point() -> dict[str, str]:
+    """Each cf-launch entry point's distribution version, from the distributions' own
+    metadata (Python 3.9's entry points do not say which distribution they are in)."""
+    from importlib import metadata
+
+    from coldfront_launch import plugins
+    group = plugins.GROUP
+    found: dict[str, str] = {}
+    for dist in metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group == group:
+                found.setdefault(ep.name, dist.version)
+    return found

@@ -55,7 +55,23 @@ def start(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, no_wai
         if strict:
             raise
         started = _already_running(launcher.settings)
+        _warn_if_asked_otherwise(started, launcher.settings, hooks, image)
     emit(started, as_json, lambda: print_started(started))
+
+
+def _warn_if_asked_otherwise(started: dict[str, Any], settings: Settings,
+                             hooks: tuple[str, ...], image: Path | None) -> None:
+    """``start --image``/``--hook`` of a running instance: what it asked takes effect only
+    with a restart; say so rather than keep quiet."""
+    from coldfront_launch.cli.output import progress
+    name = settings.name
+    running = str(started["instance"]["image"])
+    if image is not None and str(image.absolute()) != running:
+        progress(f"warning: {name} runs {running}; --image {image} takes effect with "
+                 f"`cf-launch restart {name} --image {image}`")
+    if hooks and list(hooks) != started.get("hooks"):
+        progress(f"warning: {name} runs with hooks {', '.join(started.get('hooks') or [])}; "
+                 f"--hook takes effect with `cf-launch restart {name}`")
 
 
 def _already_running(settings: Settings) -> dict[str, Any]:
@@ -65,7 +81,7 @@ def _already_running(settings: Settings) -> dict[str, Any]:
     return {"instance": data["instance"], "changes": [], "timings": {},
             "ready": data["health"]["healthy"], "system_state": data["system_state"] or "",
             "failed_units": [], "url": data["url"] or "", "seconds_to_ready": None,
-            "already_running": True, "health": data["health"]}
+            "already_running": True, "health": data["health"], "hooks": data["hooks"]}
 
 
 @instance_command(
@@ -117,7 +133,7 @@ def restart(ctx: click.Context, hooks: tuple[str, ...], image: Path | None,
 @instance_command(click.option("--all", "every", is_flag=True,
                               help="Every instance cf-launch started, running or not, "
                                    "as a table (a list with --json)."),
-                  several=True, epilog="""
+                  several=True, alone={"every": "--all"}, epilog="""
     cf-launch status coldfront          # exit 0 only when running and healthy
     cf-launch status --json | jq .health
     cf-launch status --all              # a table of every instance cf-launch started

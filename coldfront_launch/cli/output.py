@@ -57,6 +57,16 @@ def color_choice(choice: str) -> bool | None:
     return None
 
 
+#: ``--color`` as the group read it (None: not read yet, or auto): for messages shown
+#: after click has left the command's context.
+CHOSEN: list[bool | None] = []
+
+
+def color() -> bool | None:
+    """The colour setting in force: ``--color`` once read, else ``NO_COLOR``'s."""
+    return CHOSEN[-1] if CHOSEN else color_choice("auto")
+
+
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
@@ -73,7 +83,7 @@ def result(data: Any) -> None:
 def error(message: str, hint: str, code: int, details: str = "") -> None:
     """An error: one red line and a hint on stderr; with ``--json`` also this object on
     stdout, so that a script reading stdout always gets JSON."""
-    click.secho(f"cf-launch: error: {message}", fg="red", err=True)
+    click.secho(f"cf-launch: error: {message}", fg="red", err=True, color=color())
     if details:
         click.echo(details, err=True)
     if hint:
@@ -106,12 +116,13 @@ def exit_code_of(err: SystemExit) -> int:
     return code if isinstance(code, int) else ExitCode.FAILURE
 
 
-def flush_collected(codes: list[int]) -> None:
-    """Print the list of several instances' results; exit with the first failure's code."""
+def flush_collected(codes: list[int], last_wins: bool = False) -> None:
+    """Print the list of several instances' results; exit with the first failure's code
+    (``last_wins``: the last one's, an interruption's)."""
     out = current()
     collected, out.collected = out.collected, None
     if collected is not None:
         echo_json(collected)
-    failed = next((c for c in codes if c), 0)
+    failed = codes[-1] if last_wins else next((c for c in codes if c), 0)
     if failed:
         sys.exit(failed)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from coldfront_launch.coldfront import appdata, workers
 from coldfront_launch.config import files
 from coldfront_launch.config.coldfront import (
+    ENV_SECRET_WORDS,
     SECTION,
     ColdFrontSettings,
     database_url,
@@ -33,7 +34,7 @@ MASK = "***"
 #: Variables whose values are never shown.
 SECRETS = {"SECRET_KEY", "EMAIL_HOST_PASSWORD", "OIDC_RP_CLIENT_SECRET"}
 #: Words in an ``extra_env`` name that make it a secret too.
-SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "CREDENTIAL", "PRIVATE")
+SECRET_WORDS = ENV_SECRET_WORDS
 
 
 def read_secret(setting: str, path: Path) -> str:
@@ -224,7 +225,8 @@ def is_secret(name: str, settings: Settings) -> bool:
     cf = settings.coldfront
     return (name in SECRETS or name in cf.extra_env_files
             or (name == "DB_URL" and cf.database_url_file is not None)
-            or any(word in name for word in SECRET_WORDS))
+            or any(word in name for word in SECRET_WORDS)
+            or any(part in ("PW", "PWD", "PASSWD") for part in name.split("_")))
 
 
 def mask_value(name: str, value: str, settings: Settings) -> str:

@@ -140,6 +140,10 @@ class ColdFrontSettings:
         return raw
 
 
+#: A variable whose name holds one of these is a secret: masked in ``plan`` and
+#: ``config show``.
+ENV_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "CREDENTIAL", "PRIVATE")
+
 KEYS = {"center_name", "allowed_hosts", "time_zone", "debug", "debug_force", "email",
         "plugins", "oidc", "database_url", "database_url_file", "extra_env",
         "extra_env_files", "tls", "url", "trusted_proxies", "workers", "catch_up_tasks",

@@ -30,7 +30,7 @@ MASK = "********"
 #: The global flags that override a setting, by the setting they override.
 FLAGS = {"name": "--name", "state_root": "--state-root"}
 #: Words that make a key a secret's (matched against the key's ``_``/``-`` separated words).
-SECRET_WORDS = frozenset({"secret", "secrets", "password", "passwd", "passphrase", "pwd",
+SECRET_WORDS = frozenset({"secret", "secrets", "password", "passwd", "passphrase", "pwd", "pw",
                           "token", "tokens", "key", "keys", "apikey", "credential",
                           "credentials"})
 #: Settings that hold the value of a secret although their name does not say so.
@@ -146,12 +146,27 @@ def is_secret(path: Key) -> bool:
         return True
     if path in PATH_KEYS or any(part.lower().endswith(("_file", "_files")) for part in path):
         return False
-    words = re.split(r"[_\-.\s]+", path[-1].lower())
-    return any(word in SECRET_WORDS for word in words)
+    return secret_name(path[-1])
+
+
+def secret_name(key: str) -> bool:
+    """A key naming a secret: one of its words (``_``, ``-``, ``.``, camelCase) is in
+    :data:`SECRET_WORDS`, or it holds one of ColdFront's env secret words anywhere
+    (``PASSWORD``, ``PRIVATE``…, as ``plan`` masks them)."""
+    from coldfront_launch.config.coldfront import ENV_SECRET_WORDS as ENV_WORDS
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)
+    words = re.split(r"[_\-.\s]+", spaced.lower())
+    return any(word in SECRET_WORDS for word in words) or \
+        any(word in key.upper() for word in ENV_WORDS)
 
 
 def masked(path: Key, value: Any) -> Any:
-    """``value``, or :data:`MASK` for a secret that is set (an unset one stays visible)."""
+    """``value``, or :data:`MASK` for a secret that is set (an unset one stays visible);
+    in a list, each table's secret keys masked the same way."""
     if is_secret(path) and value not in (None, "", [], {}):
         return MASK
+    if isinstance(value, list):
+        return [masked((*path, str(i)), item) if not isinstance(item, dict) else
+                {k: masked((*path, k), v) for k, v in item.items()} for i, item in
+                enumerate(value)]
     return value

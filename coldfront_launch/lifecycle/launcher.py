@@ -83,6 +83,7 @@ class Started:
             "failed_units": ready.failed_units if ready else [],
             "url": ready.url if ready else "",
             "seconds_to_ready": round(ready.seconds, 1) if ready else None,
+            "already_running": False,
         }
 
 

@@ -119,6 +119,20 @@ def test_secrets_are_masked_and_paths_are_not(tmp_path: Path, work: Path) -> Non
     assert 'coldfront.database_url = "********"' in human.stdout
 
 
+def test_what_plan_masks_config_show_masks_too(tmp_path: Path, work: Path) -> None:
+    """Secret words anywhere in the name (as ``plan`` masks env values), camelCase, and
+    tables inside lists (a plugin's list of servers)."""
+    (work / "cf-launch.toml").write_text(
+        '[coldfront.extra_env]\nLDAP_BINDPASSWORD = "leak1"\nSLURM_PRIVATE = "leak2"\n'
+        'LDAP_BIND_PW = "leak3"\n'
+        '[hook.bridge]\nbindPassword = "leak4"\nservers = [{host = "a", password = "leak5"}]\n')
+    result = invoke(["--state-root", str(tmp_path / "state"), "config", "show", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert "leak" not in result.stdout
+    servers = json.loads(result.stdout)["settings"]["hook.bridge.servers"]["value"]
+    assert servers == [{"host": "a", "password": "********"}]
+
+
 @pytest.mark.parametrize(("path", "secret"), [
     (("coldfront", "database_url"), True),
     (("coldfront", "extra_env", "SECRET_KEY_BASE"), True),

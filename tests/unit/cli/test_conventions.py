@@ -69,7 +69,7 @@ def test_names_as_arguments_on_every_verb_and_name_as_a_synonym(cf) -> None:  # 
 def test_two_different_names_are_refused(cf) -> None:  # type: ignore[no-untyped-def]
     result = cf("--name", "a", "status", "b")
     assert result.exit_code == ExitCode.CONFIG
-    assert "two instance names, 'a' (--name) and 'b' (NAME)" in result.stderr
+    assert "two instance names, 'a' (--name before the verb) and 'b' (NAME)" in result.stderr
     bad = cf("status", "no/such", "--json")
     assert bad.exit_code == ExitCode.CONFIG
     assert "not a valid instance name" in valid(json.loads(bad.stdout), "error")["error"]
@@ -305,3 +305,106 @@ def test_a_status_from_another_namespace_says_how_to_read_it_there() -> None:
     assert "repair" not in hint
     assert drift_hint("nat: chain CF-LAUNCH-1-DNAT missing", "cf") == \
         "`cf-launch repair` puts it back"
+
+
+# --- what a newcomer's review found ------------------------------------------------------
+
+def test_restore_refuses_a_bad_name_as_a_bad_argument(cf) -> None:  # type: ignore[no-untyped-def]
+    for args in (("restore", "no/x", "/x.tgz"), ("--name", "a", "restore", "b", "/x.tgz"),
+                 ("restore", "/backups/x.tar.gz", "coldfront")):
+        result = cf(*args, "--json")
+        assert result.exit_code == ExitCode.CONFIG, (args, result.output)
+        assert valid(json.loads(result.stdout), "error")["code_name"] == "config"
+
+
+def test_two_name_options_are_refused(cf) -> None:  # type: ignore[no-untyped-def]
+    result = cf("--name", "a", "stop", "--name", "b")
+    assert result.exit_code == ExitCode.CONFIG
+    assert "'a' (--name before the verb) and 'b' (--name)" in result.stderr
+    assert cf("--name", "a", "stop", "--name", "a").exit_code == 0, "the same name twice"
+
+
+def test_status_all_takes_no_names(cf) -> None:  # type: ignore[no-untyped-def]
+    result = cf("status", "--all", "a", "b", "--json")
+    assert result.exit_code == ExitCode.CONFIG
+    assert "--all takes no instance names" in valid(json.loads(result.stdout), "error")["error"]
+
+
+def test_group_option_refusals_are_json_too(cf) -> None:  # type: ignore[no-untyped-def]
+    for args in (("--color", "purple", "status", "--json"), ("--json", "status")):
+        result = cf(*args)
+        assert result.exit_code == ExitCode.CONFIG, (args, result.output)
+        valid(json.loads(result.stdout), "error")
+
+
+def test_json_error_messages_read_as_on_stderr(cf) -> None:  # type: ignore[no-untyped-def]
+    result = cf("stop", "--wait", "-1", "--json")
+    error = valid(json.loads(result.stdout), "error")["error"]
+    assert error.startswith("--wait: ") and f"cf-launch: error: {error}" in result.stderr
+
+
+def test_start_of_a_running_instance_says_so_and_warns_when_unhealthy(cf, tmp_path: Path  # type: ignore[no-untyped-def]
+                                                                      ) -> None:
+    fresh = json.loads(cf("start", "--json").stdout)
+    assert valid(fresh, "start")["already_running"] is False
+    again = cf("start")
+    assert "instance coldfront already running" in again.stdout and "None" not in again.stdout
+    sick = cf("start", env={"FAKE_APPTAINER_SYSTEM_STATE": "degraded"})
+    assert sick.exit_code == 0
+    assert "warning: it is not healthy: systemd inside is degraded" in sick.stderr
+    other = tmp_path / "other.sif"
+    other.write_bytes((tmp_path / "coldfront.sif").read_bytes())
+    asked = cf("start", "--image", str(other))
+    assert f"--image {other} takes effect with `cf-launch restart" in asked.stderr
+
+
+def test_sigterm_ends_a_run_of_several_names(cf, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from coldfront_launch.errors import Terminated
+    from coldfront_launch.lifecycle import launcher as launcher_module
+    asked: list[str] = []
+
+    def terminated(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        asked.append(self.settings.name)
+        raise Terminated(143)
+    monkeypatch.setattr(launcher_module.Launcher, "stop", terminated)
+    result = cf("stop", "a", "b", "--json")
+    assert result.exit_code == ExitCode.TERMINATED and asked == ["a"], "b was not stopped"
+    assert valid(json.loads(result.stdout)[0], "error")["code_name"] == "terminated"
+
+
+def test_exec_options_and_names_in_any_order(tmp_path: Path, fake_apptainer: Path) -> None:
+    state = json.dumps({"coldfront": {"instance": "coldfront", "pid": 1, "img": "x",
+                                      "ip": ""}})
+    Path(os.environ["FAKE_APPTAINER_STATE"]).write_text(state)
+    for args in (["exec", "--name", "coldfront", "pwd"], ["--name", "coldfront", "exec", "pwd"],
+                 ["exec", "coldfront", "--pwd", str(tmp_path), "pwd"]):
+        result = run(args, tmp_path)
+        assert result.returncode == 0, (args, result.stderr)
+        assert result.stdout.strip() in ("/", str(tmp_path)), args
+    moved = run(["exec", "coldfront", "--pwd", str(tmp_path), "pwd"], tmp_path)
+    assert moved.stdout.strip() == str(tmp_path), "--pwd after NAME is cf-launch's option"
+
+
+def test_completion_reads_the_settings_state_root(tmp_path: Path) -> None:
+    root = tmp_path / "elsewhere"
+    (root / "cfsite").mkdir(parents=True)
+    (root / "cfsite" / "journal.jsonl").write_text("")
+    config = tmp_path / "site.toml"
+    config.write_text(f'state_root = "{root}"\n')
+    env = {"_CF_LAUNCH_COMPLETE": "bash_complete",
+           "COMP_WORDS": f"cf-launch --config {config} stop cfsite ", "COMP_CWORD": "5"}
+    again = run([], tmp_path, **env)
+    assert "cfsite" not in again.stdout, "a name already given is not offered again"
+    env["COMP_WORDS"], env["COMP_CWORD"] = f"cf-launch --config {config} stop c", "4"
+    assert "plain,cfsite" in run([], tmp_path, **env).stdout
+
+
+def test_color_is_kept_for_refusals_shown_after_the_command(cf) -> None:  # type: ignore[no-untyped-def]
+    red = "\x1b[31m"
+    runner = new_runner()
+    never = runner.invoke(cli, ["--color", "never", "status", "no/x"], color=True)
+    assert never.exit_code == ExitCode.CONFIG and red not in never.stderr
+    always = runner.invoke(cli, ["--color", "always", "status", "no/x"])
+    assert red in always.stderr
+    quiet = runner.invoke(cli, ["status", "no/x"], env={"NO_COLOR": "1"}, color=True)
+    assert red not in quiet.stderr
