@@ -2,8 +2,9 @@
 allocation expiry, e-mails) runs in this instance.
 
 Several instances on one database (hosts behind a load balancer) must run it once, or each
-task runs once per host: ``scheduler = false`` on all but one masks its unit, with
-``/dev/null`` bound over the unit file (systemd's own way of masking), so it never starts."""
+task runs once per host: ``scheduler = false`` on all but one binds ``/dev/null`` over its
+unit file: systemd then finds no such unit (``LoadState=not-found``), so it never starts,
+and nothing that wants it fails (the system stays ``running``)."""
 
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ class ColdFrontSettings:
     #: django-q2 replays the scheduled runs missed while ColdFront was down.
     catch_up_tasks: bool = False
     #: Run django-q2's cluster (scheduled tasks) here; False on all hosts but one when
-    #: several serve one database (the unit is masked).
+    #: several serve one database (its unit file is hidden under /dev/null).
     scheduler: bool = True
     #: ColdFront's SECRET_KEY from this file (shared by several hosts); None: generated
     #: once per instance and kept in its env file.

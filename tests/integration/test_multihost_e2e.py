@@ -80,6 +80,9 @@ def hosts() -> Iterator[Hosts]:
     second = Sandbox(first.host[:-1] + "b", first.client, 72)
     _ip("netns", "add", second.host)
     try:
+        subprocess.run(["nsenter", f"--net=/run/netns/{second.host}", "sysctl", "-qw",
+                        "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0"],
+                       check=True)
         _ip("-n", second.host, "link", "set", "lo", "up")
         _ip("-n", second.host, "link", "add", "ext0", "type", "veth", "peer", "name", "ext1",
             "netns", second.client)
@@ -88,6 +91,7 @@ def hosts() -> Iterator[Hosts]:
         _ip("-n", second.host, "link", "set", "ext0", "up")
         _ip("-n", second.client, "link", "set", "ext1", "up")
         _ip("-n", second.host, "route", "add", "default", "via", second.client_addr)
+        second.settle()  # its link-local IPv6 address in place: snapshots are final
         yield Hosts(first, second)
     finally:
         subprocess.run(["ip", "netns", "del", second.host], capture_output=True, check=False)
