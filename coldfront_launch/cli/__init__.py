@@ -29,6 +29,10 @@ from coldfront_launch.cli import (
 from coldfront_launch.cli.common import Choice, examples
 from coldfront_launch.errors import Terminated
 
+#: click 8.2+'s "no arguments: show the help" (8.1 shows it without an exception).
+HELP_ONLY: tuple[type[BaseException], ...] = tuple(
+    c for c in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if c is not None)
+
 
 class CfLaunch(click.Group):  # type: ignore[misc]  # click is not type-checked here
     """The group: with ``--json``, a refused command line (an unknown option, a bad value,
@@ -40,10 +44,10 @@ class CfLaunch(click.Group):  # type: ignore[misc]  # click is not type-checked 
         output.current().json = output.wants_json([*rest, *ctx.args])
         try:
             return super().invoke(ctx)
+        except HELP_ONLY:
+            raise  # `cf-launch` alone, `cf-launch service`: click shows the help
         except click.ClickException as err:
-            if not output.current().json:
-                raise
-            _json_refusal(err, ctx)
+            _refusal(err, ctx)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """The group's own options (``--color``, ``--config``…), refused as JSON too."""
@@ -51,14 +55,16 @@ class CfLaunch(click.Group):  # type: ignore[misc]  # click is not type-checked 
         try:
             rest: list[str] = super().parse_args(ctx, args)
             return rest
+        except HELP_ONLY:
+            raise  # `cf-launch` alone, `cf-launch service`: click shows the help
         except click.ClickException as err:
-            if not output.current().json:
-                raise
-            _json_refusal(err, ctx)
+            _refusal(err, ctx)
 
 
-def _json_refusal(err: click.ClickException, ctx: click.Context) -> NoReturn:
-    """A refused command line with ``--json``: the red line, and the JSON error object."""
+def _refusal(err: click.ClickException, ctx: click.Context) -> NoReturn:
+    """A refused command line (an unknown option, a missing or extra argument, a bad
+    value): cf-launch's one red line and a hint, as for every other error (not click's
+    usage block); with ``--json`` also the JSON error object."""
     from coldfront_launch.cli.common import BadValue
     where = err.ctx if getattr(err, "ctx", None) is not None else ctx
     message = err.one_line() if isinstance(err, BadValue) else err.format_message()

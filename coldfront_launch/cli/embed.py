@@ -51,7 +51,8 @@ def prepare(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, form
     if as_json:
         if ctx.get_parameter_source("form") == click.core.ParameterSource.COMMANDLINE \
                 and form != "json":
-            raise ConfigError("--json", f"is --format json; --format {form} says otherwise")
+            raise ConfigError("--json", f"is --format json; --format {form} says otherwise",
+                              "give one of them")
         form = "json"
     launcher = launcher_of(ctx, **start_overrides(hooks, image))
 

@@ -54,9 +54,22 @@ def start(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, no_wai
     except InstanceRunningError:
         if strict:
             raise
+        _refuse_if_not_ours(launcher.settings)
         started = _already_running(launcher.settings)
         _warn_if_asked_otherwise(started, launcher.settings, hooks, image)
     emit(started, as_json, lambda: print_started(started))
+
+
+def _refuse_if_not_ours(settings: Settings) -> None:
+    """An instance that plain ``apptainer`` started: running, but not cf-launch's."""
+    from coldfront_launch.errors import InstanceRunningError
+    from coldfront_launch.lifecycle.status import known_names
+    if settings.name not in known_names(settings.state_root):
+        raise InstanceRunningError(
+            f"instance {settings.name} runs, but cf-launch did not start it (nothing "
+            f"recorded under {settings.state_root})",
+            f"stop it first (`apptainer instance stop {settings.name}`), or give cf-launch "
+            "another NAME")
 
 
 def _warn_if_asked_otherwise(started: dict[str, Any], settings: Settings,
@@ -229,7 +242,8 @@ def repair(ctx: click.Context, every: bool, as_json: bool) -> None:
                 continue
             done = [f"finished the start ({d})" for d in item.get("finished", [])]
             done += [f"restored {d}" for d in item["restored"]]
-            click.echo(f"{item['name']}: " + ("; ".join(done) if done else "nothing missing"))
+            if done or not item["cannot"]:
+                click.echo(f"{item['name']}: " + ("; ".join(done) or "nothing missing"))
             for found in item["cannot"]:
                 click.echo(f"{item['name']}: cannot restore {found}")
     emit(results, as_json, human)
@@ -243,8 +257,9 @@ def repair(ctx: click.Context, every: bool, as_json: bool) -> None:
 """)
 def plan(ctx: click.Context, hooks: tuple[str, ...], image: Path | None, as_json: bool) -> None:
     """Print the exact apptainer command and every host change `start` would make."""
-    from coldfront_launch.config.settings import config_files
-    files = [str(f) for f in config_files(ctx.obj["config"])]
+    from coldfront_launch.config.settings import LOCAL_CONFIG, config_files
+    files = [f"./{f}" if not f.is_absolute() and f == LOCAL_CONFIG else str(f)
+             for f in config_files(ctx.obj["config"])]
     result = launcher_of(ctx, **start_overrides(hooks, image)).plan()
 
     def human() -> None:

@@ -145,6 +145,10 @@ class ExecCommand(click.Command):  # type: ignore[misc]  # click is not type-che
     #: the options that take a value (their value is not NAME)
     valued = ("--name", "--pwd")
 
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        pieces: list[str] = [*super().collect_usage_pieces(ctx), "-- COMMAND..."]
+        return pieces
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if "--" in args:
             at = args.index("--")

@@ -213,9 +213,9 @@ def test_plan_names_the_files_it_read_first(cf, tmp_path: Path) -> None:  # type
     (tmp_path / "cf-launch.toml").write_text("ready_timeout = 11\n")  # a stray one
     result = cf("plan")
     first = result.stdout.splitlines()[0]
-    assert first == f"# settings read: cf-launch.toml, {tmp_path / 'cf.toml'}"
+    assert first == f"# settings read: ./cf-launch.toml, {tmp_path / 'cf.toml'}"
     assert json.loads(cf("plan", "--json").stdout)["config_files"] == [
-        "cf-launch.toml", str(tmp_path / "cf.toml")]
+        "./cf-launch.toml", str(tmp_path / "cf.toml")]
 
 
 def test_color_follows_no_color_and_the_option(cf) -> None:  # type: ignore[no-untyped-def]
@@ -408,3 +408,23 @@ def test_color_is_kept_for_refusals_shown_after_the_command(cf) -> None:  # type
     assert red in always.stderr
     quiet = runner.invoke(cli, ["status", "no/x"], env={"NO_COLOR": "1"}, color=True)
     assert red not in quiet.stderr
+
+
+def test_a_refused_command_line_is_one_line_and_a_hint(tmp_path: Path) -> None:
+    for args, said in ((["stop", "--bogus"], "No such option '--bogus'."),
+                       (["logs", "a", "b"], "Got unexpected extra argument (b)")):
+        result = run(args, tmp_path)
+        assert result.returncode == ExitCode.CONFIG
+        assert result.stderr.splitlines() == [f"cf-launch: error: {said}",
+                                              f"hint: see `cf-launch {args[0]} --help`"]
+    alone = run([], tmp_path)
+    assert "Usage: cf-launch [OPTIONS] COMMAND" in alone.stdout + alone.stderr, "the help"
+    assert "[NAME] -- COMMAND..." in run(["exec", "--help"], tmp_path).stdout
+
+
+def test_start_of_an_instance_plain_apptainer_started_is_refused(cf) -> None:  # type: ignore[no-untyped-def]
+    state = json.dumps({"plain": {"instance": "plain", "pid": 1, "img": "x", "ip": ""}})
+    Path(os.environ["FAKE_APPTAINER_STATE"]).write_text(state)
+    result = cf("start", "plain")
+    assert result.exit_code == ExitCode.RUNNING, result.output
+    assert "instance plain runs, but cf-launch did not start it" in result.stderr
