@@ -15,6 +15,7 @@ from tests.host.harness import HERE, ROOT, VENV, Sandbox, TestHost, network_snap
 from tests.integration.conftest import instance_config, recorded_subnet
 from tests.integration.test_bridge_e2e import FOREIGN_RULES
 from tests.integration.test_override_e2e import CAP_NET_ADMIN, config_for
+from tests.jsonschemas import valid
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +47,8 @@ def test_bridge_embedded(testhost: TestHost, coldfront_image: str, sandbox: Sand
         # prepare, the site's own start, attach: ColdFront answers through DNAT.
         own_start_with_prepare(testhost, sandbox.host, config, coldfront_image, "cfembed",
                                "--hook", "bridge")
-        attached = json.loads(testhost.cf(["attach", "--json"], config, sandbox.host).stdout)
+        attached = valid(json.loads(testhost.cf(["attach", "--json"], config,
+                                                sandbox.host).stdout), "start")
         assert attached["ready"] is True and attached["system_state"] == "running"
         ip = ipaddress.IPv4Address(attached["instance"]["ip"].split("/")[0])
         assert ip in recorded_subnet(testhost), "an address of cf-launch's own subnet"

@@ -15,6 +15,7 @@ import pytest
 
 from tests.host.harness import WORK, Sandbox, TestHost
 from tests.integration.conftest import STATE_ROOT, instance_config
+from tests.jsonschemas import valid
 
 pytestmark = pytest.mark.integration
 
@@ -206,7 +207,8 @@ def test_env_reaches_coldfront_exactly(testhost: TestHost, prod: Prod) -> None:
 def test_admin_create_is_idempotent_and_logs_in(testhost: TestHost, prod: Prod) -> None:
     args = ["admin", "create", "--username", "siteadmin", "--email", "admin@example.org",
             "--password-file", f"{TLS_DIR}/admin.pw", "--json"]
-    made = json.loads(testhost.cf(args, prod.config, prod.box.host).stdout)
+    made = valid(json.loads(testhost.cf(args, prod.config, prod.box.host).stdout),
+                 "admin-create")
     assert made == {"username": "siteadmin", "created": True, "superuser": True}
     again = testhost.cf(args, prod.config, prod.box.host, check=False)
     assert again.returncode == 1 and "user siteadmin already exists" in again.stderr

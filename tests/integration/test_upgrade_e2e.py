@@ -20,6 +20,7 @@ import pytest
 
 from tests.host.harness import WORK, Sandbox, TestHost, network_snapshot
 from tests.integration.conftest import CACHE_DIR, COLDFRONT_VERSION, STATE_ROOT
+from tests.jsonschemas import valid
 
 pytestmark = pytest.mark.integration
 
@@ -158,7 +159,7 @@ def test_upgrade_to_the_next_version_then_a_failing_one_rolls_back(testhost: Tes
     # 1. To the next version: built, backed up, booted, migrated, pinned.
     result = testhost.cf(["upgrade", "--coldfront-version", COLDFRONT_VERSION, "--json"],
                          site.config, site.box.host, timeout=1800)
-    done = json.loads(result.stdout)
+    done = valid(json.loads(result.stdout), "upgrade")
     assert done["upgraded"] is True, result.stderr
     assert (done["from"]["coldfront_version"], done["to"]["coldfront_version"]) == \
         (OLD, COLDFRONT_VERSION)

@@ -201,6 +201,10 @@ def test_prepare_json_is_format_json(cf) -> None:  # type: ignore[no-untyped-def
 
 def test_repair_and_hooks_json_have_their_shapes(cf) -> None:  # type: ignore[no-untyped-def]
     assert cf("start").exit_code == 0
+    restarted = cf("restart", "--json")
+    assert valid(json.loads(restarted.stdout), "start")["ready"] is True, restarted.output
+    every = cf("status", "--all", "--json")
+    assert [valid(row, "status")["name"] for row in json.loads(every.stdout)] == ["coldfront"]
     repaired = cf("repair", "--json")
     assert repaired.exit_code == 0, repaired.output
     assert valid(json.loads(repaired.stdout), "repair")[0]["restored"] == []
@@ -428,3 +432,17 @@ def test_start_of_an_instance_plain_apptainer_started_is_refused(cf) -> None:  #
     result = cf("start", "plain")
     assert result.exit_code == ExitCode.RUNNING, result.output
     assert "instance plain runs, but cf-launch did not start it" in result.stderr
+
+
+SHARED_SCHEMAS = {"restart": "start", "attach": "start", "admin create": "admin-create",
+                  "config show": "config-show"}
+
+
+def test_every_command_with_json_has_a_schema() -> None:
+    from tests.jsonschemas import SCHEMAS
+    with_json = [path for path, command in _commands(cli)
+                 if any("--json" in getattr(p, "opts", []) for p in command.params)]
+    assert len(with_json) >= 17, with_json
+    missing = [path for path in with_json
+               if not (SCHEMAS / f"{SHARED_SCHEMAS.get(path, path)}.schema.json").exists()]
+    assert missing == [], "add a schema to docs/schemas (and validate it in a test)"
