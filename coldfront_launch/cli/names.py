@@ -137,9 +137,10 @@ COMMAND = "cf_launch.command"
 
 class ExecCommand(click.Command):  # type: ignore[misc]  # click is not type-checked here
     """``VERB [NAME] [OPTIONS] -- COMMAND...``: the words after ``--`` are the command's
-    own. Without ``--``: the first word that is no option is NAME and the rest the command
-    (``exec``'s form before names were optional), or with ``name_first`` False all of
-    them are the command (``manage ARGS...``)."""
+    own. Without ``--``: the first word that is none of our options is NAME (unless
+    ``--name`` gave one), our options may follow it, and the rest is the command
+    (``exec``'s form before names were optional); with ``name_first`` False all of them
+    are the command (``manage ARGS...``)."""
 
     name_first = True
     #: the options that take a value (their value is not NAME)
