@@ -39,9 +39,6 @@ class CfLaunch(click.Group):  # type: ignore[misc]  # click is not type-checked 
     an extra argument) is a JSON error object on stdout too."""
 
     def invoke(self, ctx: click.Context) -> object:
-        # the words after the group's own options; click empties them before the callback
-        rest = getattr(ctx, "_protected_args", None) or getattr(ctx, "protected_args", [])
-        output.current().json = output.wants_json([*rest, *ctx.args])
         try:
             return super().invoke(ctx)
         except HELP_ONLY:
@@ -50,7 +47,8 @@ class CfLaunch(click.Group):  # type: ignore[misc]  # click is not type-checked 
             _refusal(err, ctx)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        """The group's own options (``--color``, ``--config``…), refused as JSON too."""
+        """Whether the command line asks for JSON, read first: then a refusal of the
+        group's own options (``--color``, ``--config``…) is JSON too."""
         output.current().json = output.wants_json(args)
         try:
             rest: list[str] = super().parse_args(ctx, args)

@@ -11,6 +11,7 @@ the last instance to stop."""
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import time
 
@@ -82,10 +83,8 @@ def address_of(instance: InstanceInfo, s: BridgeSettings) -> str:
     deadline = time.monotonic() + ADDRESS_WAIT
     while True:
         found = netinfo.global_ipv6_of(instance.pid)
-        if found:
-            import ipaddress
-            if s.subnet6 is not None and ipaddress.IPv6Address(found) in s.subnet6:
-                return found
+        if found and s.subnet6 is not None and ipaddress.IPv6Address(found) in s.subnet6:
+            return found
         if time.monotonic() >= deadline:
             raise HostChangeError(
                 f"instance {instance.name} has no IPv6 address in {s.subnet6}"
