@@ -23,6 +23,14 @@ def read(key: str) -> str:
         raise HostChangeError(f"cannot read sysctl {key}: {err.strerror}") from None
 
 
+def read_or_empty(key: str) -> str:
+    """:func:`read`, or "" when the key cannot be read (no such interface, no IPv6)."""
+    try:
+        return read(key)
+    except HostChangeError:
+        return ""
+
+
 def write(key: str, value: str) -> None:
     """Set ``key`` to ``value``."""
     try:

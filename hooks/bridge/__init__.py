@@ -196,10 +196,7 @@ def cf_launch_pre_start(ctx: LaunchContext, host: HostChanges) -> None:
 
 
 def _rp_filter(name: str) -> str:
-    try:
-        return sysctl.read(f"net.ipv4.conf.{name}.rp_filter")
-    except HostChangeError:
-        return ""
+    return sysctl.read_or_empty(f"net.ipv4.conf.{name}.rp_filter")
 
 
 def instance_ip(instance: InstanceInfo) -> str:

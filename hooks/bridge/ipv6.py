@@ -56,15 +56,8 @@ def pre_start(s: BridgeSettings, host: HostChanges, external: str) -> None:
     if s.subnet6 is None:
         return
     host.set_sysctl(FORWARDING, "1")
-    if _read(f"net.ipv6.conf.{external}.accept_ra") == "1":
+    if sysctl.read_or_empty(f"net.ipv6.conf.{external}.accept_ra") == "1":
         host.set_sysctl(f"net.ipv6.conf.{external}.accept_ra", "2")
-
-
-def _read(key: str) -> str:
-    try:
-        return sysctl.read(key)
-    except HostChangeError:
-        return ""
 
 
 def post_start(ctx: LaunchContext, s: BridgeSettings, host: HostChanges,

@@ -9,12 +9,13 @@ from typing import Any
 
 import jsonschema
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from coldfront_launch.cli import cli
 from coldfront_launch.config import sources
 from coldfront_launch.state import pin as imagepin
 from coldfront_launch.testing.sif import write_minimal_sif
+from tests.clirunner import split_runner
 from tests.jsonschemas import schema
 
 SCHEMA = schema("config-show")
@@ -26,11 +27,7 @@ def work(empty_work: Path) -> Path:
 
 
 def invoke(args: list[str]) -> Result:
-    try:
-        runner = CliRunner(mix_stderr=False)  # click 8.1 (Python 3.9)
-    except TypeError:
-        runner = CliRunner()
-    return runner.invoke(cli, args, catch_exceptions=False)
+    return split_runner().invoke(cli, args, catch_exceptions=False)
 
 
 def shown(tmp_path: Path, *options: str, after: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -14,24 +14,16 @@ from typing import Any
 
 import click
 import pytest
-from click.testing import CliRunner
 
 from coldfront_launch.cli import cli, names
 from coldfront_launch.exitcodes import ExitCode
 from coldfront_launch.state.instance import InstanceState
+from tests.clirunner import split_runner
 from tests.jsonschemas import valid
 from tests.unit.cli.test_cli import run
 from tests.unit.lifecycle.test_launcher import _config, recorder
 
 __all__ = ["recorder"]  # the fixture, shared with test_launcher
-
-def new_runner() -> CliRunner:
-    """stderr apart from stdout (click 8.1, on Python 3.9, mixes them unless told)."""
-    try:
-        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    except TypeError:  # click 8.2+: always apart
-        return CliRunner()
-
 
 @pytest.fixture
 def cf(tmp_path: Path, fake_apptainer: Path, recorder: Path,  # type: ignore[no-untyped-def]
@@ -40,7 +32,7 @@ def cf(tmp_path: Path, fake_apptainer: Path, recorder: Path,  # type: ignore[no-
     config = _config(tmp_path)
     monkeypatch.setenv("CF_LAUNCH_SYSTEM_CONFIG", str(tmp_path / "none"))
     monkeypatch.chdir(tmp_path)
-    runner = new_runner()
+    runner = split_runner()
 
     def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
         return runner.invoke(cli, ["--config", str(config), *args], env=env,
@@ -226,7 +218,7 @@ def test_color_follows_no_color_and_the_option(cf) -> None:  # type: ignore[no-u
     red = "\x1b[31m"
     assert red in cf("--color", "always", "stop", "--strict").stderr
     assert red not in cf("--color", "never", "stop", "--strict").stderr
-    runner = new_runner()
+    runner = split_runner()
     forced = runner.invoke(cli, ["--color", "always", "stop", "--strict"],
                            env={"NO_COLOR": "1"}, color=True)
     assert red in forced.stderr, "--color always wins over NO_COLOR"
@@ -262,7 +254,7 @@ def _commands(group: click.Group, path: str = "") -> list[tuple[str, click.Comma
 
 @pytest.mark.parametrize(("path", "command"), _commands(cli), ids=lambda x: str(x))
 def test_every_command_has_examples_in_its_help(path: str, command: click.Command) -> None:
-    result = new_runner().invoke(cli, [*path.split(), "--help"])
+    result = split_runner().invoke(cli, [*path.split(), "--help"])
     assert result.exit_code == 0
     assert re.search(r"Examples:\n +(cf-launch|apptainer|eval) ", result.output), path
 
@@ -405,7 +397,7 @@ def test_completion_reads_the_settings_state_root(tmp_path: Path) -> None:
 
 def test_color_is_kept_for_refusals_shown_after_the_command(cf) -> None:  # type: ignore[no-untyped-def]
     red = "\x1b[31m"
-    runner = new_runner()
+    runner = split_runner()
     never = runner.invoke(cli, ["--color", "never", "status", "no/x"], color=True)
     assert never.exit_code == ExitCode.CONFIG and red not in never.stderr
     always = runner.invoke(cli, ["--color", "always", "status", "no/x"])

@@ -11,11 +11,12 @@ from typing import Any
 
 import jsonschema
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from coldfront_launch.cli import cli
 from coldfront_launch.state import pin as imagepin
 from coldfront_launch.testing.sif import write_minimal_sif
+from tests.clirunner import split_runner
 from tests.jsonschemas import schema
 
 SCHEMA = schema("version")
@@ -30,12 +31,8 @@ def work(empty_work: Path, tmp_path: Path) -> Path:
 
 
 def invoke(tmp_path: Path, *args: str) -> Result:
-    try:
-        runner = CliRunner(mix_stderr=False)  # click 8.1 (Python 3.9)
-    except TypeError:
-        runner = CliRunner()
-    return runner.invoke(cli, ["--state-root", str(tmp_path / "state"), *args],
-                         catch_exceptions=False)
+    return split_runner().invoke(cli, ["--state-root", str(tmp_path / "state"), *args],
+                                 catch_exceptions=False)
 
 
 def version_json(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str]:

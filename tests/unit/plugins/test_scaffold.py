@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from coldfront_launch import Problem, hookimpl, plugins
 from coldfront_launch.cli import cli
 from coldfront_launch.plugins import SPEC_NAMES
+from tests.clirunner import split_runner
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -21,11 +21,7 @@ else:  # pragma: no cover
 
 
 def invoke(*args: str):  # type: ignore[no-untyped-def]
-    try:  # click 8.1 (Python 3.9) mixes stderr into output unless told otherwise
-        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    except TypeError:  # click 8.2+: stderr is always apart
-        runner = CliRunner()
-    return runner.invoke(cli, list(args))
+    return split_runner().invoke(cli, list(args))
 
 
 @pytest.mark.parametrize("name", ["", "Dns", "9dns", "-dns", "dns-", "a--b", "a_-b", "dns.x",
